@@ -1,0 +1,1 @@
+"""hostfs: a virtio-fs device backend in Python."""

@@ -1,0 +1,191 @@
+"""The contract between the translation core and a storage backend.
+
+A backend performs operations on *its own objects*; it knows nothing of FUSE
+nodeids, lookup counts or file-handle numbers, which the core keeps.  Objects
+and open handles are opaque to the core: whatever the backend returns from
+:meth:`Backend.lookup` comes back as ``obj`` in later calls, and whatever
+:meth:`Backend.open` returns comes back as ``handle``.
+
+Errors are raised as :class:`OSError` with ``errno`` set; the core turns them
+into FUSE error replies unchanged.  Every name is a single path component
+already checked by the core (no ``/``, not empty, not ``.``/``..``).
+
+Methods are async so that each backend chooses where work runs: the local
+backend does cheap syscalls inline, the NFS backend hops to a pool of libnfs
+contexts in worker threads.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
+
+BackendObject = Any
+"""An object the backend can operate on (an O_PATH fd, an NFS path record, ...)."""
+
+BackendHandle = Any
+"""An open file or directory on the backend."""
+
+
+class Backend(abc.ABC):
+    """Operations on one shared directory tree."""
+
+    #: Whether open()/create() handles support data I/O through os-level fds, used
+    #: only for messages; the core never looks inside handles.
+    name: str = "backend"
+
+    # -- lifetime -----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def root(self) -> tuple[BackendObject, Stat]:
+        """The shared directory itself."""
+
+    @abc.abstractmethod
+    def forget(self, obj: BackendObject) -> None:
+        """The core holds no more references to ``obj``: release what it pins."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release everything (the core has already released handles and objects)."""
+
+    # -- names --------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def lookup(self, parent: BackendObject, name: bytes) -> tuple[BackendObject, Stat]:
+        """Find ``name`` in ``parent`` without following a final symlink."""
+
+    @abc.abstractmethod
+    async def getattr(self, obj: BackendObject, handle: BackendHandle | None = None) -> Stat: ...
+
+    @abc.abstractmethod
+    async def setattr(
+        self,
+        obj: BackendObject,
+        changes: SetattrChanges,
+        handle: BackendHandle | None,
+        caller: Caller,
+    ) -> Stat:
+        """Apply ``changes`` (through ``handle`` when given) and return the new stat."""
+
+    @abc.abstractmethod
+    async def readlink(self, obj: BackendObject) -> bytes: ...
+
+    @abc.abstractmethod
+    async def mknod(
+        self, parent: BackendObject, name: bytes, mode: int, rdev: int, caller: Caller
+    ) -> tuple[BackendObject, Stat]:
+        """Create a regular file, fifo, socket or device node owned by ``caller``."""
+
+    @abc.abstractmethod
+    async def mkdir(
+        self, parent: BackendObject, name: bytes, mode: int, caller: Caller
+    ) -> tuple[BackendObject, Stat]: ...
+
+    @abc.abstractmethod
+    async def symlink(
+        self, parent: BackendObject, name: bytes, target: bytes, caller: Caller
+    ) -> tuple[BackendObject, Stat]: ...
+
+    @abc.abstractmethod
+    async def link(
+        self, obj: BackendObject, new_parent: BackendObject, new_name: bytes
+    ) -> tuple[BackendObject, Stat]: ...
+
+    @abc.abstractmethod
+    async def unlink(self, parent: BackendObject, name: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def rmdir(self, parent: BackendObject, name: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def rename(
+        self,
+        parent: BackendObject,
+        name: bytes,
+        new_parent: BackendObject,
+        new_name: bytes,
+        flags: int,
+    ) -> None:
+        """``renameat2``: ``flags`` is 0, RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2)."""
+
+    # -- files --------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self, obj: BackendObject, flags: int, caller: Caller) -> BackendHandle:
+        """Open for I/O; ``flags`` are open(2) flags (no O_CREAT)."""
+
+    @abc.abstractmethod
+    async def create(
+        self, parent: BackendObject, name: bytes, flags: int, mode: int, caller: Caller
+    ) -> tuple[BackendObject, Stat, BackendHandle]:
+        """Create and open ``name`` (O_CREAT, plus O_EXCL if given) owned by ``caller``."""
+
+    @abc.abstractmethod
+    async def read(self, handle: BackendHandle, offset: int, buffers: Sequence[memoryview]) -> int:
+        """Fill ``buffers`` in order from ``offset``; return the bytes read (short at EOF)."""
+
+    @abc.abstractmethod
+    async def write(self, handle: BackendHandle, offset: int, buffers: Sequence[memoryview]) -> int:
+        """Write ``buffers`` in order at ``offset``; return the bytes written."""
+
+    @abc.abstractmethod
+    async def flush(self, handle: BackendHandle) -> None:
+        """close(2) of one descriptor of the handle: surface deferred write errors."""
+
+    @abc.abstractmethod
+    async def fsync(self, handle: BackendHandle, datasync: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def release(self, handle: BackendHandle) -> None:
+        """The last reference to the handle is gone: close it."""
+
+    @abc.abstractmethod
+    async def fallocate(self, handle: BackendHandle, mode: int, offset: int, length: int) -> None: ...
+
+    @abc.abstractmethod
+    async def lseek(self, handle: BackendHandle, offset: int, whence: int) -> int:
+        """SEEK_DATA / SEEK_HOLE (the kernel handles SEEK_SET/CUR/END itself)."""
+
+    @abc.abstractmethod
+    async def copy_file_range(
+        self,
+        handle_in: BackendHandle,
+        offset_in: int,
+        handle_out: BackendHandle,
+        offset_out: int,
+        length: int,
+    ) -> int: ...
+
+    # -- directories --------------------------------------------------------
+
+    @abc.abstractmethod
+    async def listdir(self, obj: BackendObject) -> list[DirEntry]:
+        """Every name in the directory except ``.`` and ``..``."""
+
+    @abc.abstractmethod
+    async def fsyncdir(self, obj: BackendObject, datasync: bool) -> None: ...
+
+    # -- whole file system -------------------------------------------------
+
+    @abc.abstractmethod
+    async def statfs(self, obj: BackendObject) -> StatFs: ...
+
+    @abc.abstractmethod
+    async def syncfs(self) -> None: ...
+
+    # -- extended attributes -----------------------------------------------
+
+    @abc.abstractmethod
+    async def setxattr(self, obj: BackendObject, name: bytes, value: bytes, flags: int) -> None: ...
+
+    @abc.abstractmethod
+    async def getxattr(self, obj: BackendObject, name: bytes) -> bytes: ...
+
+    @abc.abstractmethod
+    async def listxattr(self, obj: BackendObject) -> list[bytes]: ...
+
+    @abc.abstractmethod
+    async def removexattr(self, obj: BackendObject, name: bytes) -> None: ...
