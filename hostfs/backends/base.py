@@ -143,7 +143,9 @@ class Backend(abc.ABC):
         """The last reference to the handle is gone: close it."""
 
     @abc.abstractmethod
-    async def fallocate(self, handle: BackendHandle, mode: int, offset: int, length: int) -> None: ...
+    async def fallocate(
+        self, handle: BackendHandle, mode: int, offset: int, length: int
+    ) -> None: ...
 
     @abc.abstractmethod
     async def lseek(self, handle: BackendHandle, offset: int, whence: int) -> int:

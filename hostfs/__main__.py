@@ -1,0 +1,5 @@
+import sys
+
+from hostfs.cli import main
+
+sys.exit(main())

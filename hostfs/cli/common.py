@@ -1,0 +1,124 @@
+"""Flags every subcommand shares, spelled as virtiofsd spells them.
+
+libvirt and scripts written for virtiofsd pass ``--shared-dir``/``-o source=``,
+``--cache``, ``--xattr``, ``--log-level`` ...; hostfs accepts the same words
+with the same meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import NoReturn
+
+from hostfs.core.options import CACHE_POLICIES, FsOptions
+
+LOG_LEVELS = {
+    # virtiofsd's names (Rust: error/warn/info/debug/trace/off; C: err/warn/info/debug)
+    "error": logging.ERROR,
+    "err": logging.ERROR,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+    "off": logging.CRITICAL + 1,
+}
+
+
+class UsageError(Exception):
+    """Wrong input from the command line: printed as one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shared-dir",
+        metavar="DIR|URL",
+        help="the directory to share, or an NFS export as a libnfs URL "
+        "(nfs://server/export[?version=3&...])",
+    )
+    parser.add_argument(
+        "-o",
+        dest="compat_options",
+        action="append",
+        default=[],
+        metavar="OPT[,OPT...]",
+        help="virtiofsd-style options: source=DIR, cache=auto|always|never, xattr, "
+        "no_xattr, writeback, no_writeback, posix_lock, no_posix_lock, flock, no_flock",
+    )
+    parser.add_argument(
+        "--cache",
+        choices=sorted(CACHE_POLICIES),
+        help="how long the kernel may cache names, attributes and data: "
+        "never (0 s, direct I/O), auto (1 s; the default, as in virtiofsd), always (1 day)",
+    )
+    parser.add_argument(
+        "--xattr", action="store_true", default=None, help="enable extended attributes"
+    )
+    parser.add_argument(
+        "--writeback",
+        action="store_true",
+        default=None,
+        help="let the kernel cache writes (FUSE_WRITEBACK_CACHE); off by default, as in virtiofsd",
+    )
+    parser.add_argument(
+        "--no-readdirplus",
+        dest="readdirplus",
+        action="store_false",
+        help="answer READDIR only, never READDIRPLUS",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=sorted(LOG_LEVELS),
+        default="info",
+        help="log verbosity (default: info)",
+    )
+
+
+def _apply_compat_options(args: argparse.Namespace) -> None:
+    """Fold ``-o a,b=c`` into the long flags; the long flags win."""
+    locks = None
+    for chunk in args.compat_options:
+        for item in filter(None, chunk.split(",")):
+            key, _, value = item.partition("=")
+            if key == "source":
+                args.shared_dir = args.shared_dir or value
+            elif key == "cache" and value in CACHE_POLICIES:
+                args.cache = args.cache or value
+            elif key in ("xattr", "no_xattr"):
+                args.xattr = key == "xattr" if args.xattr is None else args.xattr
+            elif key in ("writeback", "no_writeback"):
+                args.writeback = key == "writeback" if args.writeback is None else args.writeback
+            elif key in ("posix_lock", "no_posix_lock", "flock", "no_flock"):
+                locks = not key.startswith("no_") if locks is None else locks
+            else:
+                raise UsageError(f"unknown or malformed -o option {item!r}")
+    args.locks = True if locks is None else locks
+
+
+def filesystem_options(args: argparse.Namespace) -> FsOptions:
+    _apply_compat_options(args)
+    if not args.shared_dir:
+        raise UsageError("--shared-dir (or -o source=DIR) is required")
+    return FsOptions(
+        cache=CACHE_POLICIES[args.cache or "auto"],
+        xattr=bool(args.xattr),
+        writeback=bool(args.writeback),
+        locks=args.locks,
+        readdirplus=args.readdirplus,
+    )
+
+
+def configure_logging(level_name: str) -> None:
+    logging.basicConfig(
+        level=LOG_LEVELS[level_name],
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
