@@ -1,0 +1,185 @@
+"""Boot a guest under QEMU with a virtio-fs share served by a vhost-user-fs daemon.
+
+The daemon and QEMU each run in their own process group, and both groups are
+killed when the run ends for any reason (timeout, error, Ctrl-C): a test run
+never leaves an orphan QEMU or daemon behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from hostfs.guest.console import GuestReport, parse_console
+from hostfs.guest.daemons import daemon_command
+from hostfs.guest.initramfs import GuestSetup, build_initramfs
+from hostfs.guest.kernel import GuestKernel
+
+logger = logging.getLogger(__name__)
+
+QEMU = "qemu-system-x86_64"
+BOOT_MARKER = ".hostfs-guest-boot"
+SOCKET_WAIT_SECONDS = 10.0
+DAEMON_EXIT_GRACE_SECONDS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class GuestRun:
+    """Everything a run produced: the parsed report plus the raw evidence."""
+
+    report: GuestReport
+    console: str
+    daemon_log: str
+    timed_out: bool
+    qemu_status: int | None
+
+
+def qemu_command(
+    kernel: GuestKernel,
+    initrd: Path,
+    socket_path: Path,
+    tag: str,
+    *,
+    memory: str = "1G",
+    reboot: bool = False,
+    interactive: bool = False,
+) -> list[str]:
+    """QEMU under TCG (KVM cannot run a stock guest kernel on these hosts).
+
+    ``-no-reboot`` turns the guest's final ``poweroff -f``/panic into an exit;
+    a multi-boot run leaves it out so ``reboot -f`` resets the machine and the
+    vhost-user device with it.
+    """
+    command = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "2"]
+    command += ["-nodefaults", "-display", "none", "-serial", "mon:stdio" if interactive else "stdio"]
+    command += ["-kernel", str(kernel.vmlinuz), "-initrd", str(initrd)]
+    command += ["-append", "console=ttyS0 quiet panic=-1"]
+    command += ["-chardev", f"socket,id=char0,path={socket_path}"]
+    command += ["-device", f"vhost-user-fs-pci,queue-size=1024,chardev=char0,tag={tag}"]
+    command += ["-object", f"memory-backend-memfd,id=mem,size={memory},share=on"]
+    command += ["-numa", "node,memdev=mem"]
+    return command if reboot else [*command, "-no-reboot"]
+
+
+async def run_guest(
+    kernel: GuestKernel,
+    setup: GuestSetup,
+    shared_dir: Path,
+    daemon: str,
+    *,
+    timeout: float = 120.0,
+    cache: str = "auto",
+    echo: Callable[[str], None] | None = None,
+    interactive: bool = False,
+) -> GuestRun:
+    """Serve ``shared_dir`` with ``daemon``, boot the guest, run ``setup``'s workload.
+
+    ``echo`` sees the console text as it arrives; ``interactive`` hands the
+    terminal to the guest's console instead of capturing it.
+    """
+    (shared_dir / BOOT_MARKER).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hostfs-guest-") as scratch:
+        work = Path(scratch)
+        initrd = work / "initrd.gz"
+        initrd.write_bytes(build_initramfs(kernel, setup))
+        socket_path = work / "vhost-user-fs.sock"
+        daemon_log = work / "daemon.log"
+        with daemon_log.open("wb") as log:
+            server = await _spawn(
+                daemon_command(daemon, socket_path, shared_dir, cache), stdout=log
+            )
+        try:
+            await _wait_for_socket(socket_path, server, daemon_log)
+            command = qemu_command(
+                kernel, initrd, socket_path, setup.tag,
+                reboot=setup.boots > 1, interactive=interactive,
+            )
+            logger.debug("starting %s", " ".join(command))
+            console, timed_out, status = await _run_qemu(command, timeout, echo, interactive)
+        finally:
+            await _stop(server, grace=DAEMON_EXIT_GRACE_SECONDS)
+        return GuestRun(
+            parse_console(console),
+            console,
+            daemon_log.read_text(errors="replace"),
+            timed_out,
+            status,
+        )
+
+
+async def _spawn(command: list[str], **options: object) -> trio.Process:
+    return await trio.lowlevel.open_process(
+        command, start_new_session=True, stderr=subprocess.STDOUT, **options
+    )
+
+
+async def _wait_for_socket(socket_path: Path, server: trio.Process, log: Path) -> None:
+    with trio.move_on_after(SOCKET_WAIT_SECONDS):
+        while not socket_path.exists():
+            if server.poll() is not None:
+                raise RuntimeError(
+                    f"daemon exited with status {server.returncode} before listening:\n"
+                    + log.read_text(errors="replace")
+                )
+            await trio.sleep(0.05)
+        return
+    raise RuntimeError(f"daemon did not create {socket_path} within {SOCKET_WAIT_SECONDS} s")
+
+
+async def _run_qemu(
+    command: list[str],
+    timeout: float,
+    echo: Callable[[str], None] | None,
+    interactive: bool,
+) -> tuple[str, bool, int | None]:
+    """Console text, whether the timeout hit, and QEMU's exit status."""
+    chunks: list[str] = []
+    if interactive:
+        qemu = await trio.lowlevel.open_process(command, start_new_session=False)
+    else:
+        qemu = await _spawn(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        with trio.move_on_after(timeout) as deadline:
+            if qemu.stdout is not None:
+                async for data in qemu.stdout:
+                    text = data.decode(errors="replace")
+                    chunks.append(text)
+                    if echo is not None:
+                        echo(text)
+            await qemu.wait()
+    finally:
+        await _stop(qemu, grace=0)
+    return "".join(chunks), deadline.cancelled_caught, qemu.returncode
+
+
+async def _stop(process: trio.Process, grace: float) -> None:
+    """Let ``process`` exit on its own for ``grace`` seconds, then kill its whole group."""
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(grace):
+            await process.wait()
+        if process.returncode is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                _signal_group(process, sig)
+                with trio.move_on_after(2):
+                    await process.wait()
+                if process.returncode is not None:
+                    break
+        # A daemon that forked (virtiofsd's sandbox) may leave its group behind.
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: trio.Process, sig: signal.Signals) -> None:
+    """Signal the group ``process`` leads, or just ``process`` when it leads none."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        if process.returncode is None:
+            process.send_signal(sig)
