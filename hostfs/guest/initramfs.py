@@ -86,7 +86,9 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
         "BOOTS": str(setup.boots),
         **setup.environment,
     }
-    env_lines = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in environment.items())
+    env_lines = "".join(
+        f"export {key}={shlex.quote(value)}\n" for key, value in environment.items()
+    )
     tree.add(CpioEntry.file(ENV_FILE, env_lines.encode()))
     tree.add(CpioEntry.file("init", (GUEST_IMAGES / "init.sh").read_bytes(), 0o755))
     tree.add(CpioEntry.file("workload.sh", setup.workload.read_bytes(), 0o755))

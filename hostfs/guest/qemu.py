@@ -59,7 +59,13 @@ def qemu_command(
     vhost-user device with it.
     """
     command = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "2"]
-    command += ["-nodefaults", "-display", "none", "-serial", "mon:stdio" if interactive else "stdio"]
+    command += [
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        "mon:stdio" if interactive else "stdio",
+    ]
     command += ["-kernel", str(kernel.vmlinuz), "-initrd", str(initrd)]
     command += ["-append", "console=ttyS0 quiet panic=-1"]
     command += ["-chardev", f"socket,id=char0,path={socket_path}"]
@@ -99,8 +105,12 @@ async def run_guest(
         try:
             await _wait_for_socket(socket_path, server, daemon_log)
             command = qemu_command(
-                kernel, initrd, socket_path, setup.tag,
-                reboot=setup.boots > 1, interactive=interactive,
+                kernel,
+                initrd,
+                socket_path,
+                setup.tag,
+                reboot=setup.boots > 1,
+                interactive=interactive,
             )
             logger.debug("starting %s", " ".join(command))
             console, timed_out, status = await _run_qemu(command, timeout, echo, interactive)
