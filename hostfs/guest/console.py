@@ -7,7 +7,7 @@ Lines the guest's /init and workloads print for the host (all start with
 - ``HOSTFS-CHECK NAME ok`` / ``HOSTFS-CHECK NAME FAIL detail``;
 - ``HOSTFS-RESULT KEY VALUE`` — a value for the host to compare;
 - ``HOSTFS-MEASURE NAME AMOUNT UNIT T0 T1`` — AMOUNT UNITs done between
-  uptimes T0 and T1 (seconds);
+  monotonic clock readings T0 and T1 (nanoseconds);
 - ``HOSTFS-WORKLOAD-EXIT STATUS``;
 - ``HOSTFS-GUEST-FAIL reason`` (setup failed) and ``HOSTFS-GUEST-END``.
 """
@@ -102,6 +102,6 @@ def _apply(report: GuestReport, kind: str, words: list[str]) -> None:
         boot.results[words[0]] = " ".join(words[1:])
     elif kind == "MEASURE" and len(words) == 5:
         name, amount, unit, start, end = words
-        boot.measures[name] = Measure(name, float(amount), unit, float(end) - float(start))
+        boot.measures[name] = Measure(name, float(amount), unit, (int(end) - int(start)) / 1e9)
     elif kind == "WORKLOAD-EXIT" and words:
         boot.workload_exit = int(words[0])
