@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hostfs.backends.base import Backend
 
 
@@ -9,7 +11,7 @@ class BackendUnavailable(Exception):
     """The shared directory or export cannot be used; the message is one line for the user."""
 
 
-async def open_backend(shared_dir: str) -> Backend:
+async def open_backend(shared_dir: str, thread_pool_size: int = 0) -> Backend:
     """A path selects the local backend, an ``nfs://`` URL the NFS backend."""
     if shared_dir.startswith("nfs://"):
         from hostfs.backends.nfs import open_nfs_backend
@@ -17,4 +19,8 @@ async def open_backend(shared_dir: str) -> Backend:
         return await open_nfs_backend(shared_dir)
     from hostfs.backends.local import LocalBackend
 
-    return LocalBackend.open(shared_dir)
+    if not os.path.isdir(shared_dir):
+        raise BackendUnavailable(
+            f"shared directory {shared_dir!r} does not exist or is not a directory"
+        )
+    return LocalBackend.from_path(shared_dir, thread_pool_size)

@@ -7,14 +7,33 @@ Errors are raised as :class:`OSError` with ``errno`` set.
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import stat as stat_module
 from collections.abc import Callable, Iterable, Sequence
 
-from hostfs.backends.base import Backend
+from hostfs.backends.base import Backend, BackendObject
+from hostfs.core.handles import HandleTable, OpenDir, OpenFile
+from hostfs.core.locks import FlockTable, LockTable
+from hostfs.core.nodes import ROOT_NODEID, Node, NodeTable
 from hostfs.core.options import FsOptions
-from hostfs.core.types import AttrReply, Caller, Entry, Lock, Opened, SetattrChanges, StatFs
+from hostfs.core.permissions import check_access
+from hostfs.core.types import (
+    AttrReply,
+    Caller,
+    DirEntry,
+    Entry,
+    Lock,
+    Opened,
+    SetattrChanges,
+    Stat,
+    StatFs,
+)
 
-ROOT_NODEID = 1
-"""``FUSE_ROOT_ID`` in fuse.h."""
+__all__ = ["ROOT_NODEID", "FileSystem", "ReaddirAdd"]
+
+log = logging.getLogger(__name__)
 
 ReaddirAdd = Callable[[bytes, int, int, int, "Entry | None"], bool]
 """``add(name, ino, dtype, next_offset, entry) -> fits``.
@@ -25,42 +44,168 @@ lookup").  Returning False means the reply buffer is full: the entry was not
 sent, the core takes back the lookup it counted for it, and stops.
 """
 
+_SUID_SGID = stat_module.S_ISUID | stat_module.S_ISGID
+_DT_DIR = stat_module.S_IFDIR >> 12
+_OPEN_FLAGS_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY
+"""open(2) flags that make no sense once a node exists (libfuse drops them too)."""
+
+
+def check_name(name: bytes) -> bytes:
+    """A single path component from the guest: never a path, never ``.``/``..``."""
+    if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+        raise OSError(errno.EINVAL, f"invalid name {name!r}")
+    return name
+
+
+def _dtype(mode: int) -> int:
+    return (mode >> 12) & 0o17
+
 
 class FileSystem:
-    def __init__(self, backend: Backend, options: FsOptions | None = None) -> None:
-        raise NotImplementedError
+    """One shared tree as FUSE sees it: nodes, handles, locks and cache policy."""
 
-    options: FsOptions
+    def __init__(self, backend: Backend, options: FsOptions | None = None) -> None:
+        self.backend = backend
+        self.options = options or FsOptions()
+        self.nodes = NodeTable(backend.forget)
+        self.files: HandleTable[OpenFile] = HandleTable()
+        self.dirs: HandleTable[OpenDir] = HandleTable()
+        self.posix_locks = LockTable()
+        self.flocks = FlockTable()
+        self._root: Node | None = None
+
+    # -- lifetime -----------------------------------------------------------
 
     async def start(self) -> None:
         """Resolve the root; call once before the first request."""
+        obj, st = await self.backend.root()
+        self._root = self.nodes.set_root(obj, st)
 
     async def init(self) -> None:
-        """FUSE_INIT: a new session begins (after a reset the old one is destroyed)."""
+        """FUSE_INIT: a new session begins; whatever an old one left behind is gone."""
+        await self.destroy()
 
     async def destroy(self) -> None:
         """FUSE_DESTROY or device reset: flush and release every handle, forget every node."""
+        self.posix_locks.release_all()
+        self.flocks.release_all()
+        for open_file in self.files.drain():
+            await self._close_quietly(open_file)
+        self.dirs.drain()
+        self.nodes.forget_all()
 
     async def close(self) -> None:
         """Shut down: destroy, then close the backend."""
+        await self.destroy()
+        if self._root is not None:
+            self.backend.forget(self._root.obj)
+            self._root = None
+        await self.backend.close()
 
-    async def lookup(self, caller: Caller, parent: int, name: bytes) -> Entry: ...
-    def forget(self, nodeid: int, nlookup: int) -> None: ...
-    def batch_forget(self, items: Iterable[tuple[int, int]]) -> None: ...
-    async def getattr(self, caller: Caller, nodeid: int, fh: int | None = None) -> AttrReply: ...
+    async def _close_quietly(self, open_file: OpenFile) -> None:
+        try:
+            await self.backend.flush(open_file.handle)
+        except OSError as error:
+            log.warning("flush at session end: %s", error)
+        finally:
+            await self.backend.release(open_file.handle)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _entry(self, obj: BackendObject, st: Stat) -> Entry:
+        node = self.nodes.remember(obj, st)
+        cache = self.options.cache
+        return Entry(node.nodeid, NodeTable.GENERATION, st, cache.entry_timeout, cache.attr_timeout)
+
+    def _attr(self, node: Node, st: Stat) -> AttrReply:
+        node.mode = st.mode
+        return AttrReply(st, self.options.cache.attr_timeout)
+
+    def _dir(self, nodeid: int) -> Node:
+        node = self.nodes.get(nodeid)
+        if not node.is_dir:
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        return node
+
+    def _opened(self, fh: int, *, is_dir: bool = False) -> Opened:
+        cache = self.options.cache
+        if is_dir:
+            return Opened(fh, cache_dir=cache.keep_cache)
+        return Opened(fh, direct_io=cache.direct_io, keep_cache=cache.keep_cache)
+
+    def _require_xattr(self) -> None:
+        if not self.options.xattr:
+            # ENOSYS makes the kernel stop asking and answer EOPNOTSUPP itself.
+            raise OSError(errno.ENOSYS, "extended attributes are off (--xattr)")
+
+    def _require_locks(self) -> None:
+        if not self.options.locks:
+            raise OSError(errno.ENOSYS, "locks are off")
+
+    # -- names --------------------------------------------------------------
+
+    async def lookup(self, caller: Caller, parent: int, name: bytes) -> Entry:
+        directory = self._dir(parent)
+        obj, st = await self.backend.lookup(directory.obj, check_name(name))
+        return self._entry(obj, st)
+
+    def forget(self, nodeid: int, nlookup: int) -> None:
+        self.nodes.forget(nodeid, nlookup)
+
+    def batch_forget(self, items: Iterable[tuple[int, int]]) -> None:
+        for nodeid, nlookup in items:
+            self.nodes.forget(nodeid, nlookup)
+
+    async def getattr(self, caller: Caller, nodeid: int, fh: int | None = None) -> AttrReply:
+        node = self.nodes.get(nodeid)
+        handle = self.files.get(fh).handle if fh is not None else None
+        return self._attr(node, await self.backend.getattr(node.obj, handle))
+
     async def setattr(
         self, caller: Caller, nodeid: int, changes: SetattrChanges, fh: int | None = None
-    ) -> AttrReply: ...
-    async def readlink(self, caller: Caller, nodeid: int) -> bytes: ...
-    async def symlink(self, caller: Caller, parent: int, name: bytes, target: bytes) -> Entry: ...
+    ) -> AttrReply:
+        node = self.nodes.get(nodeid)
+        handle = self.files.get(fh).handle if fh is not None else None
+        if changes.kill_suidgid and changes.mode is None and node.mode & _SUID_SGID:
+            # FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2): the server drops the bits.
+            current = await self.backend.getattr(node.obj, handle)
+            changes.mode = stat_module.S_IMODE(current.mode) & ~_SUID_SGID
+        st = await self.backend.setattr(node.obj, changes, handle, caller)
+        return self._attr(node, st)
+
+    async def readlink(self, caller: Caller, nodeid: int) -> bytes:
+        node = self.nodes.get(nodeid)
+        if not node.is_symlink:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return await self.backend.readlink(node.obj)
+
+    async def symlink(self, caller: Caller, parent: int, name: bytes, target: bytes) -> Entry:
+        directory = self._dir(parent)
+        if not target or b"\0" in target:
+            raise OSError(errno.EINVAL, "invalid symlink target")
+        obj, st = await self.backend.symlink(directory.obj, check_name(name), target, caller)
+        return self._entry(obj, st)
+
     async def mknod(
         self, caller: Caller, parent: int, name: bytes, mode: int, rdev: int, umask: int = 0
-    ) -> Entry: ...
+    ) -> Entry:
+        directory = self._dir(parent)
+        obj, st = await self.backend.mknod(directory.obj, check_name(name), mode, rdev, caller)
+        return self._entry(obj, st)
+
     async def mkdir(
         self, caller: Caller, parent: int, name: bytes, mode: int, umask: int = 0
-    ) -> Entry: ...
-    async def unlink(self, caller: Caller, parent: int, name: bytes) -> None: ...
-    async def rmdir(self, caller: Caller, parent: int, name: bytes) -> None: ...
+    ) -> Entry:
+        directory = self._dir(parent)
+        obj, st = await self.backend.mkdir(directory.obj, check_name(name), mode, caller)
+        return self._entry(obj, st)
+
+    async def unlink(self, caller: Caller, parent: int, name: bytes) -> None:
+        await self.backend.unlink(self._dir(parent).obj, check_name(name))
+
+    async def rmdir(self, caller: Caller, parent: int, name: bytes) -> None:
+        await self.backend.rmdir(self._dir(parent).obj, check_name(name))
+
     async def rename(
         self,
         caller: Caller,
@@ -69,17 +214,65 @@ class FileSystem:
         new_parent: int,
         new_name: bytes,
         flags: int = 0,
-    ) -> None: ...
-    async def link(
-        self, caller: Caller, nodeid: int, new_parent: int, new_name: bytes
-    ) -> Entry: ...
-    async def open(self, caller: Caller, nodeid: int, flags: int) -> Opened: ...
+    ) -> None:
+        if flags & ~(os.RENAME_NOREPLACE | os.RENAME_EXCHANGE) or flags == (
+            os.RENAME_NOREPLACE | os.RENAME_EXCHANGE
+        ):
+            raise OSError(errno.EINVAL, f"unsupported rename flags {flags:#x}")
+        await self.backend.rename(
+            self._dir(parent).obj,
+            check_name(name),
+            self._dir(new_parent).obj,
+            check_name(new_name),
+            flags,
+        )
+
+    async def link(self, caller: Caller, nodeid: int, new_parent: int, new_name: bytes) -> Entry:
+        node = self.nodes.get(nodeid)
+        if node.is_dir:
+            raise OSError(errno.EPERM, "hard links to directories are not allowed")
+        directory = self._dir(new_parent)
+        obj, st = await self.backend.link(node.obj, directory.obj, check_name(new_name))
+        return self._entry(obj, st)
+
+    # -- files --------------------------------------------------------------
+
+    def _open_flags(self, flags: int) -> int:
+        flags &= ~_OPEN_FLAGS_DROPPED
+        if self.options.writeback:
+            # With the writeback cache the kernel computes append offsets itself;
+            # a host-side O_APPEND would put the data somewhere else.
+            flags &= ~os.O_APPEND
+        return flags
+
+    async def open(self, caller: Caller, nodeid: int, flags: int) -> Opened:
+        node = self.nodes.get(nodeid)
+        if node.is_dir:
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if node.is_symlink:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+        handle = await self.backend.open(node.obj, self._open_flags(flags), caller)
+        return self._opened(self.files.add(OpenFile(node, handle, flags)))
+
     async def create(
         self, caller: Caller, parent: int, name: bytes, mode: int, flags: int, umask: int = 0
-    ) -> tuple[Entry, Opened]: ...
+    ) -> tuple[Entry, Opened]:
+        directory = self._dir(parent)
+        flags = self._open_flags(flags) | os.O_CREAT | (flags & os.O_EXCL)
+        obj, st, handle = await self.backend.create(
+            directory.obj, check_name(name), flags, mode, caller
+        )
+        entry = self._entry(obj, st)
+        node = self.nodes.get(entry.nodeid)
+        return entry, self._opened(self.files.add(OpenFile(node, handle, flags)))
+
     async def read(
         self, caller: Caller, nodeid: int, fh: int, offset: int, buffers: Sequence[memoryview]
-    ) -> int: ...
+    ) -> int:
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        return await self.backend.read(self.files.get(fh).handle, offset, buffers)
+
     async def write(
         self,
         caller: Caller,
@@ -88,8 +281,23 @@ class FileSystem:
         offset: int,
         buffers: Sequence[memoryview],
         kill_suidgid: bool = False,
-    ) -> int: ...
-    async def flush(self, caller: Caller, nodeid: int, fh: int, lock_owner: int) -> None: ...
+    ) -> int:
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        open_file = self.files.get(fh)
+        written = await self.backend.write(open_file.handle, offset, buffers)
+        if kill_suidgid and open_file.node.mode & _SUID_SGID:
+            # FUSE_WRITE_KILL_SUIDGID: a write by an unprivileged caller drops
+            # setuid/setgid as the kernel would on a local file system.
+            await self.setattr(caller, open_file.node.nodeid, SetattrChanges(kill_suidgid=True), fh)
+        return written
+
+    async def flush(self, caller: Caller, nodeid: int, fh: int, lock_owner: int) -> None:
+        open_file = self.files.get(fh)
+        # close(2) drops the closing owner's POSIX locks on the file (fcntl(2)).
+        self.posix_locks.release_owner(open_file.node.nodeid, lock_owner)
+        await self.backend.flush(open_file.handle)
+
     async def release(
         self,
         caller: Caller,
@@ -97,28 +305,28 @@ class FileSystem:
         fh: int,
         lock_owner: int = 0,
         flock_release: bool = False,
-    ) -> None: ...
-    async def fsync(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None: ...
-    async def opendir(self, caller: Caller, nodeid: int, flags: int) -> Opened: ...
-    async def readdir(
-        self, caller: Caller, nodeid: int, fh: int, offset: int, add: ReaddirAdd, plus: bool
-    ) -> None: ...
-    async def releasedir(self, caller: Caller, nodeid: int, fh: int) -> None: ...
-    async def fsyncdir(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None: ...
-    async def statfs(self, caller: Caller, nodeid: int) -> StatFs: ...
-    async def access(self, caller: Caller, nodeid: int, mask: int) -> None: ...
-    async def setxattr(
-        self, caller: Caller, nodeid: int, name: bytes, value: bytes, flags: int
-    ) -> None: ...
-    async def getxattr(self, caller: Caller, nodeid: int, name: bytes) -> bytes: ...
-    async def listxattr(self, caller: Caller, nodeid: int) -> list[bytes]: ...
-    async def removexattr(self, caller: Caller, nodeid: int, name: bytes) -> None: ...
+    ) -> None:
+        open_file = self.files.pop(fh)
+        if flock_release:
+            # FUSE_RELEASE_FLOCK_UNLOCK: the last close of the file drops its flock.
+            self.flocks.release_owner(open_file.node.nodeid, lock_owner)
+        await self.backend.release(open_file.handle)
+
+    async def fsync(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None:
+        await self.backend.fsync(self.files.get(fh).handle, datasync)
+
     async def fallocate(
         self, caller: Caller, nodeid: int, fh: int, mode: int, offset: int, length: int
-    ) -> None: ...
-    async def lseek(
-        self, caller: Caller, nodeid: int, fh: int, offset: int, whence: int
-    ) -> int: ...
+    ) -> None:
+        if offset < 0 or length <= 0:
+            raise OSError(errno.EINVAL, "invalid fallocate range")
+        await self.backend.fallocate(self.files.get(fh).handle, mode, offset, length)
+
+    async def lseek(self, caller: Caller, nodeid: int, fh: int, offset: int, whence: int) -> int:
+        if whence not in (os.SEEK_DATA, os.SEEK_HOLE):
+            raise OSError(errno.EINVAL, f"lseek whence {whence} is the kernel's job")
+        return await self.backend.lseek(self.files.get(fh).handle, offset, whence)
+
     async def copy_file_range(
         self,
         caller: Caller,
@@ -130,8 +338,97 @@ class FileSystem:
         offset_out: int,
         length: int,
         flags: int = 0,
-    ) -> int: ...
-    async def getlk(self, caller: Caller, nodeid: int, fh: int, owner: int, lock: Lock) -> Lock: ...
+    ) -> int:
+        if flags:
+            raise OSError(errno.EINVAL, "copy_file_range flags must be 0")
+        return await self.backend.copy_file_range(
+            self.files.get(fh_in).handle,
+            offset_in,
+            self.files.get(fh_out).handle,
+            offset_out,
+            length,
+        )
+
+    # -- directories --------------------------------------------------------
+
+    async def opendir(self, caller: Caller, nodeid: int, flags: int) -> Opened:
+        node = self._dir(nodeid)
+        return self._opened(self.dirs.add(OpenDir(node)), is_dir=True)
+
+    async def _snapshot(self, stream: OpenDir) -> list[DirEntry]:
+        node = stream.node
+        here = DirEntry(b".", node.key[1], _DT_DIR)
+        parent = DirEntry(b"..", node.key[1], _DT_DIR)
+        return [here, parent, *await self.backend.listdir(node.obj)]
+
+    async def readdir(
+        self, caller: Caller, nodeid: int, fh: int, offset: int, add: ReaddirAdd, plus: bool
+    ) -> None:
+        stream = self.dirs.get(fh)
+        if offset == 0:
+            stream.entries = await self._snapshot(stream)
+        entries = stream.entries
+        if offset < 0 or offset > len(entries):
+            raise OSError(errno.EINVAL, f"readdir offset {offset} out of range")
+        for index in range(offset, len(entries)):
+            name, ino, dtype = entries[index]
+            entry = None
+            if plus and index >= 2:
+                try:
+                    obj, st = await self.backend.lookup(stream.node.obj, name)
+                except FileNotFoundError:
+                    continue  # removed since the snapshot: nothing to report
+                entry = self._entry(obj, st)
+                ino, dtype = st.ino, _dtype(st.mode)
+            if not add(name, ino, dtype, index + 1, entry):
+                if entry is not None:
+                    self.nodes.forget(entry.nodeid, 1)
+                return
+
+    async def releasedir(self, caller: Caller, nodeid: int, fh: int) -> None:
+        self.dirs.pop(fh)
+
+    async def fsyncdir(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None:
+        await self.backend.fsyncdir(self.dirs.get(fh).node.obj, datasync)
+
+    # -- whole file system -------------------------------------------------
+
+    async def statfs(self, caller: Caller, nodeid: int) -> StatFs:
+        return await self.backend.statfs(self.nodes.get(nodeid).obj)
+
+    async def access(self, caller: Caller, nodeid: int, mask: int) -> None:
+        node = self.nodes.get(nodeid)
+        check_access(await self.backend.getattr(node.obj), caller, mask)
+
+    async def syncfs(self, caller: Caller) -> None:
+        await self.backend.syncfs()
+
+    # -- extended attributes -----------------------------------------------
+
+    async def setxattr(
+        self, caller: Caller, nodeid: int, name: bytes, value: bytes, flags: int
+    ) -> None:
+        self._require_xattr()
+        await self.backend.setxattr(self.nodes.get(nodeid).obj, name, value, flags)
+
+    async def getxattr(self, caller: Caller, nodeid: int, name: bytes) -> bytes:
+        self._require_xattr()
+        return await self.backend.getxattr(self.nodes.get(nodeid).obj, name)
+
+    async def listxattr(self, caller: Caller, nodeid: int) -> list[bytes]:
+        self._require_xattr()
+        return await self.backend.listxattr(self.nodes.get(nodeid).obj)
+
+    async def removexattr(self, caller: Caller, nodeid: int, name: bytes) -> None:
+        self._require_xattr()
+        await self.backend.removexattr(self.nodes.get(nodeid).obj, name)
+
+    # -- locks ----------------------------------------------------------------
+
+    async def getlk(self, caller: Caller, nodeid: int, fh: int, owner: int, lock: Lock) -> Lock:
+        self._require_locks()
+        return self.posix_locks.getlk(self.files.get(fh).node.nodeid, owner, lock)
+
     async def setlk(
         self,
         caller: Caller,
@@ -141,5 +438,8 @@ class FileSystem:
         lock: Lock,
         wait: bool,
         flock: bool = False,
-    ) -> None: ...
-    async def syncfs(self, caller: Caller) -> None: ...
+    ) -> None:
+        self._require_locks()
+        key = self.files.get(fh).node.nodeid
+        table = self.flocks if flock else self.posix_locks
+        await table.setlk(key, owner, lock, wait)

@@ -1,0 +1,106 @@
+"""``hostfs mount``: the core mounted on this host, for use and for debugging."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+
+import trio
+
+from hostfs.backends import BackendUnavailable, open_backend
+from hostfs.cli import common
+from hostfs.core.filesystem import FileSystem
+
+log = logging.getLogger(__name__)
+
+ENGINES = {
+    "pyfuse3": "hostfs.libfuse.session",
+    "devfuse": "hostfs.devfuse.session",
+}
+"""Each module has ``serve_mount(fs, mountpoint, *, task_status)``."""
+
+DEFAULT_ENGINE = "pyfuse3"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "mount",
+        help="mount a shared directory or NFS export on this host (foreground)",
+        description="Mount DIR|URL on MOUNTPOINT through FUSE and serve it in the foreground; "
+        "Ctrl-C or SIGTERM unmounts cleanly.",
+    )
+    common.add_filesystem_options(parser)
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory")
+    parser.add_argument(
+        "--engine",
+        choices=sorted(ENGINES),
+        default=DEFAULT_ENGINE,
+        help=f"how requests reach hostfs: devfuse (hostfs's own codec on /dev/fuse, the same "
+        f"byte path as a VM) or pyfuse3 (libfuse); default: {DEFAULT_ENGINE}",
+    )
+    parser.add_argument(
+        "--thread-pool-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker threads for blocking I/O (default 0: inline, as virtiofsd)",
+    )
+    parser.set_defaults(func=run)
+
+
+def check_mountpoint(path: str) -> None:
+    if os.geteuid() != 0:
+        raise common.UsageError("mounting needs root (CAP_SYS_ADMIN)")
+    if not os.path.isdir(path):
+        raise common.UsageError(f"mount point {path!r} is not a directory")
+    if os.path.ismount(path):
+        raise common.UsageError(f"mount point {path!r} is busy: something is mounted there")
+
+
+async def open_filesystem(args: argparse.Namespace) -> FileSystem:
+    """The core over the backend ``args`` name; one-line UsageError when it cannot be had."""
+    options = common.filesystem_options(args)
+    if args.thread_pool_size < 0:
+        raise common.UsageError("--thread-pool-size must be 0 or more")
+    try:
+        backend = await open_backend(args.shared_dir, thread_pool_size=args.thread_pool_size)
+    except BackendUnavailable as error:
+        raise common.UsageError(str(error)) from None
+    except OSError as error:
+        raise common.UsageError(f"cannot share {args.shared_dir!r}: {error.strerror}") from None
+    fs = FileSystem(backend, options)
+    await fs.start()
+    return fs
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    engine = importlib.import_module(ENGINES[args.engine])
+    fs = await open_filesystem(args)
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+                log.info(
+                    "serving %s on %s (%s engine)", args.shared_dir, args.mountpoint, args.engine
+                )
+                await engine.serve_mount(fs, args.mountpoint)
+                nursery.cancel_scope.cancel()  # unmounted from outside
+    finally:
+        with trio.CancelScope(shield=True):
+            await fs.close()
+
+
+async def _cancel_on_signal(signals: trio.abc.ReceiveChannel, scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.info("%s: unmounting", signal.Signals(signum).name)
+        scope.cancel()
+        return
+
+
+def run(args: argparse.Namespace) -> int:
+    check_mountpoint(args.mountpoint)
+    trio.run(_serve, args)
+    return 0

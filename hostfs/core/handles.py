@@ -1,0 +1,67 @@
+"""Open file and directory handles: the ``fh`` numbers FUSE hands back to us."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from hostfs.backends.base import BackendHandle
+from hostfs.core.nodes import Node
+from hostfs.core.types import DirEntry
+
+
+@dataclass(slots=True, eq=False)
+class OpenFile:
+    node: Node
+    handle: BackendHandle
+    flags: int
+
+
+@dataclass(slots=True, eq=False)
+class OpenDir:
+    """A directory stream.
+
+    READDIR offsets are indexes into ``entries``, a snapshot taken when the
+    stream starts (or is rewound to offset 0), so a listing never repeats or
+    skips a name while the directory changes underneath it.
+    """
+
+    node: Node
+    entries: list[DirEntry] = field(default_factory=list)
+
+
+H = TypeVar("H", OpenFile, OpenDir)
+
+
+class HandleTable(Generic[H]):
+    """fh -> handle.  Numbers are never reused, so a stale fh cannot reach a new file."""
+
+    def __init__(self) -> None:
+        self._handles: dict[int, H] = {}
+        self._next_fh = 1
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def add(self, handle: H) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def get(self, fh: int) -> H:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise OSError(errno.EBADF, f"unknown file handle {fh}") from None
+
+    def pop(self, fh: int) -> H:
+        handle = self.get(fh)
+        del self._handles[fh]
+        return handle
+
+    def drain(self) -> list[H]:
+        handles = list(self._handles.values())
+        self._handles.clear()
+        return handles

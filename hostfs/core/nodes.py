@@ -1,0 +1,108 @@
+"""The node table: FUSE nodeids, their lookup counts, and the backend objects behind them.
+
+fuse.h: every LOOKUP, CREATE, MKNOD, MKDIR, SYMLINK, LINK and READDIRPLUS
+entry that carries a nodeid adds one to that node's lookup count; FORGET and
+BATCH_FORGET take counts away; at zero the node is gone and the backend object
+it pinned is released.  The root (``FUSE_ROOT_ID`` = 1) is never forgotten.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import stat as stat_module
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hostfs.backends.base import BackendObject
+from hostfs.core.types import Stat
+
+log = logging.getLogger(__name__)
+
+ROOT_NODEID = 1
+"""``FUSE_ROOT_ID`` in fuse.h."""
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    nodeid: int
+    obj: BackendObject
+    key: tuple[int, int]
+    nlookup: int
+    mode: int
+    """The last ``st_mode`` the core saw: the file type never changes; the
+    permission bits are a hint (e.g. whether a write may need to drop setuid)."""
+
+    @property
+    def is_dir(self) -> bool:
+        return stat_module.S_ISDIR(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat_module.S_ISLNK(self.mode)
+
+
+class NodeTable:
+    """nodeid <-> backend object, deduplicated by the backend's (st_dev, st_ino).
+
+    Hard links therefore share one nodeid, and a name renamed on the host
+    does not disturb a node the kernel already holds.  Nodeids are never
+    reused within one daemon, so every generation number is 0 (fuse.h allows
+    that when (nodeid, generation) stays unique).
+    """
+
+    GENERATION = 0
+
+    def __init__(self, release: Callable[[BackendObject], None]) -> None:
+        self._release = release
+        self._by_id: dict[int, Node] = {}
+        self._by_key: dict[tuple[int, int], Node] = {}
+        self._next_nodeid = ROOT_NODEID + 1
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def set_root(self, obj: BackendObject, st: Stat) -> Node:
+        root = Node(ROOT_NODEID, obj, (st.dev, st.ino), 1, st.mode)
+        self._by_id[ROOT_NODEID] = root
+        self._by_key[root.key] = root
+        return root
+
+    def get(self, nodeid: int) -> Node:
+        try:
+            return self._by_id[nodeid]
+        except KeyError:
+            raise OSError(errno.ESTALE, f"unknown nodeid {nodeid}") from None
+
+    def remember(self, obj: BackendObject, st: Stat) -> Node:
+        """Count one lookup of the object ``obj``/``st`` that a backend call returned."""
+        key = (st.dev, st.ino)
+        node = self._by_key.get(key)
+        if node is None:
+            node = Node(self._next_nodeid, obj, key, 1, st.mode)
+            self._next_nodeid += 1
+            self._by_id[node.nodeid] = node
+            self._by_key[key] = node
+        else:
+            node.nlookup += 1
+            node.mode = st.mode
+            if obj is not node.obj:
+                self._release(obj)
+        return node
+
+    def forget(self, nodeid: int, nlookup: int) -> None:
+        node = self._by_id.get(nodeid)
+        if node is None or nodeid == ROOT_NODEID:
+            return
+        node.nlookup -= nlookup
+        if node.nlookup <= 0:
+            del self._by_id[nodeid]
+            del self._by_key[node.key]
+            self._release(node.obj)
+
+    def forget_all(self) -> None:
+        """End of a session: every node but the root is gone."""
+        for nodeid in [n for n in self._by_id if n != ROOT_NODEID]:
+            node = self._by_id.pop(nodeid)
+            del self._by_key[node.key]
+            self._release(node.obj)
