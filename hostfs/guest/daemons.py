@@ -1,7 +1,8 @@
 """The vhost-user-fs daemons a guest can boot with, as command lines.
 
 hostfs takes virtiofsd's flags, so the same runner boots either one: hostfs
-under test, QEMU's C virtiofsd as the reference it is compared with.
+under test, QEMU's C virtiofsd as the reference it is compared with. Both get
+the same file system options.
 """
 
 from __future__ import annotations
@@ -9,21 +10,40 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hostfs.core.options import FsOptions
+
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 DAEMONS = ("hostfs", "virtiofsd")
 
 
 def daemon_command(
-    daemon: str, socket_path: Path, shared_dir: Path, cache: str = "auto", xattr: bool = True
+    daemon: str, socket_path: Path, shared_dir: Path, options: FsOptions
 ) -> list[str]:
     """The command that serves ``shared_dir`` on ``socket_path`` with ``daemon``."""
     if daemon == "hostfs":
-        command = [sys.executable, "-m", "hostfs", "serve"]
-        command += ["--socket-path", str(socket_path), "--shared-dir", str(shared_dir)]
-        return command + ["--cache", cache] + (["--xattr"] if xattr else [])
+        return _hostfs_command(socket_path, shared_dir, options)
     if daemon == "virtiofsd":
-        # The C daemon spells "never" as "none".
-        options = [f"source={shared_dir}", f"cache={'none' if cache == 'never' else cache}"]
-        options.append("xattr" if xattr else "no_xattr")
-        return [VIRTIOFSD, f"--socket-path={socket_path}", "-o", ",".join(options)]
+        return _virtiofsd_command(socket_path, shared_dir, options)
     raise ValueError(f"unknown daemon {daemon!r}; choose from {', '.join(DAEMONS)}")
+
+
+def _hostfs_command(socket_path: Path, shared_dir: Path, options: FsOptions) -> list[str]:
+    command = [sys.executable, "-m", "hostfs", "serve", "--socket-path", str(socket_path)]
+    command += ["--shared-dir", str(shared_dir), "--cache", options.cache.name]
+    command += ["--xattr"] if options.xattr else []
+    command += ["--writeback"] if options.writeback else []
+    command += [] if options.readdirplus else ["--no-readdirplus"]
+    return command + ([] if options.locks else ["-o", "no_posix_lock,no_flock"])
+
+
+def _virtiofsd_command(socket_path: Path, shared_dir: Path, options: FsOptions) -> list[str]:
+    """QEMU 7.2's C daemon: everything as ``-o``, and ``never`` is spelled ``none``."""
+    words = [
+        f"source={shared_dir}",
+        f"cache={'none' if options.cache.name == 'never' else options.cache.name}",
+        "xattr" if options.xattr else "no_xattr",
+        "writeback" if options.writeback else "no_writeback",
+        "posix_lock,flock" if options.locks else "no_posix_lock,no_flock",
+    ]
+    words += [] if options.readdirplus else ["no_readdirplus"]
+    return [VIRTIOFSD, f"--socket-path={socket_path}", "-o", ",".join(words)]

@@ -13,11 +13,12 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
 
+from hostfs.core.options import FsOptions
 from hostfs.guest.console import GuestReport, parse_console
 from hostfs.guest.daemons import daemon_command
 from hostfs.guest.initramfs import GuestSetup, build_initramfs
@@ -82,15 +83,21 @@ async def run_guest(
     daemon: str,
     *,
     timeout: float = 120.0,
-    cache: str = "auto",
+    options: FsOptions | None = None,
     echo: Callable[[str], None] | None = None,
     interactive: bool = False,
 ) -> GuestRun:
     """Serve ``shared_dir`` with ``daemon``, boot the guest, run ``setup``'s workload.
 
+    ``options`` go to the daemon (default: the core's defaults); the workload
+    learns through ``HOSTFS_XATTR`` whether to test extended attributes.
     ``echo`` sees the console text as it arrives; ``interactive`` hands the
     terminal to the guest's console instead of capturing it.
     """
+    options = options or FsOptions()
+    setup = replace(
+        setup, environment={"HOSTFS_XATTR": str(int(options.xattr)), **setup.environment}
+    )
     (shared_dir / BOOT_MARKER).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="hostfs-guest-") as scratch:
         work = Path(scratch)
@@ -100,7 +107,7 @@ async def run_guest(
         daemon_log = work / "daemon.log"
         with daemon_log.open("wb") as log:
             server = await _spawn(
-                daemon_command(daemon, socket_path, shared_dir, cache), stdout=log
+                daemon_command(daemon, socket_path, shared_dir, options), stdout=log
             )
         try:
             await _wait_for_socket(socket_path, server, daemon_log)
