@@ -16,6 +16,7 @@ import trio
 from hostfs.cli import common
 from hostfs.guest.console import GuestReport
 from hostfs.guest.daemons import DAEMONS
+from hostfs.guest.errors import GuestError
 from hostfs.guest.initramfs import GuestSetup, available_workloads, workload_path
 from hostfs.guest.kernel import fetch_kernel
 from hostfs.guest.qemu import run_guest
@@ -81,20 +82,24 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         raise common.UsageError(str(error)) from None
     setup = GuestSetup(workload, boots=args.boots, environment=_parse_env(args.env))
-    kernel = fetch_kernel(args.kernel_package)
     interactive = workload.stem in INTERACTIVE_WORKLOADS and workload.parent.name == "workloads"
-    result = trio.run(
-        lambda: run_guest(
-            kernel,
-            setup,
-            shared_dir.resolve(),
-            args.daemon,
-            timeout=args.timeout,
-            options=options,
-            echo=None if args.quiet else _echo,
-            interactive=interactive,
+    try:
+        kernel = fetch_kernel(args.kernel_package)
+        result = trio.run(
+            lambda: run_guest(
+                kernel,
+                setup,
+                shared_dir.resolve(),
+                args.daemon,
+                timeout=args.timeout,
+                options=options,
+                echo=None if args.quiet else _echo,
+                interactive=interactive,
+            )
         )
-    )
+    except GuestError as error:
+        print(f"hostfs guest: {error}", file=sys.stderr)
+        return 1
     if interactive:
         return 0 if result.qemu_status == 0 else 1
     if result.timed_out:

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from elftools.elf.elffile import ELFFile
 
 from hostfs.guest.cpio import CpioEntry, write_newc
+from hostfs.guest.errors import GuestError
 from hostfs.guest.kernel import GuestKernel
 from hostfs.guest.modinfo import module_image
 from hostfs.guest.modules import ModuleTree
@@ -97,9 +98,11 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
 
 def _add_busybox(tree: ImageTree) -> None:
     """Static busybox plus a symlink per applet, so /init needs no ``--install``."""
+    if not BUSYBOX.exists():
+        raise GuestError(f"{BUSYBOX} is missing: install busybox-static")
     with BUSYBOX.open("rb") as binary:
         if any(segment["p_type"] == "PT_INTERP" for segment in ELFFile(binary).iter_segments()):
-            raise RuntimeError(f"{BUSYBOX} is dynamically linked: install busybox-static")
+            raise GuestError(f"{BUSYBOX} is dynamically linked: install busybox-static")
     tree.add_host_file(BUSYBOX)
     applets = subprocess.run(
         [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True

@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hostfs.guest.errors import GuestError
+
 logger = logging.getLogger(__name__)
 
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
@@ -48,7 +50,7 @@ def resolve_kernel_package(metapackage: str = KERNEL_METAPACKAGE) -> str:
     output = _run(["apt-cache", "depends", metapackage])
     match = re.search(r"^\s*Depends:\s*(linux-image-\S+)", output, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"apt-cache knows no kernel behind {metapackage} (run apt-get update?)")
+        raise GuestError(f"apt-cache knows no kernel behind {metapackage} (run apt-get update?)")
     return match.group(1)
 
 
@@ -82,12 +84,12 @@ def _locate(package: str, root: Path) -> GuestKernel:
     vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))
     modules = sorted((root / "lib" / "modules").glob("*"))
     if len(vmlinuz) != 1 or len(modules) != 1:
-        raise RuntimeError(f"{root}: expected one vmlinuz and one module tree in {package}")
+        raise GuestError(f"{root}: expected one vmlinuz and one module tree in {package}")
     return GuestKernel(package, vmlinuz[0], modules[0])
 
 
 def _run(command: list[str], cwd: str | None = None) -> str:
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+        raise GuestError(f"{' '.join(command)} failed: {result.stderr.strip()}")
     return result.stdout

@@ -21,6 +21,7 @@ import trio
 from hostfs.core.options import FsOptions
 from hostfs.guest.console import GuestReport, parse_console
 from hostfs.guest.daemons import daemon_command
+from hostfs.guest.errors import GuestError
 from hostfs.guest.initramfs import GuestSetup, build_initramfs
 from hostfs.guest.kernel import GuestKernel
 
@@ -133,22 +134,25 @@ async def run_guest(
 
 
 async def _spawn(command: list[str], **options: object) -> trio.Process:
-    return await trio.lowlevel.open_process(
-        command, start_new_session=True, stderr=subprocess.STDOUT, **options
-    )
+    try:
+        return await trio.lowlevel.open_process(
+            command, start_new_session=True, stderr=subprocess.STDOUT, **options
+        )
+    except FileNotFoundError:
+        raise GuestError(f"{command[0]} is not installed") from None
 
 
 async def _wait_for_socket(socket_path: Path, server: trio.Process, log: Path) -> None:
     with trio.move_on_after(SOCKET_WAIT_SECONDS):
         while not socket_path.exists():
             if server.poll() is not None:
-                raise RuntimeError(
+                raise GuestError(
                     f"daemon exited with status {server.returncode} before listening:\n"
                     + log.read_text(errors="replace")
                 )
             await trio.sleep(0.05)
         return
-    raise RuntimeError(f"daemon did not create {socket_path} within {SOCKET_WAIT_SECONDS} s")
+    raise GuestError(f"daemon did not create {socket_path} within {SOCKET_WAIT_SECONDS} s")
 
 
 async def _run_qemu(
