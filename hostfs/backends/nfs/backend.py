@@ -1,0 +1,398 @@
+"""The NFS backend: :class:`~hostfs.backends.base.Backend` over an NFSv3 export.
+
+Every operation becomes one closure run by a :class:`ContextPool` worker, so
+a request costs one thread hop however many RPCs it needs.  Paths come from
+the :class:`NodeTree` on the event loop thread before the hop; the tree is
+updated after the RPCs succeed.  Support table: ``SUPPORT.md`` in this package.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat as stat_module
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hostfs.backends.base import Backend
+from hostfs.backends.nfs.libnfs_c import Context, NfsStat64
+from hostfs.backends.nfs.nodes import NfsNode, NodeTree
+from hostfs.backends.nfs.pool import ContextPool
+from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
+
+logger = logging.getLogger(__name__)
+
+OPEN_FLAGS = os.O_ACCMODE | os.O_TRUNC | os.O_APPEND | os.O_SYNC | os.O_DSYNC
+"""What libnfs's nfs_open honours; the rest (O_NOFOLLOW, O_CLOEXEC...) mean nothing to NFS."""
+
+COPY_CHUNK = 1 << 20
+"""copy_file_range moves data in 1 MiB pieces: ganesha's default rtmax/wtmax."""
+
+
+def to_stat(st: NfsStat64) -> Stat:
+    def ns(seconds: int, nanoseconds: int) -> int:
+        return seconds * 1_000_000_000 + nanoseconds
+
+    return Stat(
+        st.dev, st.ino, st.mode, st.nlink, st.uid, st.gid, st.rdev, st.size, st.blocks,
+        st.blksize, ns(st.atime, st.atime_nsec), ns(st.mtime, st.mtime_nsec),
+        ns(st.ctime, st.ctime_nsec),
+    )  # fmt: skip
+
+
+@dataclass(eq=False, slots=True, weakref_slot=True)
+class NfsHandle:
+    """An open file: libnfs's ``struct nfsfh`` (it holds the NFS filehandle, not a
+    connection, so any context of the pool may use it)."""
+
+    fh: int
+    node: NfsNode
+
+
+class NfsBackend(Backend):
+    name = "nfs"
+
+    def __init__(self, pool: ContextPool, root_stat: Stat, owner: Caller) -> None:
+        self.pool = pool
+        self.tree = NodeTree(root_stat.ino, root_stat.mode)
+        self.owner = owner
+        """The credentials the contexts send (URL ``uid=``/``gid=``, libnfs's default is ours)."""
+        self._open: weakref.WeakSet[NfsHandle] = weakref.WeakSet()
+
+    # -- lifetime -----------------------------------------------------------
+
+    async def root(self) -> tuple[NfsNode, Stat]:
+        st = await self.pool.run(lambda c: c.lstat(b"/"))
+        return self.tree.root, to_stat(st)
+
+    def forget(self, obj: NfsNode) -> None:
+        self.tree.forget(obj)
+
+    async def close(self) -> None:
+        self.pool.close()
+
+    # -- names --------------------------------------------------------------
+
+    async def lookup(self, parent: NfsNode, name: bytes) -> tuple[NfsNode, Stat]:
+        path = parent.child_path(name)
+        st = await self.pool.run(lambda c: c.lstat(path))
+        return self._found(parent, name, st)
+
+    def _found(self, parent: NfsNode, name: bytes, st: NfsStat64) -> tuple[NfsNode, Stat]:
+        return self.tree.found(parent, name, st.ino, st.mode), to_stat(st)
+
+    async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
+        if handle is not None:
+            fh = handle.fh
+            return to_stat(await self.pool.run(lambda c: c.fstat(fh)))
+        path = obj.path
+        return to_stat(await self.pool.run(lambda c: c.lstat(path)))
+
+    async def setattr(
+        self,
+        obj: NfsNode,
+        changes: SetattrChanges,
+        handle: NfsHandle | None,
+        caller: Caller,
+    ) -> Stat:
+        path = obj.path
+        fh = handle.fh if handle is not None else None
+
+        def apply(c: Context) -> NfsStat64:
+            mode = changes.mode
+            if changes.kill_suidgid and mode is None:
+                current = c.fstat(fh) if fh else c.lstat(path)
+                mode = _without_suidgid(current.mode)
+            if mode is not None:
+                c.fchmod(fh, mode & 0o7777) if fh else c.chmod(path, mode & 0o7777)
+            if changes.uid is not None or changes.gid is not None:
+                uid = -1 if changes.uid is None else changes.uid
+                gid = -1 if changes.gid is None else changes.gid
+                c.fchown(fh, uid, gid) if fh else c.chown(path, uid, gid)
+            if changes.size is not None:
+                c.ftruncate(fh, changes.size) if fh else c.truncate(path, changes.size)
+            if changes.atime is not None or changes.mtime is not None:
+                c.utimes(path, _times(c, path, changes))
+            return c.fstat(fh) if fh else c.lstat(path)
+
+        return to_stat(await self.pool.run(apply))
+
+    async def readlink(self, obj: NfsNode) -> bytes:
+        path = obj.path
+        return await self.pool.run(lambda c: c.readlink(path))
+
+    async def mknod(
+        self, parent: NfsNode, name: bytes, mode: int, rdev: int, caller: Caller
+    ) -> tuple[NfsNode, Stat]:
+        path = parent.child_path(name)
+
+        def make(c: Context) -> NfsStat64:
+            if stat_module.S_ISREG(mode):
+                c.close(c.create(path, os.O_WRONLY | os.O_EXCL, mode & 0o7777))
+            else:
+                c.mknod(path, mode, rdev)
+            return self._own(c, path, caller, parent)
+
+        return self._found(parent, name, await self.pool.run(make))
+
+    async def mkdir(
+        self, parent: NfsNode, name: bytes, mode: int, caller: Caller
+    ) -> tuple[NfsNode, Stat]:
+        path = parent.child_path(name)
+
+        def make(c: Context) -> NfsStat64:
+            c.mkdir(path, mode & 0o7777)
+            return self._own(c, path, caller, parent)
+
+        return self._found(parent, name, await self.pool.run(make))
+
+    async def symlink(
+        self, parent: NfsNode, name: bytes, target: bytes, caller: Caller
+    ) -> tuple[NfsNode, Stat]:
+        path = parent.child_path(name)
+
+        def make(c: Context) -> NfsStat64:
+            c.symlink(target, path)
+            return self._own(c, path, caller, parent)
+
+        return self._found(parent, name, await self.pool.run(make))
+
+    def _own(self, c: Context, path: bytes, caller: Caller, parent: NfsNode) -> NfsStat64:
+        """Give a new object to its creator (the contexts create as ``self.owner``).
+
+        NFSv3 CREATE/MKDIR carry no owner libnfs lets us set, so this is a
+        SETATTR after the fact; a setgid parent keeps its group, as in Linux.
+        """
+        st = c.lstat(path)
+        gid = st.gid if parent.mode & stat_module.S_ISGID else caller.gid
+        if (st.uid, st.gid) != (caller.uid, gid):
+            c.chown(path, caller.uid, gid)
+            st = c.lstat(path)
+        return st
+
+    async def link(
+        self, obj: NfsNode, new_parent: NfsNode, new_name: bytes
+    ) -> tuple[NfsNode, Stat]:
+        old, new = obj.path, new_parent.child_path(new_name)
+
+        def make(c: Context) -> NfsStat64:
+            c.link(old, new)
+            return c.lstat(new)
+
+        st = await self.pool.run(make)
+        self.tree.linked(obj, new_parent, new_name)
+        return obj, to_stat(st)
+
+    async def unlink(self, parent: NfsNode, name: bytes) -> None:
+        path = parent.child_path(name)
+        await self.pool.run(lambda c: c.unlink(path))
+        self.tree.removed(parent, name)
+
+    async def rmdir(self, parent: NfsNode, name: bytes) -> None:
+        path = parent.child_path(name)
+        await self.pool.run(lambda c: c.rmdir(path))
+        self.tree.removed(parent, name)
+
+    async def rename(
+        self, parent: NfsNode, name: bytes, new_parent: NfsNode, new_name: bytes, flags: int
+    ) -> None:
+        if flags:
+            # RENAME3 (RFC 1813 §3.3.14) always replaces; the Linux NFS client
+            # answers EINVAL to renameat2 flags as well.
+            raise OSError(errno.EINVAL, "NFSv3 has no RENAME_NOREPLACE/RENAME_EXCHANGE")
+        old, new = parent.child_path(name), new_parent.child_path(new_name)
+        await self.pool.run(lambda c: c.rename(old, new))
+        self.tree.moved(parent, name, new_parent, new_name)
+
+    # -- files --------------------------------------------------------------
+
+    async def open(self, obj: NfsNode, flags: int, caller: Caller) -> NfsHandle:
+        path = obj.path
+        fh = await self.pool.run(lambda c: c.open(path, flags & OPEN_FLAGS))
+        return self._handle(fh, obj)
+
+    def _handle(self, fh: int, node: NfsNode) -> NfsHandle:
+        handle = NfsHandle(fh, node)
+        self._open.add(handle)
+        return handle
+
+    async def create(
+        self, parent: NfsNode, name: bytes, flags: int, mode: int, caller: Caller
+    ) -> tuple[NfsNode, Stat, NfsHandle]:
+        path = parent.child_path(name)
+
+        def make(c: Context) -> tuple[int, NfsStat64]:
+            # GUARDED first (RFC 1813 §3.3.8) so we know whether we made it: only a
+            # file we created changes owner; an existing one is opened as it is.
+            try:
+                fh = c.create(path, (flags & OPEN_FLAGS) | os.O_EXCL, mode & 0o7777)
+            except FileExistsError:
+                if flags & os.O_EXCL:
+                    raise
+                fh = c.open(path, flags & OPEN_FLAGS)
+                return fh, c.fstat(fh)
+            try:
+                return fh, self._own(c, path, caller, parent)
+            except OSError:
+                c.close(fh)
+                raise
+
+        fh, st = await self.pool.run(make)
+        node, attr = self._found(parent, name, st)
+        return node, attr, self._handle(fh, node)
+
+    async def read(self, handle: NfsHandle, offset: int, buffers: Sequence[memoryview]) -> int:
+        fh = handle.fh
+
+        def read(c: Context) -> int:
+            total = 0
+            for buffer in buffers:
+                got = c.pread(fh, offset + total, buffer)
+                total += got
+                if got < buffer.nbytes:
+                    break
+            return total
+
+        return await self.pool.run(read)
+
+    async def write(self, handle: NfsHandle, offset: int, buffers: Sequence[memoryview]) -> int:
+        fh = handle.fh
+
+        def write(c: Context) -> int:
+            total = 0
+            for buffer in buffers:
+                total += c.pwrite(fh, offset + total, buffer)
+            return total
+
+        return await self.pool.run(write)
+
+    async def flush(self, handle: NfsHandle) -> None:
+        """COMMIT unstable writes at close, as the Linux client does (close-to-open)."""
+        await self.fsync(handle, datasync=False)
+
+    async def fsync(self, handle: NfsHandle, datasync: bool) -> None:
+        """COMMIT (RFC 1813 §3.3.21): on stable storage before we answer.
+
+        libnfs sends it only when the handle wrote since the last COMMIT.
+        """
+        fh = handle.fh
+        await self.pool.run(lambda c: c.fsync(fh))
+
+    async def release(self, handle: NfsHandle) -> None:
+        self._open.discard(handle)
+        fh = handle.fh
+        try:
+            await self.pool.run(lambda c: c.close(fh))
+        except OSError as error:
+            logger.warning("closing an NFS file (%s): %s", handle.node, error)
+
+    async def fallocate(self, handle: NfsHandle, mode: int, offset: int, length: int) -> None:
+        # NFSv3 has no ALLOCATE (NFSv4.2 does); the Linux NFSv3 client says the same.
+        raise OSError(errno.EOPNOTSUPP, "NFSv3 cannot preallocate")
+
+    async def lseek(self, handle: NfsHandle, offset: int, whence: int) -> int:
+        """NFSv3 has no SEEK: the whole file is data, as Linux's generic llseek says."""
+        fh = handle.fh
+        size = (await self.pool.run(lambda c: c.fstat(fh))).size
+        if offset < 0 or offset >= size:
+            raise OSError(errno.ENXIO, "offset beyond end of file")
+        if whence == os.SEEK_DATA:
+            return offset
+        if whence == os.SEEK_HOLE:
+            return size
+        raise OSError(errno.EINVAL, "lseek supports SEEK_DATA and SEEK_HOLE only")
+
+    async def copy_file_range(
+        self,
+        handle_in: NfsHandle,
+        offset_in: int,
+        handle_out: NfsHandle,
+        offset_out: int,
+        length: int,
+    ) -> int:
+        """NFSv3 has no COPY: move the bytes through one worker, sparing FUSE round trips."""
+        fh_in, fh_out = handle_in.fh, handle_out.fh
+
+        def copy(c: Context) -> int:
+            chunk = memoryview(bytearray(min(length, COPY_CHUNK)))
+            done = 0
+            while done < length:
+                piece = chunk[: min(length - done, len(chunk))]
+                got = c.pread(fh_in, offset_in + done, piece)
+                if got == 0:
+                    break
+                c.pwrite(fh_out, offset_out + done, piece[:got])
+                done += got
+            return done
+
+        return await self.pool.run(copy)
+
+    # -- directories --------------------------------------------------------
+
+    async def listdir(self, obj: NfsNode) -> list[DirEntry]:
+        path = obj.path
+        entries = await self.pool.run(lambda c: c.listdir(path))
+        return [DirEntry(name, ino, dtype) for name, ino, dtype in entries]
+
+    async def fsyncdir(self, obj: NfsNode, datasync: bool) -> None:
+        """Nothing to do: an NFSv3 server commits namespace changes before it replies
+        (RFC 1813 §3.3.8-3.3.15, "the server must ... commit to stable storage")."""
+
+    # -- whole file system -------------------------------------------------
+
+    async def statfs(self, obj: NfsNode) -> StatFs:
+        path = obj.path
+        st = await self.pool.run(lambda c: c.statvfs(path))
+        return StatFs(
+            blocks=st.blocks, bfree=st.bfree, bavail=st.bavail, files=st.files,
+            ffree=st.ffree, bsize=st.bsize, namelen=st.namemax, frsize=st.frsize,
+        )  # fmt: skip
+
+    async def syncfs(self) -> None:
+        for handle in list(self._open):
+            await self.fsync(handle, datasync=False)
+
+    # -- extended attributes: NFSv3 has none (RFC 8276 added them to NFSv4.2) --
+
+    async def setxattr(self, obj: NfsNode, name: bytes, value: bytes, flags: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
+
+    async def getxattr(self, obj: NfsNode, name: bytes) -> bytes:
+        raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
+
+    async def listxattr(self, obj: NfsNode) -> list[bytes]:
+        raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
+
+    async def removexattr(self, obj: NfsNode, name: bytes) -> None:
+        raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
+
+
+def _without_suidgid(mode: int) -> int | None:
+    """The mode after a write by someone else: no setuid, no setgid if group-executable."""
+    cleared = mode & ~stat_module.S_ISUID
+    if mode & stat_module.S_IXGRP:
+        cleared &= ~stat_module.S_ISGID
+    return cleared if cleared != mode else None
+
+
+def _times(c: Context, path: bytes, changes: SetattrChanges) -> tuple[int, int] | None:
+    """The (atime, mtime) pair SETATTR needs; None = both from the server's clock."""
+    if changes.atime == "now" and changes.mtime == "now":
+        return None
+    now = time.time_ns()
+    current = None
+    values = []
+    for change, field in ((changes.atime, "atime"), (changes.mtime, "mtime")):
+        if change == "now":
+            values.append(now)
+        elif change is None:
+            current = current or c.lstat(path)
+            values.append(
+                getattr(current, field) * 1_000_000_000 + getattr(current, field + "_nsec")
+            )
+        else:
+            values.append(change)
+    return values[0], values[1]

@@ -1,0 +1,341 @@
+"""libnfs 4.0's synchronous C API through ctypes: the only module that touches C.
+
+Why not the ``libnfs`` package's SWIG functions: its extension module never
+releases the GIL (it imports no ``PyEval_SaveThread``), so every NFS round trip
+made through it would stop the trio loop and every other worker thread for the
+whole round trip (and for the whole timeout when the server is gone).  ctypes
+releases the GIL around each foreign call, so N contexts in N threads really
+overlap.  The library is the one the package links (``libnfs.so.13``); the
+prototypes are those of ``/usr/include/nfsc/libnfs.h`` in libnfs 4.0.
+
+Every call returns 0 or ``-errno`` (libnfs maps NFS3ERR_* to errno values,
+``nfsstat3_to_errno``); :meth:`Context.check` turns that into :class:`OSError`
+and tells transport failures (timeouts, lost connections) apart from NFS
+answers, because only the former make a context unusable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
+
+logger = logging.getLogger(__name__)
+
+SONAME = "libnfs.so.13"
+"""libnfs 4.0 (Debian 12 ``libnfs13``); the layouts below are that version's."""
+
+
+class NfsStat64(Structure):
+    """``struct nfs_stat_64``."""
+
+    _fields_ = [
+        (name, c_uint64)
+        for name in (
+            "dev", "ino", "mode", "nlink", "uid", "gid", "rdev", "size", "blksize", "blocks",
+            "atime", "mtime", "ctime", "atime_nsec", "mtime_nsec", "ctime_nsec", "used",
+        )
+    ]  # fmt: skip
+
+
+class NfsStatvfs64(Structure):
+    """``struct nfs_statvfs_64``."""
+
+    _fields_ = [
+        (name, c_uint64)
+        for name in (
+            "bsize", "frsize", "blocks", "bfree", "bavail", "files", "ffree", "favail",
+            "fsid", "flag", "namemax",
+        )
+    ]  # fmt: skip
+
+
+class NfsUrl(Structure):
+    """``struct nfs_url``."""
+
+    _fields_ = [("server", c_char_p), ("path", c_char_p), ("file", c_char_p)]
+
+
+class NfsDirent(Structure):
+    """The leading fields of ``struct nfsdirent`` (the rest are never read)."""
+
+
+NfsDirent._fields_ = [
+    ("next", POINTER(NfsDirent)),
+    ("name", c_char_p),
+    ("inode", c_uint64),
+    ("type", c_uint32),
+    ("mode", c_uint32),
+]
+
+
+class Timeval(Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+def _load() -> ctypes.CDLL:
+    lib = ctypes.CDLL(SONAME, use_errno=False)
+    ctx, fh, path = c_void_p, c_void_p, c_char_p
+    prototypes: dict[str, tuple[type | None, list[type]]] = {
+        "nfs_init_context": (c_void_p, []),
+        "nfs_destroy_context": (None, [ctx]),
+        "nfs_parse_url_dir": (POINTER(NfsUrl), [ctx, c_char_p]),
+        "nfs_destroy_url": (None, [POINTER(NfsUrl)]),
+        "nfs_mount": (c_int, [ctx, c_char_p, c_char_p]),
+        "nfs_get_error": (c_char_p, [ctx]),
+        "nfs_set_timeout": (None, [ctx, c_int]),
+        "nfs_set_dircache": (None, [ctx, c_int]),
+        "nfs_get_readmax": (c_uint64, [ctx]),
+        "nfs_get_writemax": (c_uint64, [ctx]),
+        "nfs_lstat64": (c_int, [ctx, path, POINTER(NfsStat64)]),
+        "nfs_fstat64": (c_int, [ctx, fh, POINTER(NfsStat64)]),
+        "nfs_statvfs64": (c_int, [ctx, path, POINTER(NfsStatvfs64)]),
+        "nfs_open": (c_int, [ctx, path, c_int, POINTER(c_void_p)]),
+        "nfs_create": (c_int, [ctx, path, c_int, c_int, POINTER(c_void_p)]),
+        "nfs_close": (c_int, [ctx, fh]),
+        "nfs_pread": (c_int, [ctx, fh, c_uint64, c_uint64, c_void_p]),
+        "nfs_pwrite": (c_int, [ctx, fh, c_uint64, c_uint64, c_void_p]),
+        "nfs_fsync": (c_int, [ctx, fh]),
+        "nfs_ftruncate": (c_int, [ctx, fh, c_uint64]),
+        "nfs_truncate": (c_int, [ctx, path, c_uint64]),
+        "nfs_mkdir2": (c_int, [ctx, path, c_int]),
+        "nfs_rmdir": (c_int, [ctx, path]),
+        "nfs_unlink": (c_int, [ctx, path]),
+        "nfs_mknod": (c_int, [ctx, path, c_int, c_int]),
+        "nfs_symlink": (c_int, [ctx, path, path]),
+        "nfs_readlink2": (c_int, [ctx, path, POINTER(c_void_p)]),
+        "nfs_rename": (c_int, [ctx, path, path]),
+        "nfs_link": (c_int, [ctx, path, path]),
+        "nfs_lchmod": (c_int, [ctx, path, c_int]),
+        "nfs_fchmod": (c_int, [ctx, fh, c_int]),
+        "nfs_lchown": (c_int, [ctx, path, c_int, c_int]),
+        "nfs_fchown": (c_int, [ctx, fh, c_int, c_int]),
+        "nfs_lutimes": (c_int, [ctx, path, POINTER(Timeval)]),
+        "nfs_opendir": (c_int, [ctx, path, POINTER(c_void_p)]),
+        "nfs_readdir": (POINTER(NfsDirent), [ctx, c_void_p]),
+        "nfs_closedir": (None, [ctx, c_void_p]),
+    }
+    for name, (restype, argtypes) in prototypes.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    return lib
+
+
+lib = _load()
+_libc_free = ctypes.CDLL(None).free
+_libc_free.argtypes = [c_void_p]
+
+TRANSPORT_ERRNOS = frozenset({errno.EINTR, errno.EFAULT})
+"""What libnfs 4.0 reports for RPC_STATUS_TIMEOUT / _CANCEL (-EINTR) and
+RPC_STATUS_ERROR (-EFAULT) in ``check_nfs3_error``: never an NFS answer."""
+
+
+class TransportError(OSError):
+    """The RPC did not complete (timeout, connection lost): the context is unusable."""
+
+
+def _dirent_type(nf3type: int) -> int:
+    """``ftype3`` (RFC 1813 §2.6: NF3REG=1 .. NF3FIFO=7) -> ``DT_*``."""
+    return (0, 8, 4, 6, 2, 10, 12, 1)[nf3type] if 0 < nf3type < 8 else 0
+
+
+class Context:
+    """One mounted ``struct nfs_context``: use it from one thread at a time."""
+
+    def __init__(self, url: bytes, timeout_ms: int) -> None:
+        self.pointer = lib.nfs_init_context()
+        if not self.pointer:
+            raise OSError(errno.ENOMEM, "nfs_init_context failed")
+        lib.nfs_set_timeout(self.pointer, timeout_ms)
+        lib.nfs_set_dircache(self.pointer, 0)
+        parsed = lib.nfs_parse_url_dir(self.pointer, url)
+        try:
+            if not parsed:
+                raise OSError(errno.EINVAL, self.error())
+            path = parsed.contents.path
+            self.check(lib.nfs_mount(self.pointer, parsed.contents.server, path), "mount", path)
+        except OSError:
+            self.destroy()
+            raise
+        finally:
+            if parsed:
+                lib.nfs_destroy_url(parsed)
+        self.readmax = int(lib.nfs_get_readmax(self.pointer))
+        self.writemax = int(lib.nfs_get_writemax(self.pointer))
+
+    def destroy(self) -> None:
+        if self.pointer:
+            lib.nfs_destroy_context(self.pointer)
+            self.pointer = None
+
+    def error(self) -> str:
+        message = lib.nfs_get_error(self.pointer)
+        return message.decode(errors="replace") if message else "unknown libnfs error"
+
+    def check(self, status: int, what: str, path: bytes | None = None) -> int:
+        """``status`` when >= 0, else the matching OSError (TransportError for RPC failures)."""
+        if status >= 0:
+            return status
+        code = -status
+        message = self.error()
+        filename = os.fsdecode(path) if path is not None else None
+        nfs_answer = "NFS3ERR" in message or "NFS3" in message
+        if code in TRANSPORT_ERRNOS or (code == errno.EIO and not nfs_answer):
+            code = errno.ETIMEDOUT if "timed out" in message else errno.EIO
+            raise TransportError(code, f"{what}: {message}", filename)
+        raise OSError(code, os.strerror(code), filename)
+
+    # -- calls: thin, one per libnfs function -------------------------------
+
+    def lstat(self, path: bytes) -> NfsStat64:
+        st = NfsStat64()
+        self.check(lib.nfs_lstat64(self.pointer, path, byref(st)), "lstat", path)
+        return st
+
+    def fstat(self, fh: int) -> NfsStat64:
+        st = NfsStat64()
+        self.check(lib.nfs_fstat64(self.pointer, fh, byref(st)), "fstat")
+        return st
+
+    def statvfs(self, path: bytes) -> NfsStatvfs64:
+        st = NfsStatvfs64()
+        self.check(lib.nfs_statvfs64(self.pointer, path, byref(st)), "statvfs", path)
+        return st
+
+    def open(self, path: bytes, flags: int) -> int:
+        fh = c_void_p()
+        self.check(lib.nfs_open(self.pointer, path, flags, byref(fh)), "open", path)
+        return fh.value or 0
+
+    def create(self, path: bytes, flags: int, mode: int) -> int:
+        fh = c_void_p()
+        self.check(lib.nfs_create(self.pointer, path, flags, mode, byref(fh)), "create", path)
+        return fh.value or 0
+
+    def close(self, fh: int) -> None:
+        self.check(lib.nfs_close(self.pointer, fh), "close")
+
+    def pread(self, fh: int, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` from ``offset`` in readmax-sized READs; short only at EOF."""
+        total = 0
+        size = buffer.nbytes
+        address, _keep = _address(buffer)
+        while total < size:
+            count = min(size - total, self.readmax)
+            got = self.check(
+                lib.nfs_pread(self.pointer, fh, offset + total, count, address + total), "read"
+            )
+            total += got
+            if got < count:
+                break
+        return total
+
+    def pwrite(self, fh: int, offset: int, buffer: memoryview) -> int:
+        total = 0
+        size = buffer.nbytes
+        address, _keep = _address(buffer)
+        while total < size:
+            count = min(size - total, self.writemax)
+            put = self.check(
+                lib.nfs_pwrite(self.pointer, fh, offset + total, count, address + total), "write"
+            )
+            if put == 0:
+                raise OSError(errno.EIO, "server accepted no bytes")
+            total += put
+        return total
+
+    def fsync(self, fh: int) -> None:
+        self.check(lib.nfs_fsync(self.pointer, fh), "fsync")
+
+    def ftruncate(self, fh: int, length: int) -> None:
+        self.check(lib.nfs_ftruncate(self.pointer, fh, length), "ftruncate")
+
+    def truncate(self, path: bytes, length: int) -> None:
+        self.check(lib.nfs_truncate(self.pointer, path, length), "truncate", path)
+
+    def mkdir(self, path: bytes, mode: int) -> None:
+        self.check(lib.nfs_mkdir2(self.pointer, path, mode), "mkdir", path)
+
+    def rmdir(self, path: bytes) -> None:
+        self.check(lib.nfs_rmdir(self.pointer, path), "rmdir", path)
+
+    def unlink(self, path: bytes) -> None:
+        self.check(lib.nfs_unlink(self.pointer, path), "unlink", path)
+
+    def mknod(self, path: bytes, mode: int, rdev: int) -> None:
+        self.check(lib.nfs_mknod(self.pointer, path, mode, rdev), "mknod", path)
+
+    def symlink(self, target: bytes, path: bytes) -> None:
+        self.check(lib.nfs_symlink(self.pointer, target, path), "symlink", path)
+
+    def readlink(self, path: bytes) -> bytes:
+        buffer = c_void_p()
+        self.check(lib.nfs_readlink2(self.pointer, path, byref(buffer)), "readlink", path)
+        try:
+            return ctypes.string_at(buffer.value) if buffer.value else b""
+        finally:
+            _libc_free(buffer)
+
+    def rename(self, old: bytes, new: bytes) -> None:
+        self.check(lib.nfs_rename(self.pointer, old, new), "rename", old)
+
+    def link(self, old: bytes, new: bytes) -> None:
+        self.check(lib.nfs_link(self.pointer, old, new), "link", new)
+
+    def chmod(self, path: bytes, mode: int) -> None:
+        self.check(lib.nfs_lchmod(self.pointer, path, mode), "chmod", path)
+
+    def fchmod(self, fh: int, mode: int) -> None:
+        self.check(lib.nfs_fchmod(self.pointer, fh, mode), "fchmod")
+
+    def chown(self, path: bytes, uid: int, gid: int) -> None:
+        self.check(lib.nfs_lchown(self.pointer, path, uid, gid), "chown", path)
+
+    def fchown(self, fh: int, uid: int, gid: int) -> None:
+        self.check(lib.nfs_fchown(self.pointer, fh, uid, gid), "fchown")
+
+    def utimes(self, path: bytes, times: tuple[int, int] | None) -> None:
+        """``(atime_ns, mtime_ns)``, or None for the server's clock (SET_TO_SERVER_TIME).
+
+        libnfs 4.0 has no utimensat: its SETATTR carries microseconds.
+        """
+        if times is None:
+            pointer = None
+        else:
+            pair = (Timeval * 2)(*(Timeval(ns // 10**9, ns % 10**9 // 1000) for ns in times))
+            pointer = ctypes.cast(pair, POINTER(Timeval))
+        self.check(lib.nfs_lutimes(self.pointer, path, pointer), "utimes", path)
+
+    def listdir(self, path: bytes) -> list[tuple[bytes, int, int]]:
+        """``(name, fileid, DT_*)`` for every entry but ``.`` and ``..`` (one READDIRPLUS walk)."""
+        directory = c_void_p()
+        self.check(lib.nfs_opendir(self.pointer, path, byref(directory)), "opendir", path)
+        entries = []
+        try:
+            while True:
+                entry = lib.nfs_readdir(self.pointer, directory)
+                if not entry:
+                    break
+                name = entry.contents.name
+                if name not in (b".", b".."):
+                    entries.append((name, entry.contents.inode, _dirent_type(entry.contents.type)))
+        finally:
+            lib.nfs_closedir(self.pointer, directory)
+        return entries
+
+
+def _address(buffer: memoryview) -> tuple[int, object]:
+    """The address of a contiguous buffer and the object that keeps it alive.
+
+    Writable buffers (guest memory, bytearrays) are used in place; a read-only
+    one is copied once, since ctypes only maps writable buffers.
+    """
+    if buffer.nbytes == 0:
+        return 0, None
+    if buffer.readonly:
+        copy = ctypes.create_string_buffer(buffer.tobytes(), buffer.nbytes)
+        return ctypes.addressof(copy), copy
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer)), buffer

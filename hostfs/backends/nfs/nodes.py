@@ -1,0 +1,157 @@
+"""The objects the NFS backend hands to the core: records of (parent, name) links.
+
+libnfs's synchronous API names objects by path, but a path is not an identity:
+renaming a directory changes the path of everything below it, and hard links
+give one object several paths.  So a node stores the *links* that lead to it
+(parent node + name), and its path is computed on demand by walking parents.
+Renaming a directory updates one link and every descendant follows for free.
+Nodes are matched by NFS fileid (RFC 1813 §2.6 ``fileid3``), so a second name
+of a hard-linked file finds the node the core already holds.
+
+Only the event loop thread touches this tree (workers receive finished paths),
+so it needs no lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat as stat_module
+
+
+class NfsNode:
+    """One object on the export."""
+
+    __slots__ = ("children", "held", "ino", "is_root", "links", "mode")
+
+    def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
+        self.is_root = is_root
+        self.ino = ino
+        self.mode = mode
+        self.links: list[tuple[NfsNode, bytes]] = []
+        self.held = True
+        """The core holds it (between lookup and forget)."""
+        self.children = 0
+        """Indexed links that name this node as their parent."""
+
+    @property
+    def path(self) -> bytes:
+        """The path of the first known link, relative to the export root ("/").
+
+        A node that lost its last name (unlinked while open, or below a removed
+        directory) has no path: ESTALE, as an NFS client says for a dead handle.
+        """
+        parts = []
+        node = self
+        while not node.is_root:
+            if not node.links:
+                raise OSError(errno.ESTALE, "object has no name left on the export")
+            node, name = node.links[0]
+            parts.append(name)
+        return b"/" + b"/".join(reversed(parts))
+
+    def child_path(self, name: bytes) -> bytes:
+        base = self.path
+        return (base if base != b"/" else b"") + b"/" + name
+
+    def __repr__(self) -> str:
+        return f"NfsNode(ino={self.ino}, path={self.path!r})"
+
+
+class NodeTree:
+    """Every node the core holds, plus the ancestors their paths go through."""
+
+    def __init__(self, root_ino: int, root_mode: int) -> None:
+        self.root = NfsNode(root_ino, root_mode, is_root=True)
+        self._by_link: dict[tuple[NfsNode, bytes], NfsNode] = {}
+        self._by_ino: dict[int, NfsNode] = {root_ino: self.root}
+
+    def found(self, parent: NfsNode, name: bytes, ino: int, mode: int) -> NfsNode:
+        """``parent/name`` is object ``ino`` now: return its node, recording the link."""
+        key = (parent, name)
+        node = self._by_link.get(key)
+        if node is not None and node.ino == ino:
+            node.held = True
+            node.mode = mode
+            return node
+        if node is not None:
+            self._unlink(node, key)
+        node = self._by_ino.get(ino)
+        if node is None or stat_module.S_IFMT(node.mode) != stat_module.S_IFMT(mode):
+            node = NfsNode(ino, mode)
+            self._by_ino[ino] = node
+        elif stat_module.S_ISDIR(mode):
+            # A directory has one name: it was moved behind our back.
+            for link in list(node.links):
+                self._unlink(node, link, drop=False)
+        node.held = True
+        node.mode = mode
+        self._link(node, key)
+        return node
+
+    def linked(self, node: NfsNode, parent: NfsNode, name: bytes) -> None:
+        """A new hard link ``parent/name`` to ``node``."""
+        self.removed(parent, name)
+        self._link(node, (parent, name))
+
+    def removed(self, parent: NfsNode, name: bytes) -> None:
+        """``parent/name`` is gone (unlink, rmdir, replaced by a rename)."""
+        key = (parent, name)
+        node = self._by_link.get(key)
+        if node is not None:
+            self._unlink(node, key)
+
+    def moved(self, parent: NfsNode, name: bytes, new_parent: NfsNode, new_name: bytes) -> None:
+        """``rename(parent/name, new_parent/new_name)`` succeeded."""
+        if (parent, name) == (new_parent, new_name):
+            return
+        node = self._by_link.get((parent, name))
+        self.removed(new_parent, new_name)
+        if node is None:
+            return
+        index = node.links.index((parent, name))
+        del self._by_link[(parent, name)]
+        node.links[index] = (new_parent, new_name)
+        self._by_link[(new_parent, new_name)] = node
+        new_parent.children += 1
+        parent.children -= 1
+        self._maybe_drop(parent)
+
+    def forget(self, node: NfsNode) -> None:
+        """The core holds no more references: drop the node unless a descendant needs it."""
+        if node is self.root:
+            return
+        node.held = False
+        self._maybe_drop(node)
+
+    def _link(self, node: NfsNode, key: tuple[NfsNode, bytes]) -> None:
+        node.links.append(key)
+        self._by_link[key] = node
+        key[0].children += 1
+
+    def _unlink(self, node: NfsNode, key: tuple[NfsNode, bytes], drop: bool = True) -> None:
+        node.links.remove(key)
+        del self._by_link[key]
+        parent = key[0]
+        parent.children -= 1
+        if not node.links and self._by_ino.get(node.ino) is node:
+            # No name leads to it (e.g. unlinked while open): a reused fileid is someone else.
+            del self._by_ino[node.ino]
+        if drop:
+            self._maybe_drop(parent)
+
+    def _maybe_drop(self, node: NfsNode) -> None:
+        """Remove nodes that nobody holds, bottom-up, keeping their links for open paths."""
+        while node is not self.root and not node.held and node.children == 0:
+            if self._by_ino.get(node.ino) is node:
+                del self._by_ino[node.ino]
+            parents = [parent for parent, _ in node.links]
+            for key in node.links:
+                self._by_link.pop(key, None)
+            for parent in parents:
+                parent.children -= 1
+            if len(parents) != 1:
+                for parent in parents[1:]:
+                    self._maybe_drop(parent)
+                if not parents:
+                    return
+            node = parents[0]
