@@ -1,0 +1,469 @@
+"""Serve one FUSE request: decode it, call the core, encode the reply.
+
+Transports (/dev/fuse, vhost-user virtqueues) call :meth:`Dispatcher.handle`
+with the request's buffers and the buffers the reply goes into; they may run
+many ``handle`` calls concurrently.  ``readable`` and ``writable`` may be the
+same memory (the /dev/fuse transport answers in its request buffer): every
+request field is decoded before the core is called, and WRITE data, the only
+thing still referenced, is consumed before the reply is written.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+
+from hostfs.core.filesystem import FileSystem
+from hostfs.core.types import Caller
+from hostfs.fuse import abi, replies
+from hostfs.fuse import requests as rq
+from hostfs.fuse.abi import Opcode
+from hostfs.fuse.init import Protocol, SessionConfig, negotiate
+from hostfs.fuse.scatter import scatter_into, slices, total_length
+from hostfs.fuse.stats import OpStats
+
+log = logging.getLogger(__name__)
+
+HEADER = abi.OUT_HEADER.size
+_MAX_ERRNO = 511
+"""The kernel rejects a reply whose error is not in ``[-511, 0]`` (fuse_dev_do_write)."""
+_EARLY_INTERRUPTS_MAX = 1024
+
+Handler = Callable[[rq.InHeader, Any, Caller, memoryview, int], Awaitable[int | None]]
+"""``(header, request, caller, out, limit) -> payload length`` encoded at ``out[16:limit]``,
+or None for requests that get no reply."""
+
+
+def _errno_of(error: OSError) -> int:
+    code = error.errno
+    return code if code and 0 < code <= _MAX_ERRNO else errno.EIO
+
+
+def _opcode_name(opcode: int) -> str:
+    try:
+        return Opcode(opcode).name
+    except ValueError:
+        return str(opcode)
+
+
+def _check_xattr_size(data_size: int, requested: int, limit: int) -> None:
+    """GETXATTR/LISTXATTR: a too-small buffer is ERANGE, as for getxattr(2)."""
+    if data_size > requested or HEADER + data_size > limit:
+        raise OSError(errno.ERANGE, "xattr buffer too small")
+
+
+class Dispatcher:
+    """One FUSE session over a :class:`FileSystem`, whichever transport carries it."""
+
+    def __init__(self, fs: FileSystem, config: SessionConfig | None = None) -> None:
+        self.fs = fs
+        self.config = config or SessionConfig()
+        self.protocol = Protocol()
+        """Negotiated by INIT; until then the newest layouts decode INIT itself."""
+        self.initialized = False
+        self.stats = OpStats()
+        self._inflight: dict[int, trio.CancelScope] = {}
+        self._early_interrupts: set[int] = set()
+        self._scratch: list[memoryview] = []
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        self._handlers: list[Handler | None] = [None] * (abi.MAX_OPCODE + 1)
+        for opcode in Opcode:
+            handler = getattr(self, "_on_" + opcode.name.lower(), None)
+            if handler is not None:
+                self._handlers[opcode] = handler
+
+    # -- the transport-facing API ---------------------------------------------
+
+    async def handle(self, readable: Sequence[memoryview], writable: Sequence[memoryview]) -> int:
+        """Serve the request in ``readable``; write the reply into ``writable``.
+
+        Returns the reply length, 0 when there is none (FORGET, BATCH_FORGET,
+        INTERRUPT, or a request too short to have a ``unique``).
+        """
+        started = time.perf_counter_ns()
+        header, request = rq.parse(self.protocol, readable)
+        if header is None:
+            log.warning("dropped a request shorter than fuse_in_header")
+            return 0
+        opcode = header.opcode
+        if type(request) is rq.BadRequest:
+            length, error = 0, request.errno
+        elif not self.initialized and opcode != Opcode.INIT:
+            length, error = 0, errno.EIO
+        elif opcode == Opcode.READ:
+            length, error = await self._call(self._read_into_reply, header, request, writable)
+        else:
+            length, error = await self._call(self._reply_in_buffer, header, request, writable)
+        if self._debug:
+            log.debug(
+                "%s unique=%d nodeid=%d -> %s",
+                _opcode_name(opcode),
+                header.unique,
+                header.nodeid,
+                f"-{errno.errorcode.get(error, error)}" if error else length,
+            )
+        self.stats.record(opcode, error != 0, time.perf_counter_ns() - started)
+        if error:
+            if total_length(writable) < HEADER:
+                return 0
+            return self._write_header(writable, HEADER, -error, header.unique)
+        return length
+
+    # -- plumbing ---------------------------------------------------------------
+
+    async def _call(
+        self, body: Callable[..., Awaitable[int]], header: rq.InHeader, request: Any, writable: Any
+    ) -> tuple[int, int]:
+        """Run ``body`` interruptibly; map its failure to an errno."""
+        unique = header.unique
+        scope = trio.CancelScope()
+        if unique in self._early_interrupts:
+            self._early_interrupts.discard(unique)
+            scope.cancel()
+        self._inflight[unique] = scope
+        length = 0
+        try:
+            with scope:
+                length = await body(header, request, writable)
+        except OSError as error:
+            return 0, _errno_of(error)
+        except struct.error as error:
+            log.warning(
+                "opcode %d: reply does not fit or holds bad values: %s", header.opcode, error
+            )
+            return 0, errno.EIO
+        except Exception:
+            log.exception("opcode %d unique %d failed", header.opcode, unique)
+            return 0, errno.EIO
+        finally:
+            if self._inflight.get(unique) is scope:
+                del self._inflight[unique]
+        if scope.cancelled_caught:
+            return 0, errno.EINTR
+        return length, 0
+
+    def _write_header(
+        self, writable: Sequence[memoryview], length: int, error: int, unique: int
+    ) -> int:
+        first = writable[0]
+        if len(first) >= HEADER:
+            replies.out_header(first, length, error, unique)
+        else:
+            header = bytearray(HEADER)
+            replies.out_header(memoryview(header), length, error, unique)
+            scatter_into(writable, 0, memoryview(header))
+        return length
+
+    async def _reply_in_buffer(
+        self, header: rq.InHeader, request: Any, writable: Sequence[memoryview]
+    ) -> int:
+        """Encode straight into a single reply buffer, else into scratch then scatter."""
+        handler = self._handlers[header.opcode]
+        if handler is None:
+            raise OSError(errno.ENOSYS, "not implemented")
+        caller = Caller(header.uid, header.gid, header.pid)
+        if len(writable) == 1:
+            out = writable[0]
+            payload = await handler(header, request, caller, out, len(out))
+            if payload is None:
+                return 0
+            replies.out_header(out, HEADER + payload, 0, header.unique)
+            return HEADER + payload
+        out = self._scratch.pop() if self._scratch else self._new_scratch()
+        try:
+            capacity = total_length(writable)
+            payload = await handler(header, request, caller, out, min(len(out), capacity))
+            if payload is None:
+                return 0
+            if HEADER + payload > capacity:
+                raise OSError(errno.EIO, "reply larger than the buffers offered")
+            replies.out_header(out, HEADER + payload, 0, header.unique)
+            return scatter_into(writable, 0, out[: HEADER + payload])
+        finally:
+            self._scratch.append(out)
+
+    def _new_scratch(self) -> memoryview:
+        return memoryview(bytearray(self.config.buffer_size))
+
+    async def _read_into_reply(
+        self, header: rq.InHeader, request: rq.Read, writable: Sequence[memoryview]
+    ) -> int:
+        """READ: the core fills the reply buffers after the header, zero-copy."""
+        capacity = total_length(writable) - HEADER
+        if capacity < 0:
+            raise OSError(errno.EIO, "no room for a reply")
+        views = slices(writable, HEADER, min(request.size, capacity))
+        caller = Caller(header.uid, header.gid, header.pid)
+        count = await self.fs.read(caller, header.nodeid, request.fh, request.offset, views)
+        if not 0 <= count <= sum(len(view) for view in views):
+            raise OSError(errno.EIO, f"read returned {count}")
+        return self._write_header(writable, HEADER + count, 0, header.unique)
+
+    # -- session ----------------------------------------------------------------
+
+    async def _on_init(self, header: rq.InHeader, request: rq.Init, caller: Caller, out, limit):
+        reply = negotiate(
+            request.major,
+            request.minor,
+            request.max_readahead,
+            request.flags,
+            self.fs.options,
+            self.config,
+        )
+        if reply.error:
+            log.error("kernel speaks FUSE %d.%d: unsupported", request.major, request.minor)
+            raise OSError(reply.error, "unsupported FUSE major version")
+        if reply.protocol is not None:
+            await self.fs.init()
+            self.protocol = reply.protocol
+            self.initialized = True
+            log.info(
+                "FUSE session: kernel %d.%d, speaking 7.%d, flags %#x",
+                request.major,
+                request.minor,
+                reply.protocol.minor,
+                reply.protocol.flags,
+            )
+        out[HEADER : HEADER + len(reply.body)] = reply.body
+        return len(reply.body)
+
+    async def _on_destroy(self, header, request, caller, out, limit) -> int:
+        self.initialized = False
+        self.stats.log(logging.DEBUG)
+        await self.fs.destroy()
+        return 0
+
+    async def _on_interrupt(self, header, request: rq.Interrupt, caller, out, limit) -> None:
+        scope = self._inflight.get(request.unique)
+        if scope is not None:
+            scope.cancel()
+            return
+        if len(self._early_interrupts) >= _EARLY_INTERRUPTS_MAX:
+            self._early_interrupts.clear()
+        self._early_interrupts.add(request.unique)
+
+    async def _on_forget(self, header, request: rq.Forget, caller, out, limit) -> None:
+        self.fs.forget(header.nodeid, request.nlookup)
+
+    async def _on_batch_forget(self, header, request: rq.BatchForget, caller, out, limit) -> None:
+        self.fs.batch_forget(request.items)
+
+    async def _on_syncfs(self, header, request, caller, out, limit) -> int:
+        await self.fs.syncfs(caller)
+        return 0
+
+    async def _on_statfs(self, header, request, caller, out, limit) -> int:
+        replies.statfs_out(out, HEADER, await self.fs.statfs(caller, header.nodeid))
+        return self.protocol.statfs_out_size
+
+    # -- names --------------------------------------------------------------
+
+    def _entry_reply(self, out: memoryview, entry: Any) -> int:
+        replies.entry_out(out, HEADER, entry)
+        return self.protocol.entry_out_size
+
+    async def _on_lookup(self, header, request: rq.Lookup, caller, out, limit) -> int:
+        entry = await self.fs.lookup(caller, header.nodeid, request.name)
+        return self._entry_reply(out, entry)
+
+    async def _on_getattr(self, header, request: rq.Getattr, caller, out, limit) -> int:
+        replies.attr_out(out, HEADER, await self.fs.getattr(caller, header.nodeid, request.fh))
+        return self.protocol.attr_out_size
+
+    async def _on_setattr(self, header, request: rq.Setattr, caller, out, limit) -> int:
+        reply = await self.fs.setattr(caller, header.nodeid, request.changes, request.fh)
+        replies.attr_out(out, HEADER, reply)
+        return self.protocol.attr_out_size
+
+    async def _on_readlink(self, header, request, caller, out, limit) -> int:
+        target = await self.fs.readlink(caller, header.nodeid)
+        if HEADER + len(target) > limit:
+            raise OSError(errno.ENAMETOOLONG, "symlink target larger than the reply buffer")
+        out[HEADER : HEADER + len(target)] = target
+        return len(target)
+
+    async def _on_symlink(self, header, request: rq.Symlink, caller, out, limit) -> int:
+        entry = await self.fs.symlink(caller, header.nodeid, request.name, request.target)
+        return self._entry_reply(out, entry)
+
+    async def _on_mknod(self, header, request: rq.Mknod, caller, out, limit) -> int:
+        entry = await self.fs.mknod(
+            caller, header.nodeid, request.name, request.mode, request.rdev, request.umask
+        )
+        return self._entry_reply(out, entry)
+
+    async def _on_mkdir(self, header, request: rq.Mkdir, caller, out, limit) -> int:
+        entry = await self.fs.mkdir(
+            caller, header.nodeid, request.name, request.mode, request.umask
+        )
+        return self._entry_reply(out, entry)
+
+    async def _on_unlink(self, header, request: rq.Unlink, caller, out, limit) -> int:
+        await self.fs.unlink(caller, header.nodeid, request.name)
+        return 0
+
+    async def _on_rmdir(self, header, request: rq.Unlink, caller, out, limit) -> int:
+        await self.fs.rmdir(caller, header.nodeid, request.name)
+        return 0
+
+    async def _on_rename(self, header, request: rq.Rename, caller, out, limit) -> int:
+        await self.fs.rename(
+            caller, header.nodeid, request.name, request.new_parent, request.new_name, request.flags
+        )
+        return 0
+
+    _on_rename2 = _on_rename
+
+    async def _on_link(self, header, request: rq.Link, caller, out, limit) -> int:
+        entry = await self.fs.link(caller, request.old_nodeid, header.nodeid, request.new_name)
+        return self._entry_reply(out, entry)
+
+    # -- files --------------------------------------------------------------
+
+    async def _on_open(self, header, request: rq.Open, caller, out, limit) -> int:
+        replies.open_out(out, HEADER, await self.fs.open(caller, header.nodeid, request.flags))
+        return abi.OPEN_OUT.size
+
+    async def _on_create(self, header, request: rq.Create, caller, out, limit) -> int:
+        entry, opened = await self.fs.create(
+            caller, header.nodeid, request.name, request.mode, request.flags, request.umask
+        )
+        size = self._entry_reply(out, entry)
+        replies.open_out(out, HEADER + size, opened)
+        return size + abi.OPEN_OUT.size
+
+    async def _on_write(self, header, request: rq.Write, caller, out, limit) -> int:
+        count = await self.fs.write(
+            caller, header.nodeid, request.fh, request.offset, request.data, request.kill_suidgid
+        )
+        abi.WRITE_OUT.pack_into(out, HEADER, count, 0)
+        return abi.WRITE_OUT.size
+
+    async def _on_flush(self, header, request: rq.Flush, caller, out, limit) -> int:
+        await self.fs.flush(caller, header.nodeid, request.fh, request.lock_owner)
+        return 0
+
+    async def _on_release(self, header, request: rq.Release, caller, out, limit) -> int:
+        await self.fs.release(
+            caller, header.nodeid, request.fh, request.lock_owner, request.flock_release
+        )
+        return 0
+
+    async def _on_fsync(self, header, request: rq.Fsync, caller, out, limit) -> int:
+        await self.fs.fsync(caller, header.nodeid, request.fh, request.datasync)
+        return 0
+
+    async def _on_fallocate(self, header, request: rq.Fallocate, caller, out, limit) -> int:
+        await self.fs.fallocate(
+            caller, header.nodeid, request.fh, request.mode, request.offset, request.length
+        )
+        return 0
+
+    async def _on_lseek(self, header, request: rq.Lseek, caller, out, limit) -> int:
+        offset = await self.fs.lseek(
+            caller, header.nodeid, request.fh, request.offset, request.whence
+        )
+        abi.LSEEK_OUT.pack_into(out, HEADER, offset)
+        return abi.LSEEK_OUT.size
+
+    async def _on_copy_file_range(self, header, request: rq.CopyFileRange, caller, out, limit):
+        count = await self.fs.copy_file_range(
+            caller,
+            header.nodeid,
+            request.fh_in,
+            request.offset_in,
+            request.nodeid_out,
+            request.fh_out,
+            request.offset_out,
+            request.length,
+            request.flags,
+        )
+        abi.WRITE_OUT.pack_into(out, HEADER, count, 0)
+        return abi.WRITE_OUT.size
+
+    async def _on_getlk(self, header, request: rq.Lk, caller, out, limit) -> int:
+        lock = await self.fs.getlk(caller, header.nodeid, request.fh, request.owner, request.lock)
+        replies.lk_out(out, HEADER, lock)
+        return abi.FILE_LOCK.size
+
+    async def _on_setlk(self, header, request: rq.Lk, caller, out, limit) -> int:
+        wait = header.opcode == Opcode.SETLKW
+        await self.fs.setlk(
+            caller, header.nodeid, request.fh, request.owner, request.lock, wait, request.flock
+        )
+        return 0
+
+    _on_setlkw = _on_setlk
+
+    # -- directories --------------------------------------------------------
+
+    async def _on_opendir(self, header, request: rq.Open, caller, out, limit) -> int:
+        replies.open_out(out, HEADER, await self.fs.opendir(caller, header.nodeid, request.flags))
+        return abi.OPEN_OUT.size
+
+    async def _on_readdir(self, header, request: rq.Read, caller, out, limit) -> int:
+        plus = header.opcode == Opcode.READDIRPLUS
+        end = min(limit, HEADER + request.size)
+        position = HEADER
+
+        def add(name: bytes, ino: int, dtype: int, next_offset: int, entry: Any) -> bool:
+            nonlocal position
+            if plus:
+                after = replies.direntplus(out, position, end, name, ino, next_offset, dtype, entry)
+            else:
+                after = replies.dirent(out, position, end, name, ino, next_offset, dtype)
+            if after < 0:
+                return False
+            position = after
+            return True
+
+        await self.fs.readdir(caller, header.nodeid, request.fh, request.offset, add, plus)
+        return position - HEADER
+
+    _on_readdirplus = _on_readdir
+
+    async def _on_releasedir(self, header, request: rq.Release, caller, out, limit) -> int:
+        await self.fs.releasedir(caller, header.nodeid, request.fh)
+        return 0
+
+    async def _on_fsyncdir(self, header, request: rq.Fsync, caller, out, limit) -> int:
+        await self.fs.fsyncdir(caller, header.nodeid, request.fh, request.datasync)
+        return 0
+
+    async def _on_access(self, header, request: rq.Access, caller, out, limit) -> int:
+        await self.fs.access(caller, header.nodeid, request.mask)
+        return 0
+
+    # -- extended attributes --------------------------------------------------
+
+    async def _on_setxattr(self, header, request: rq.Setxattr, caller, out, limit) -> int:
+        await self.fs.setxattr(caller, header.nodeid, request.name, request.value, request.flags)
+        return 0
+
+    def _xattr_reply(self, data: bytes, requested: int, out: memoryview, limit: int) -> int:
+        """Size 0 asks how big the value is (fuse_getxattr_out); else the value itself."""
+        if requested == 0:
+            abi.GETXATTR_OUT.pack_into(out, HEADER, len(data), 0)
+            return abi.GETXATTR_OUT.size
+        _check_xattr_size(len(data), requested, limit)
+        out[HEADER : HEADER + len(data)] = data
+        return len(data)
+
+    async def _on_getxattr(self, header, request: rq.Getxattr, caller, out, limit) -> int:
+        value = await self.fs.getxattr(caller, header.nodeid, request.name)
+        return self._xattr_reply(value, request.size, out, limit)
+
+    async def _on_listxattr(self, header, request: rq.Listxattr, caller, out, limit) -> int:
+        names = await self.fs.listxattr(caller, header.nodeid)
+        data = b"".join(name + b"\0" for name in names)
+        return self._xattr_reply(data, request.size, out, limit)
+
+    async def _on_removexattr(self, header, request: rq.Removexattr, caller, out, limit) -> int:
+        await self.fs.removexattr(caller, header.nodeid, request.name)
+        return 0

@@ -1,0 +1,151 @@
+"""FUSE_INIT: agree on a protocol version and on features.
+
+Version rules are fuse.h's "Version negotiation" section: same major -> both
+use the smaller minor; kernel major greater -> reply with ours and wait for
+another INIT; kernel major smaller -> we cannot speak it, fail.  Only features
+the core implements are offered.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from hostfs.core.options import FsOptions
+from hostfs.fuse import abi
+
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Limits hostfs announces in ``fuse_init_out``, with the precedent for each default.
+
+    ``concurrency`` is how many requests a transport serves at once.
+    """
+
+    max_write: int = 1 << 20
+    """virtiofsd (Rust, C) announces 1 MiB; libfuse's default is 128 KiB."""
+    max_readahead: int | None = None
+    """None = accept the kernel's proposal (virtiofsd and libfuse echo it, capped)."""
+    max_background: int = 0xFFFF
+    """virtiofsd: ``u16::MAX`` (libfuse leaves 0, the kernel's default of 12)."""
+    congestion_threshold: int = 0xFFFF // 4 * 3
+    """virtiofsd: three quarters of max_background, as the kernel's own default ratio."""
+    time_gran: int = 1
+    """Timestamps are nanosecond-exact (virtiofsd and libfuse announce 1)."""
+    concurrency: int = 16
+    """Requests in flight per session; each holds one max_write-sized buffer."""
+
+    @property
+    def max_pages(self) -> int:
+        """``fuse_init_out.max_pages``: pages per request, enough for ``max_write``
+        (virtiofsd: max_write / page size = 256; the kernel caps it at 256 by default)."""
+        return min(0xFFFF, max(1, -(-self.max_write // PAGE_SIZE)))
+
+    @property
+    def buffer_size(self) -> int:
+        """A /dev/fuse read buffer that fits any request: the kernel insists on
+        ``max(FUSE_MIN_READ_BUFFER, in_header + write_in + max_write)``; a page more
+        covers SETXATTR names and values up to 64 KiB when max_write is small."""
+        return max(abi.MIN_READ_BUFFER, self.max_write, 65536) + PAGE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    """What INIT settled: how later requests are laid out and which features are on."""
+
+    major: int = abi.KERNEL_VERSION
+    minor: int = abi.KERNEL_MINOR_VERSION
+    flags: int = 0
+
+    @property
+    def setxattr_ext(self) -> bool:
+        return bool(self.flags & abi.SETXATTR_EXT)
+
+    @property
+    def entry_out_size(self) -> int:
+        return abi.ENTRY_OUT.size if self.minor >= 9 else abi.COMPAT_ENTRY_OUT_SIZE
+
+    @property
+    def attr_out_size(self) -> int:
+        return abi.ATTR_OUT.size if self.minor >= 9 else abi.COMPAT_ATTR_OUT_SIZE
+
+    @property
+    def statfs_out_size(self) -> int:
+        return abi.KSTATFS.size if self.minor >= 4 else abi.COMPAT_STATFS_SIZE
+
+
+def offered_flags(options: FsOptions) -> int:
+    """The INIT flags the core can honour with these options."""
+    flags = (
+        abi.ASYNC_READ
+        | abi.PARALLEL_DIROPS
+        | abi.ATOMIC_O_TRUNC
+        | abi.BIG_WRITES
+        | abi.MAX_PAGES
+        | abi.HANDLE_KILLPRIV_V2
+    )
+    if options.readdirplus:
+        flags |= abi.DO_READDIRPLUS | abi.READDIRPLUS_AUTO
+    if options.locks:
+        flags |= abi.POSIX_LOCKS | abi.FLOCK_LOCKS
+    if options.writeback:
+        flags |= abi.WRITEBACK_CACHE
+    if options.xattr:
+        flags |= abi.SETXATTR_EXT
+    return flags
+
+
+@dataclass(frozen=True, slots=True)
+class InitReply:
+    """The outcome of one INIT: an errno to fail with, or a reply body and the new
+    protocol (None when the kernel must retry with our major)."""
+
+    error: int
+    body: bytes
+    protocol: Protocol | None
+
+
+def init_out_size(minor: int) -> int:
+    """How much of ``fuse_init_out`` a kernel of this minor reads."""
+    if minor < 5:
+        return abi.COMPAT_INIT_OUT_SIZE
+    if minor < 23:
+        return abi.COMPAT_22_INIT_OUT_SIZE
+    return abi.INIT_OUT.size
+
+
+def negotiate(
+    major: int,
+    minor: int,
+    max_readahead: int,
+    kernel_flags: int,
+    options: FsOptions,
+    config: SessionConfig,
+) -> InitReply:
+    """Answer ``fuse_init_in`` (flags already merged with ``flags2 << 32``)."""
+    if major < abi.KERNEL_VERSION:
+        return InitReply(errno.EPROTO, b"", None)
+    if major > abi.KERNEL_VERSION:
+        body = abi.INIT_OUT.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, *[0] * 9)
+        return InitReply(0, body[: abi.COMPAT_INIT_OUT_SIZE], None)
+    minor = min(minor, abi.KERNEL_MINOR_VERSION)
+    flags = kernel_flags & offered_flags(options) & 0xFFFFFFFF
+    readahead = max_readahead
+    if config.max_readahead is not None:
+        readahead = min(readahead, config.max_readahead)
+    body = abi.INIT_OUT.pack(
+        abi.KERNEL_VERSION,
+        minor,
+        readahead,
+        flags,
+        config.max_background,
+        config.congestion_threshold,
+        config.max_write,
+        config.time_gran,
+        config.max_pages if flags & abi.MAX_PAGES else 0,
+        0,
+        0,
+    )
+    return InitReply(0, body[: init_out_size(minor)], Protocol(abi.KERNEL_VERSION, minor, flags))
