@@ -140,6 +140,7 @@ class GaneshaServer:
         if process is None:
             return
         if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
             process.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
             try:
                 process.wait(STOP_TIMEOUT)
@@ -148,6 +149,15 @@ class GaneshaServer:
                 process.wait()
         with contextlib.suppress(FileNotFoundError):
             self.pidfile.unlink()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections but answers nothing (a hung server)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> GaneshaServer:
         self.start()

@@ -210,6 +210,9 @@ class NfsBackend(Backend):
     # -- files --------------------------------------------------------------
 
     async def open(self, obj: NfsNode, flags: int, caller: Caller) -> NfsHandle:
+        if stat_module.S_ISDIR(obj.mode) and flags & os.O_ACCMODE != os.O_RDONLY:
+            # nfs_open only LOOKUPs and ACCESSes; open(2) refuses to write a directory.
+            raise OSError(errno.EISDIR, "is a directory")
         path = obj.path
         fh = await self.pool.run(lambda c: c.open(path, flags & OPEN_FLAGS))
         return self._handle(fh, obj)
