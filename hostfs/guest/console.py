@@ -93,9 +93,11 @@ def _apply(report: GuestReport, kind: str, words: list[str]) -> None:
         report.failure = " ".join(words)
     elif kind == "GUEST-END":
         report.ended = True
-    elif not report.boots:
-        return
-    boot = report.boots[-1]
+    elif report.boots:
+        _apply_to_boot(report.boots[-1], kind, words)
+
+
+def _apply_to_boot(boot: BootReport, kind: str, words: list[str]) -> None:
     if kind == "CHECK" and words:
         boot.checks[words[0]] = " ".join(words[1:])
     elif kind == "RESULT" and words:

@@ -1,0 +1,45 @@
+"""Fixtures for the guest tests: the real Debian kernel, a share, a guest booter."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from hostfs.core.options import FsOptions
+from hostfs.guest.initramfs import GuestSetup, workload_path
+from hostfs.guest.kernel import GuestKernel, fetch_kernel
+from hostfs.guest.qemu import GuestRun, run_guest
+
+
+@pytest.fixture(scope="session")
+def guest_kernel() -> GuestKernel:
+    """Debian's cloud kernel, downloaded once into the cache (needs apt, as in CI)."""
+    if shutil.which("apt-get") is None:
+        pytest.skip("needs a Debian host with apt to fetch the guest kernel")
+    return fetch_kernel()
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    directory = tmp_path / "share"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def boot_guest(guest_kernel: GuestKernel, share: Path) -> Callable[..., Awaitable[GuestRun]]:
+    """``await boot_guest(daemon, workload, boots=1, timeout=120, **environment)``,
+    with extended attributes on so the smoke workload checks them."""
+
+    async def boot(
+        daemon: str, workload: str, boots: int = 1, timeout: float = 120.0, **environment: str
+    ) -> GuestRun:
+        setup = GuestSetup(workload_path(workload), boots=boots, environment=environment)
+        return await run_guest(
+            guest_kernel, setup, share, daemon, timeout=timeout, options=FsOptions(xattr=True)
+        )
+
+    return boot

@@ -1,0 +1,48 @@
+"""Both daemons get the same file system options, each in its own spelling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from hostfs.core.options import CACHE_POLICIES, FsOptions
+from hostfs.guest.daemons import VIRTIOFSD, daemon_command
+
+SOCKET, SHARE = Path("/run/s.sock"), Path("/srv/share")
+
+
+def test_hostfs_takes_virtiofsd_style_long_flags():
+    options = FsOptions(cache=CACHE_POLICIES["never"], xattr=True, readdirplus=False)
+
+    assert daemon_command("hostfs", SOCKET, SHARE, options) == [
+        sys.executable,
+        "-m",
+        "hostfs",
+        "serve",
+        "--socket-path",
+        "/run/s.sock",
+        "--shared-dir",
+        "/srv/share",
+        "--cache",
+        "never",
+        "--xattr",
+        "--no-readdirplus",
+    ]
+
+
+def test_c_virtiofsd_gets_dash_o_options():
+    options = FsOptions(cache=CACHE_POLICIES["never"], locks=False)
+
+    assert daemon_command("virtiofsd", SOCKET, SHARE, options) == [
+        VIRTIOFSD,
+        "--socket-path=/run/s.sock",
+        "-o",
+        "source=/srv/share,cache=none,no_xattr,no_writeback,no_posix_lock,no_flock",
+    ]
+
+
+def test_unknown_daemon():
+    with pytest.raises(ValueError, match="virtiofsd"):
+        daemon_command("nfsd", SOCKET, SHARE, FsOptions())
