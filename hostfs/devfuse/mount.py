@@ -1,0 +1,87 @@
+"""mount(2) and umount2(2) of a FUSE file system on an open /dev/fuse, through ctypes.
+
+This is what fusermount does for libfuse, minus the setuid helper: hostfs
+runs as root (or with CAP_SYS_ADMIN) and mounts directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+
+FSNAME = "hostfs"
+FSTYPE = "fuse.hostfs"
+MS_NOSUID = 2
+MS_NODEV = 4
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+_MOUNT_ERRORS = {
+    errno.ENOENT: "mount point {} does not exist",
+    errno.ENOTDIR: "mount point {} is not a directory",
+    errno.EBUSY: "mount point {} is busy",
+    errno.EPERM: "mounting {} needs root (CAP_SYS_ADMIN)",
+    errno.EACCES: "mounting {} needs root (CAP_SYS_ADMIN)",
+    errno.ENODEV: "the kernel has no FUSE support (modprobe fuse) to mount {}",
+}
+
+
+def mount_error(code: int, mountpoint: str) -> OSError:
+    """An OSError whose message says in one line why ``mountpoint`` cannot be mounted."""
+    template = _MOUNT_ERRORS.get(code, "cannot mount {}: " + os.strerror(code))
+    return OSError(code, template.format(mountpoint))
+
+
+def open_device() -> int:
+    """Open /dev/fuse non-blocking, so trio can wait for requests."""
+    try:
+        return os.open("/dev/fuse", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot open /dev/fuse: {error.strerror}") from None
+
+
+def mount(fd: int, mountpoint: str, *, allow_other: bool = True) -> None:
+    """Mount the FUSE connection on ``fd`` at ``mountpoint`` (fuse(4) mount options)."""
+    try:
+        st = os.stat(mountpoint)
+    except OSError as error:
+        raise mount_error(error.errno or errno.ENOENT, mountpoint) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise mount_error(errno.ENOTDIR, mountpoint)
+    options = [
+        f"fd={fd}",
+        f"rootmode={stat.S_IFDIR:o}",
+        f"user_id={os.getuid()}",
+        f"group_id={os.getgid()}",
+        "default_permissions",
+    ]
+    if allow_other:
+        options.append("allow_other")
+    result = _libc.mount(
+        FSNAME.encode(),
+        os.fsencode(mountpoint),
+        FSTYPE.encode(),
+        MS_NOSUID | MS_NODEV,
+        ",".join(options).encode(),
+    )
+    if result != 0:
+        raise mount_error(ctypes.get_errno(), mountpoint)
+
+
+def unmount(mountpoint: str) -> None:
+    """Unmount; if busy, detach lazily (the mount disappears once no one uses it).
+    A mount point that is no longer mounted is fine."""
+    path = os.fsencode(mountpoint)
+    if _libc.umount2(path, 0) == 0:
+        return
+    code = ctypes.get_errno()
+    if code == errno.EBUSY and _libc.umount2(path, MNT_DETACH) == 0:
+        return
+    code = ctypes.get_errno()
+    if code not in (errno.EINVAL, errno.ENOENT):
+        raise OSError(code, f"cannot unmount {mountpoint}: {os.strerror(code)}")
