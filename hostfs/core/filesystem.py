@@ -46,6 +46,10 @@ sent, the core takes back the lookup it counted for it, and stops.
 
 _SUID_SGID = stat_module.S_ISUID | stat_module.S_ISGID
 _DT_DIR = stat_module.S_IFDIR >> 12
+RENAME_NOREPLACE = 1 << 0
+RENAME_EXCHANGE = 1 << 1
+"""renameat2(2) flags (linux/fs.h); FUSE_RENAME2 passes them unchanged."""
+
 _OPEN_FLAGS_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY
 """open(2) flags that make no sense once a node exists (libfuse drops them too)."""
 
@@ -215,9 +219,7 @@ class FileSystem:
         new_name: bytes,
         flags: int = 0,
     ) -> None:
-        if flags & ~(os.RENAME_NOREPLACE | os.RENAME_EXCHANGE) or flags == (
-            os.RENAME_NOREPLACE | os.RENAME_EXCHANGE
-        ):
+        if flags not in (0, RENAME_NOREPLACE, RENAME_EXCHANGE):
             raise OSError(errno.EINVAL, f"unsupported rename flags {flags:#x}")
         await self.backend.rename(
             self._dir(parent).obj,
@@ -365,7 +367,7 @@ class FileSystem:
         self, caller: Caller, nodeid: int, fh: int, offset: int, add: ReaddirAdd, plus: bool
     ) -> None:
         stream = self.dirs.get(fh)
-        if offset == 0:
+        if offset == 0 or not stream.entries:
             stream.entries = await self._snapshot(stream)
         entries = stream.entries
         if offset < 0 or offset > len(entries):
