@@ -91,10 +91,7 @@ class GaneshaServer:
     @property
     def url(self) -> str:
         """The libnfs URL of the export (NFSv3, portmapper bypassed)."""
-        return (
-            f"nfs://127.0.0.1{self.export_dir}"
-            f"?nfsport={self.nfs_port}&mountport={self.mnt_port}"
-        )
+        return f"nfs://127.0.0.1{self.export_dir}?nfsport={self.nfs_port}&mountport={self.mnt_port}"
 
     def write_config(self) -> None:
         (self.state_dir / "recovery").mkdir(parents=True, exist_ok=True)
