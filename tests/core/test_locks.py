@@ -12,6 +12,7 @@ import fcntl
 import os
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,6 @@ def layout(table: LockTable, upto: int = 120, owner: int = PROBE) -> list[tuple[
 
 async def take(table: LockTable | FlockTable, owner: int, start: int, end: int, type_: int) -> None:
     await table.setlk(KEY, owner, Lock(start, end, type_, pid=owner), wait=False)
-
-
-def denied(table: LockTable | FlockTable, owner: int, start: int, end: int, type_: int):
-    return pytest.raises(OSError, match=os.strerror(errno.EAGAIN))
 
 
 class TestPosixConflicts:
@@ -373,7 +370,9 @@ posix_ops = st.lists(
 )
 
 
+@contextmanager
 def open_descriptions(path: Path, count: int) -> Iterator[list[int]]:
+    """``count`` open file descriptions of one file: ``count`` lock owners."""
     path.touch(exist_ok=True)
     fds = [os.open(path, os.O_RDWR) for _ in range(count)]
     try:
@@ -383,13 +382,15 @@ def open_descriptions(path: Path, count: int) -> Iterator[list[int]]:
             os.close(fd)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=posix_ops)
 async def test_posix_locks_answer_as_the_kernel_does(tmp_path: Path, ops) -> None:
     """Same grant/deny answers as the kernel, then the same GETLK answer from
     every owner at every offset (which shows splits and merges too)."""
     table = LockTable()
-    for fds in open_descriptions(tmp_path / "ofd", OWNERS):
+    with open_descriptions(tmp_path / "ofd", OWNERS) as fds:
         for owner, type_, (start, end) in ops:
             expected = kernel_setlk(fds[owner], type_, start, end)
             try:
@@ -404,15 +405,16 @@ async def test_posix_locks_answer_as_the_kernel_does(tmp_path: Path, ops) -> Non
                         mine = table.getlk(KEY, prober, Lock(offset, offset, probe))
                         theirs = kernel_getlk(fd, probe, offset, offset)
                         assert (mine.type, mine.start, mine.end) == theirs, (prober, offset)
-        kernel_setlk(fds[0], U, 0, OFFSET_MAX)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=st.lists(st.tuples(st.integers(0, OWNERS - 1), st.sampled_from([R, W, U])), max_size=12))
 async def test_flock_answers_as_the_kernel_does(tmp_path: Path, ops) -> None:
     table = FlockTable()
     operation = {R: fcntl.LOCK_SH, W: fcntl.LOCK_EX, U: fcntl.LOCK_UN}
-    for fds in open_descriptions(tmp_path / "flock", OWNERS):
+    with open_descriptions(tmp_path / "flock", OWNERS) as fds:
         for owner, type_ in ops:
             try:
                 fcntl.flock(fds[owner], operation[type_] | fcntl.LOCK_NB)
