@@ -42,11 +42,18 @@ def _check(result: int, what: str) -> int:
     return result
 
 
+OPENAT2_RETRIES = 64
+"""With RESOLVE_BENEATH, openat2 answers EAGAIN when any rename on the system races
+with the lookup (openat2(2)); the caller is expected to retry."""
+
+
 def openat2(dir_fd: int, name: bytes, flags: int, mode: int, resolve: int) -> int:
     how = _OpenHow(flags, mode, resolve)
-    fd = _libc.syscall(
-        _SYS_OPENAT2, dir_fd, name, ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))
-    )
+    size = ctypes.c_size_t(ctypes.sizeof(how))
+    for _ in range(OPENAT2_RETRIES):
+        fd = _libc.syscall(_SYS_OPENAT2, dir_fd, name, ctypes.byref(how), size)
+        if fd >= 0 or ctypes.get_errno() != errno.EAGAIN:
+            break
     return _check(fd, "openat2")
 
 
