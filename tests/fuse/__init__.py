@@ -1,0 +1,1 @@
+"""Tests of the FUSE wire codec and dispatcher (no I/O)."""

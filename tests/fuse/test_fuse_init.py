@@ -1,0 +1,63 @@
+"""INIT negotiation across kernel versions and options."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from hostfs.core.options import FsOptions
+from hostfs.fuse import abi
+from hostfs.fuse.init import SessionConfig, negotiate, offered_flags
+
+ALL = (1 << 64) - 1
+
+
+@pytest.mark.parametrize(
+    ("minor", "size", "spoken"),
+    [(5, 24, 5), (22, 24, 22), (23, 64, 23), (31, 64, 31), (38, 64, 38), (45, 64, 38)],
+)
+def test_reply_size_follows_the_kernel_minor(minor: int, size: int, spoken: int) -> None:
+    reply = negotiate(7, minor, 65536, ALL, FsOptions(), SessionConfig())
+    assert reply.error == 0 and len(reply.body) == size
+    assert reply.protocol is not None and reply.protocol.minor == spoken
+    major, got_minor, readahead, flags = abi.COMPAT_INIT_IN.unpack_from(reply.body)
+    assert (major, got_minor, readahead) == (7, spoken, 65536)
+    assert flags == offered_flags(FsOptions())
+    if size == 64:
+        fields = abi.INIT_OUT.unpack(reply.body)
+        assert fields[4:9] == (0xFFFF, 0xFFFF // 4 * 3, 1 << 20, 1, 256)
+
+
+def test_minor_4_gets_the_8_byte_reply() -> None:
+    reply = negotiate(7, 4, 0, 0, FsOptions(), SessionConfig())
+    assert len(reply.body) == 8
+
+
+def test_older_major_is_refused() -> None:
+    reply = negotiate(6, 30, 0, ALL, FsOptions(), SessionConfig())
+    assert reply.error == errno.EPROTO and reply.protocol is None
+
+
+def test_newer_major_gets_ours_and_no_session() -> None:
+    reply = negotiate(8, 0, 0, ALL, FsOptions(), SessionConfig())
+    assert reply.error == 0 and reply.protocol is None
+    assert abi.INIT_IN_PREFIX.unpack(reply.body) == (7, abi.KERNEL_MINOR_VERSION)
+
+
+def test_only_features_the_kernel_offers_and_options_allow() -> None:
+    options = FsOptions(xattr=True, writeback=True, locks=False, readdirplus=False)
+    offered = abi.WRITEBACK_CACHE | abi.POSIX_LOCKS | abi.ASYNC_READ | abi.EXPORT_SUPPORT
+    flags = negotiate(7, 38, 0, offered, options, SessionConfig()).protocol.flags
+    assert flags == abi.WRITEBACK_CACHE | abi.ASYNC_READ
+    defaults = offered_flags(FsOptions())
+    assert defaults & abi.DO_READDIRPLUS and defaults & abi.FLOCK_LOCKS
+    assert not defaults & (abi.WRITEBACK_CACHE | abi.SETXATTR_EXT | abi.EXPORT_SUPPORT)
+    assert offered_flags(FsOptions(xattr=True)) & abi.SETXATTR_EXT
+
+
+def test_config_limits() -> None:
+    config = SessionConfig(max_write=128 * 1024, max_readahead=4096)
+    fields = abi.INIT_OUT.unpack(negotiate(7, 38, 65536, ALL, FsOptions(), config).body)
+    assert fields[2] == 4096 and fields[6] == 128 * 1024 and fields[8] == 32
+    assert config.buffer_size >= abi.IN_HEADER.size + abi.WRITE_IN.size + config.max_write
