@@ -50,7 +50,11 @@ CASES = [
     ),
     (Opcode.READLINK, b"", rq.EMPTY),
     (Opcode.SYMLINK, names(b"l", b"/target"), rq.Symlink(b"l", b"/target")),
-    (Opcode.MKNOD, abi.MKNOD_IN.pack(0o10644, 0, 0o22, 0) + names(b"f"), rq.Mknod(b"f", 0o10644, 0, 0o22)),
+    (
+        Opcode.MKNOD,
+        abi.MKNOD_IN.pack(0o10644, 0, 0o22, 0) + names(b"f"),
+        rq.Mknod(b"f", 0o10644, 0, 0o22),
+    ),
     (Opcode.MKDIR, abi.MKDIR_IN.pack(0o755, 0o22) + names(b"d"), rq.Mkdir(b"d", 0o755, 0o22)),
     (Opcode.UNLINK, names(b"x"), rq.Unlink(b"x")),
     (Opcode.RMDIR, names(b"x"), rq.Unlink(b"x")),
@@ -63,7 +67,11 @@ CASES = [
     (Opcode.READDIR, read_in(4, 2, 4096), rq.Read(4, 2, 4096)),
     (Opcode.READDIRPLUS, read_in(4, 2, 4096), rq.Read(4, 2, 4096)),
     (Opcode.STATFS, b"", rq.EMPTY),
-    (Opcode.RELEASE, abi.RELEASE_IN.pack(4, 0, abi.RELEASE_FLOCK_UNLOCK, 77), rq.Release(4, 77, True)),
+    (
+        Opcode.RELEASE,
+        abi.RELEASE_IN.pack(4, 0, abi.RELEASE_FLOCK_UNLOCK, 77),
+        rq.Release(4, 77, True),
+    ),
     (Opcode.RELEASEDIR, abi.RELEASE_IN.pack(4, 0, 0, 0), rq.Release(4, 0, False)),
     (Opcode.FSYNC, abi.FSYNC_IN.pack(4, abi.FSYNC_FDATASYNC, 0), rq.Fsync(4, True)),
     (Opcode.FSYNCDIR, abi.FSYNC_IN.pack(4, 0, 0), rq.Fsync(4, False)),
@@ -76,13 +84,25 @@ CASES = [
     (Opcode.LISTXATTR, abi.GETXATTR_IN.pack(100, 0), rq.Listxattr(100)),
     (Opcode.REMOVEXATTR, names(b"user.a"), rq.Removexattr(b"user.a")),
     (Opcode.FLUSH, abi.FLUSH_IN.pack(4, 0, 0, 55), rq.Flush(4, 55)),
-    (Opcode.INIT, abi.INIT_IN.pack(7, 45, 1024, abi.INIT_EXT | 1, 3), rq.Init(7, 45, 1024, (3 << 32) | abi.INIT_EXT | 1)),
+    (
+        Opcode.INIT,
+        abi.INIT_IN.pack(7, 45, 1024, abi.INIT_EXT | 1, 3),
+        rq.Init(7, 45, 1024, (3 << 32) | abi.INIT_EXT | 1),
+    ),
     (Opcode.INIT, abi.COMPAT_INIT_IN.pack(7, 22, 1024, 1), rq.Init(7, 22, 1024, 1)),
     (Opcode.GETLK, abi.LK_IN.pack(4, 9, 0, 10, 1, 0, 0, 0), rq.Lk(4, 9, Lock(0, 10, 1, 0), False)),
-    (Opcode.SETLK, abi.LK_IN.pack(4, 9, 0, 2**63, 2, 0, abi.LK_FLOCK, 0), rq.Lk(4, 9, Lock(0, 2**63, 2, 0), True)),
+    (
+        Opcode.SETLK,
+        abi.LK_IN.pack(4, 9, 0, 2**63, 2, 0, abi.LK_FLOCK, 0),
+        rq.Lk(4, 9, Lock(0, 2**63, 2, 0), True),
+    ),
     (Opcode.SETLKW, abi.LK_IN.pack(4, 9, 5, 6, 2, 0, 0, 0), rq.Lk(4, 9, Lock(5, 6, 2, 0), False)),
     (Opcode.ACCESS, abi.ACCESS_IN.pack(4, 0), rq.Access(4)),
-    (Opcode.CREATE, abi.CREATE_IN.pack(0o1101, 0o100644, 0o22, 0) + names(b"c"), rq.Create(b"c", 0o100644, 0o1101, 0o22)),
+    (
+        Opcode.CREATE,
+        abi.CREATE_IN.pack(0o1101, 0o100644, 0o22, 0) + names(b"c"),
+        rq.Create(b"c", 0o100644, 0o1101, 0o22),
+    ),
     (Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(40), rq.Interrupt(40)),
     (Opcode.DESTROY, b"", rq.EMPTY),
     (Opcode.FALLOCATE, abi.FALLOCATE_IN.pack(4, 10, 20, 1, 0), rq.Fallocate(4, 10, 20, 1)),
@@ -93,10 +113,12 @@ CASES = [
         rq.CopyFileRange(1, 2, 3, 4, 5, 6, 0),
     ),
     (Opcode.SYNCFS, abi.SYNCFS_IN.pack(0), rq.EMPTY),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("opcode", "args", "expected"), CASES, ids=lambda c: getattr(c, "name", ""))
+@pytest.mark.parametrize(
+    ("opcode", "args", "expected"), CASES, ids=lambda c: getattr(c, "name", "")
+)
 def test_every_request_decodes(opcode: int, args: bytes, expected: object) -> None:
     assert decoded(opcode, args) == expected
 

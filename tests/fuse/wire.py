@@ -76,5 +76,3 @@ def dirents(payload: bytes, plus: bool) -> list[tuple[bytes, int, int, int, int]
         out.append((payload[name_at : name_at + namelen], ino, off, dtype, nodeid))
         pos = abi.rec_align(name_at + namelen)
     return out
-
-
