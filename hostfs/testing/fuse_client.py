@@ -1,0 +1,149 @@
+"""FUSE requests as the Linux virtiofs driver puts them on a virtqueue.
+
+``virtio_fs_enqueue_req`` (fs/fuse/virtio_fs.c): device-readable are the
+``fuse_in_header``, the in-arguments copied into one buffer, then WRITE's
+data pages; device-writable are the ``fuse_out_header``, one buffer for the
+out-arguments, then READ's data pages.  Layouts are ``hostfs.fuse.abi``'s.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import NamedTuple
+
+from hostfs.fuse import abi
+from hostfs.fuse.abi import Opcode
+from hostfs.testing.frontend import Frontend
+
+REQUEST_QUEUE = 1
+HIPRIO_QUEUE = 0
+PAGE = 4096
+
+
+class FuseReply(NamedTuple):
+    error: int
+    """A positive errno, 0 for success."""
+    body: bytes
+
+
+class FuseError(OSError):
+    pass
+
+
+def _name(name: bytes) -> bytes:
+    return name + b"\0"
+
+
+class GuestFuseClient:
+    """A FUSE client on one request queue of a :class:`Frontend`."""
+
+    def __init__(self, frontend: Frontend, queue: int = REQUEST_QUEUE, *, indirect: bool = False):
+        self.frontend = frontend
+        self.queue = queue
+        self.indirect = indirect
+        self._unique = 0
+
+    async def call(
+        self,
+        opcode: int,
+        nodeid: int,
+        args: bytes = b"",
+        *,
+        reply_size: int = 4096,
+        data: list[bytes] | None = None,
+        pages: int = 0,
+        queue: int | None = None,
+    ) -> FuseReply:
+        self._unique += 2
+        data = data or []
+        length = abi.IN_HEADER.size + len(args) + sum(len(chunk) for chunk in data)
+        header = abi.IN_HEADER.pack(
+            length, opcode, self._unique, nodeid, os.getuid(), os.getgid(), os.getpid(), 0, 0
+        )
+        readable = [header] + ([args] if args else []) + data
+        writable = [abi.OUT_HEADER.size] + ([reply_size] if reply_size else []) + [PAGE] * pages
+        raw = await self.frontend.request(
+            self.queue if queue is None else queue, readable, writable, indirect=self.indirect
+        )
+        if not raw:
+            return FuseReply(0, b"")
+        out_length, error, unique = abi.OUT_HEADER.unpack_from(raw)
+        if unique != self._unique:
+            raise FuseError(errno.EPROTO, f"reply for {unique}, expected {self._unique}")
+        return FuseReply(-error, raw[abi.OUT_HEADER.size : out_length])
+
+    async def ok(self, opcode: int, nodeid: int, args: bytes = b"", **kwargs: object) -> bytes:
+        reply = await self.call(opcode, nodeid, args, **kwargs)  # type: ignore[arg-type]
+        if reply.error:
+            raise FuseError(reply.error, f"{Opcode(opcode).name}: {os.strerror(reply.error)}")
+        return reply.body
+
+    async def init(self) -> bytes:
+        flags = abi.ASYNC_READ | abi.BIG_WRITES | abi.MAX_PAGES | abi.DO_READDIRPLUS
+        args = abi.INIT_IN.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, 128 << 10, flags, 0)
+        return await self.ok(Opcode.INIT, 0, args)
+
+    async def lookup(self, parent: int, name: bytes) -> int:
+        body = await self.ok(Opcode.LOOKUP, parent, _name(name))
+        return abi.ENTRY_OUT.unpack_from(body)[0]
+
+    async def create(self, parent: int, name: bytes, mode: int = 0o644) -> tuple[int, int]:
+        args = abi.CREATE_IN.pack(os.O_RDWR | os.O_CREAT, mode, 0o022, 0) + _name(name)
+        body = await self.ok(Opcode.CREATE, parent, args)
+        nodeid = abi.ENTRY_OUT.unpack_from(body)[0]
+        fh = abi.OPEN_OUT.unpack_from(body, abi.ENTRY_OUT.size)[0]
+        return nodeid, fh
+
+    async def open(self, nodeid: int, flags: int = os.O_RDWR) -> int:
+        body = await self.ok(Opcode.OPEN, nodeid, abi.OPEN_IN.pack(flags, 0))
+        return abi.OPEN_OUT.unpack_from(body)[0]
+
+    async def write(self, nodeid: int, fh: int, offset: int, data: bytes) -> int:
+        args = abi.WRITE_IN.pack(fh, offset, len(data), 0, 0, os.O_RDWR, 0)
+        chunks = [data[i : i + PAGE] for i in range(0, len(data), PAGE)]
+        body = await self.ok(Opcode.WRITE, nodeid, args, data=chunks, reply_size=abi.WRITE_OUT.size)
+        return abi.WRITE_OUT.unpack_from(body)[0]
+
+    async def read(self, nodeid: int, fh: int, offset: int, size: int) -> bytes:
+        args = abi.READ_IN.pack(fh, offset, size, 0, 0, os.O_RDWR, 0)
+        return await self.ok(Opcode.READ, nodeid, args, reply_size=0, pages=-(-size // PAGE))
+
+    async def release(self, nodeid: int, fh: int) -> None:
+        await self.ok(Opcode.RELEASE, nodeid, abi.RELEASE_IN.pack(fh, os.O_RDWR, 0, 0))
+
+    async def opendir(self, nodeid: int) -> int:
+        body = await self.ok(Opcode.OPENDIR, nodeid, abi.OPEN_IN.pack(os.O_RDONLY, 0))
+        return abi.OPEN_OUT.unpack_from(body)[0]
+
+    async def readdir(self, nodeid: int, fh: int) -> list[bytes]:
+        """Every name, over as many READDIR calls as it takes."""
+        names: list[bytes] = []
+        offset = 0
+        while True:
+            args = abi.READ_IN.pack(fh, offset, PAGE, 0, 0, os.O_RDONLY, 0)
+            body = await self.ok(Opcode.READDIR, nodeid, args, reply_size=PAGE)
+            if not body:
+                return names
+            position = 0
+            while position < len(body):
+                _ino, offset, namelen, _type = abi.DIRENT.unpack_from(body, position)
+                start = position + abi.DIRENT.size
+                names.append(body[start : start + namelen])
+                position += abi.rec_align(abi.DIRENT.size + namelen)
+
+    async def releasedir(self, nodeid: int, fh: int) -> None:
+        await self.ok(Opcode.RELEASEDIR, nodeid, abi.RELEASE_IN.pack(fh, 0, 0, 0))
+
+    async def rename(self, parent: int, name: bytes, new_parent: int, new_name: bytes) -> None:
+        args = abi.RENAME_IN.pack(new_parent) + _name(name) + _name(new_name)
+        await self.ok(Opcode.RENAME, parent, args)
+
+    async def unlink(self, parent: int, name: bytes) -> None:
+        await self.ok(Opcode.UNLINK, parent, _name(name))
+
+    async def forget(self, nodeid: int, nlookup: int) -> None:
+        """On the hiprio queue, as the driver sends it; the device returns it without a reply."""
+        await self.call(
+            Opcode.FORGET, nodeid, abi.FORGET_IN.pack(nlookup), reply_size=0, queue=HIPRIO_QUEUE
+        )

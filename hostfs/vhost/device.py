@@ -1,0 +1,366 @@
+"""The vhost-user-fs device: answers the front-end's messages and runs the rings.
+
+Messages are those QEMU 7.2's ``vhost-user-fs`` sends (vhost-user.rst,
+"Front-end message types"); the virtio side is the File System Device of
+virtio 1.2 §5.11: queue 0 is the hiprio queue (FORGET, INTERRUPT), queues
+1..N carry requests, config space is ``struct virtio_fs_config``.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from hostfs.core.filesystem import FileSystem
+from hostfs.vhost.channel import Message
+from hostfs.vhost.memory import GuestMemory, GuestMemoryError
+from hostfs.vhost.messages import (
+    ConfigSpace,
+    MessageError,
+    ProtocolFeature,
+    Request,
+    VringAddr,
+    VringFile,
+    VringState,
+    decode_memory_table,
+    decode_single_region,
+    decode_u64,
+    encode_reply,
+    encode_u64,
+    request_name,
+)
+from hostfs.vhost.ring import RequestHandler, Ring, close_fd
+from hostfs.vhost.virtqueue import (
+    MAX_QUEUE_SIZE,
+    VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
+    RingError,
+)
+
+logger = logging.getLogger(__name__)
+
+VIRTIO_F_VERSION_1 = 1 << 32
+VHOST_USER_F_PROTOCOL_FEATURES = 1 << 30
+
+DEVICE_FEATURES = (
+    VIRTIO_F_VERSION_1
+    | VIRTIO_RING_F_INDIRECT_DESC
+    | VIRTIO_RING_F_EVENT_IDX
+    | VHOST_USER_F_PROTOCOL_FEATURES
+)
+"""What virtiofsd 1.x offers; the File System Device has no feature bits of its own."""
+
+PROTOCOL_FEATURES = (
+    ProtocolFeature.MQ
+    | ProtocolFeature.REPLY_ACK
+    | ProtocolFeature.RESET_DEVICE
+    | ProtocolFeature.CONFIGURE_MEM_SLOTS
+)
+"""virtiofsd 1.x's set; CONFIG is added only with a tag, as there."""
+
+MAX_MEM_SLOTS = 32
+"""GET_MAX_MEM_SLOTS: ``VHOST_USER_MAX_RAM_SLOTS`` of libvhost-user in QEMU 7.2."""
+
+TAG_SIZE = 36
+VIRTIO_FS_CONFIG = struct.Struct(f"<{TAG_SIZE}sI")
+"""``struct virtio_fs_config`` (linux/virtio_fs.h): tag[36], le32 num_request_queues."""
+
+HIPRIO_QUEUES = 1
+
+
+class DeviceError(Exception):
+    """A message that is well formed but cannot be honoured now."""
+
+
+Handler = Callable[["VhostUserFsDevice", Message], Awaitable[bytes | None]]
+_HANDLERS: dict[int, Handler] = {}
+_ERROR_REPLIES: dict[int, bytes] = {}
+
+
+def handles(request: Request, error_reply: bytes | None = None) -> Callable[[Handler], Handler]:
+    """Register a message handler; ``error_reply`` marks messages that always get a reply."""
+
+    def register(function: Handler) -> Handler:
+        _HANDLERS[request] = function
+        if error_reply is not None:
+            _ERROR_REPLIES[request] = error_reply
+        return function
+
+    return register
+
+
+class VhostUserFsDevice:
+    """Device state for one front-end connection at a time.
+
+    ``new_session`` makes the FUSE request handler for a session (a
+    ``hostfs.fuse.Dispatcher``); ``concurrency`` is how many requests each
+    queue works on at once (0 = one, inline in the queue's task).
+
+    A reset (RESET_DEVICE, RESET_OWNER, disconnect) destroys the session at
+    once.  QEMU 7.2 reboots a guest without either: it stops every ring
+    (GET_VRING_BASE) and starts them again (SET_FEATURES, ...), exactly as it
+    pauses and resumes a VM, so that case is left to the next FUSE_INIT, on
+    which ``FileSystem.init()`` destroys the old session; destroying on the
+    stop would break a resumed guest.
+    """
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        new_session: Callable[[], RequestHandler],
+        *,
+        tag: str | None = None,
+        num_request_queues: int = 1,
+        concurrency: int = 0,
+    ) -> None:
+        if tag is not None and len(tag.encode()) > TAG_SIZE:
+            raise ValueError(f"tag longer than {TAG_SIZE} bytes")
+        self.fs = fs
+        self.new_session = new_session
+        self.handler = new_session()
+        self.tag = tag
+        self.num_queues = HIPRIO_QUEUES + num_request_queues
+        self.concurrency = concurrency
+        self.memory = GuestMemory()
+        self.rings = [Ring(i) for i in range(self.num_queues)]
+        self.acked_features = 0
+        self.acked_protocol_features = 0
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def protocol_features(self) -> int:
+        return PROTOCOL_FEATURES | (ProtocolFeature.CONFIG if self.tag is not None else 0)
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """A front-end connected: ring tasks run in ``nursery``."""
+        self._nursery = nursery
+
+    # -- messages ----------------------------------------------------------
+
+    async def handle_message(self, message: Message) -> bytes | None:
+        """The reply to send, if any; errors are logged and refused, never raised."""
+        request = message.header.request
+        name = request_name(request)
+        handler = _HANDLERS.get(request)
+        payload: bytes | None = None
+        ok = False
+        try:
+            if handler is None:
+                logger.warning("refusing %s", name)
+            else:
+                logger.debug("%s (%d bytes, %d fds)", name, len(message.payload), len(message.fds))
+                payload = await handler(self, message)
+                ok = True
+        except (MessageError, DeviceError, GuestMemoryError, RingError) as error:
+            logger.error("%s refused: %s", name, error)
+        finally:
+            message.close_fds()
+        if request in _ERROR_REPLIES:
+            if not ok or payload is None:
+                payload = _ERROR_REPLIES[request]
+            return encode_reply(request, payload)
+        if message.header.need_reply:
+            # REPLY_ACK: 0 is success, anything else failure (vhost-user.rst, "REPLY_ACK").
+            return encode_reply(request, encode_u64(0 if ok else 1))
+        return None
+
+    def _ring(self, index: int) -> Ring:
+        if not 0 <= index < self.num_queues:
+            raise DeviceError(f"no queue {index} (the device has {self.num_queues})")
+        return self.rings[index]
+
+    def _idle_ring(self, index: int) -> Ring:
+        ring = self._ring(index)
+        if ring.running:
+            raise DeviceError(f"queue {index} is running")
+        return ring
+
+    @handles(Request.GET_FEATURES, error_reply=encode_u64(0))
+    async def _get_features(self, message: Message) -> bytes:
+        return encode_u64(DEVICE_FEATURES)
+
+    @handles(Request.SET_FEATURES)
+    async def _set_features(self, message: Message) -> None:
+        features = decode_u64(message.payload)
+        if features & ~DEVICE_FEATURES:
+            raise DeviceError(f"features {features & ~DEVICE_FEATURES:#x} were not offered")
+        self.acked_features = features
+
+    @handles(Request.GET_PROTOCOL_FEATURES, error_reply=encode_u64(0))
+    async def _get_protocol_features(self, message: Message) -> bytes:
+        return encode_u64(self.protocol_features)
+
+    @handles(Request.SET_PROTOCOL_FEATURES)
+    async def _set_protocol_features(self, message: Message) -> None:
+        features = decode_u64(message.payload)
+        if features & ~self.protocol_features:
+            extra = features & ~self.protocol_features
+            raise DeviceError(f"protocol features {extra:#x} were not offered")
+        self.acked_protocol_features = features
+
+    @handles(Request.SET_OWNER)
+    async def _set_owner(self, message: Message) -> None:
+        """Nothing to do: one front-end per connection."""
+
+    @handles(Request.RESET_OWNER)
+    async def _reset_owner(self, message: Message) -> None:
+        await self.reset()
+
+    @handles(Request.RESET_DEVICE)
+    async def _reset_device(self, message: Message) -> None:
+        await self.reset()
+
+    @handles(Request.GET_QUEUE_NUM, error_reply=encode_u64(0))
+    async def _get_queue_num(self, message: Message) -> bytes:
+        return encode_u64(self.num_queues)
+
+    @handles(Request.GET_MAX_MEM_SLOTS, error_reply=encode_u64(0))
+    async def _get_max_mem_slots(self, message: Message) -> bytes:
+        return encode_u64(MAX_MEM_SLOTS)
+
+    @handles(Request.SET_MEM_TABLE)
+    async def _set_mem_table(self, message: Message) -> None:
+        self.memory.replace(decode_memory_table(message.payload), message.fds)
+
+    @handles(Request.ADD_MEM_REG)
+    async def _add_mem_reg(self, message: Message) -> None:
+        region = decode_single_region(message.payload)
+        if len(message.fds) != 1:
+            raise DeviceError(f"ADD_MEM_REG with {len(message.fds)} fds")
+        if len(self.memory.regions) >= MAX_MEM_SLOTS:
+            raise DeviceError(f"all {MAX_MEM_SLOTS} memory slots in use")
+        self.memory.add(region, message.fds[0])
+
+    @handles(Request.REM_MEM_REG)
+    async def _rem_mem_reg(self, message: Message) -> None:
+        self.memory.remove(decode_single_region(message.payload))
+
+    @handles(Request.SET_VRING_NUM)
+    async def _set_vring_num(self, message: Message) -> None:
+        state = VringState.decode(message.payload)
+        if not 0 < state.num <= MAX_QUEUE_SIZE:
+            raise DeviceError(f"queue size {state.num}")
+        self._idle_ring(state.index).size = state.num
+
+    @handles(Request.SET_VRING_ADDR)
+    async def _set_vring_addr(self, message: Message) -> None:
+        addr = VringAddr.decode(message.payload)
+        self._idle_ring(addr.index).addr = addr
+
+    @handles(Request.SET_VRING_BASE)
+    async def _set_vring_base(self, message: Message) -> None:
+        state = VringState.decode(message.payload)
+        self._idle_ring(state.index).base = state.num & 0xFFFF
+
+    @handles(Request.GET_VRING_BASE, error_reply=VringState(0, 0).encode())
+    async def _get_vring_base(self, message: Message) -> bytes:
+        state = VringState.decode(message.payload)
+        ring = self._ring(state.index)
+        base = await ring.stop()
+        ring.started = False
+        ring.replace_kick(None)
+        return VringState(state.index, base).encode()
+
+    @handles(Request.SET_VRING_KICK)
+    async def _set_vring_kick(self, message: Message) -> None:
+        ring, fd = self._vring_file(message)
+        ring.replace_kick(fd)
+        if not ring.running:
+            ring.started = True
+            ring.broken = False
+            if not self.acked_features & VHOST_USER_F_PROTOCOL_FEATURES:
+                ring.enabled = True
+            await self._maybe_start(ring)
+
+    @handles(Request.SET_VRING_CALL)
+    async def _set_vring_call(self, message: Message) -> None:
+        ring, fd = self._vring_file(message)
+        old, ring.call_fd = ring.call_fd, fd
+        close_fd(old)
+
+    @handles(Request.SET_VRING_ERR)
+    async def _set_vring_err(self, message: Message) -> None:
+        ring, fd = self._vring_file(message)
+        old, ring.err_fd = ring.err_fd, fd
+        close_fd(old)
+
+    def _vring_file(self, message: Message) -> tuple[Ring, int | None]:
+        """SET_VRING_KICK/CALL/ERR: an fd, unless the NOFD bit says the ring is polled."""
+        vring_file = VringFile.decode(message.payload)
+        ring = self._ring(vring_file.index)
+        if vring_file.nofd:
+            return ring, None
+        fd = message.take_fd()
+        if fd is None:
+            raise MessageError("no fd and no NOFD flag")
+        return ring, fd
+
+    @handles(Request.SET_VRING_ENABLE)
+    async def _set_vring_enable(self, message: Message) -> None:
+        state = VringState.decode(message.payload)
+        ring = self._ring(state.index)
+        ring.enabled = bool(state.num)
+        if ring.enabled:
+            await self._maybe_start(ring)
+        else:
+            await ring.stop()
+
+    @handles(Request.GET_CONFIG, error_reply=ConfigSpace(0, 0, 0, b"").encode())
+    async def _get_config(self, message: Message) -> bytes:
+        request = ConfigSpace.decode(message.payload)
+        space = self.config_space()
+        if request.offset + request.size > len(space):
+            raise DeviceError(f"config read {request.offset}+{request.size} beyond {len(space)}")
+        data = space[request.offset : request.offset + request.size]
+        return ConfigSpace(request.offset, request.size, request.flags, data).encode()
+
+    def config_space(self) -> bytes:
+        tag = (self.tag or "").encode()
+        return VIRTIO_FS_CONFIG.pack(tag, self.num_queues - HIPRIO_QUEUES)
+
+    # -- rings and the FUSE session ------------------------------------------
+
+    async def _maybe_start(self, ring: Ring) -> None:
+        if not (ring.started and ring.enabled) or ring.running or ring.broken:
+            return
+        if self._nursery is None:
+            raise DeviceError("no connection")
+        try:
+            queue = ring.build_queue(
+                self.memory,
+                event_idx=bool(self.acked_features & VIRTIO_RING_F_EVENT_IDX),
+                indirect=bool(self.acked_features & VIRTIO_RING_F_INDIRECT_DESC),
+            )
+        except RingError as error:
+            ring.mark_broken(str(error))
+            return
+        await self._nursery.start(ring.serve, queue, self.handler, self.concurrency)
+
+    async def end_session(self) -> None:
+        """Flush and close every handle, forget every node; the next INIT starts afresh."""
+        logger.info("device reset: ending the FUSE session")
+        await self.fs.destroy()
+        self.handler = self.new_session()
+
+    async def stop_rings(self) -> None:
+        for ring in self.rings:
+            await ring.stop()
+
+    async def reset(self) -> None:
+        """RESET_DEVICE / RESET_OWNER: rings back to their initial state, session over."""
+        await self.stop_rings()
+        for ring in self.rings:
+            ring.close_fds()
+        self.rings = [Ring(i) for i in range(self.num_queues)]
+        self.acked_features = 0
+        await self.end_session()
+
+    async def disconnect(self) -> None:
+        """The front-end went away: finish in-flight requests, release everything."""
+        await self.reset()
+        self.memory.clear()
+        self.acked_protocol_features = 0
+        self._nursery = None

@@ -1,0 +1,237 @@
+"""One vhost-user ring: what SET_VRING_* configured, and the task that serves it.
+
+vhost-user.rst, "Ring states": a ring is *started* once it has a kick fd
+(SET_VRING_KICK, or its NOFD flag for polling) and *stopped* by
+GET_VRING_BASE; it is *enabled* by SET_VRING_ENABLE when
+VHOST_USER_F_PROTOCOL_FEATURES was negotiated, else from the start.  Only a
+started and enabled ring is processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+
+from hostfs.vhost.memory import GuestMemory, GuestMemoryError
+from hostfs.vhost.messages import VringAddr
+from hostfs.vhost.virtqueue import (
+    Chain,
+    RingError,
+    SplitQueue,
+    avail_ring_size,
+    desc_table_size,
+    used_ring_size,
+)
+
+logger = logging.getLogger(__name__)
+
+EVENTFD_VALUE = struct.Struct("<Q")
+"""An eventfd is read and written as one native u64 (eventfd(2))."""
+
+POLL_INTERVAL = 0.001
+"""How often a ring without a kick fd (SET_VRING_KICK with NOFD) is polled."""
+
+
+class RequestHandler(Protocol):
+    """The FUSE dispatcher as the transport sees it (``hostfs.fuse``)."""
+
+    async def handle(
+        self, readable: Sequence[memoryview], writable: Sequence[memoryview]
+    ) -> int: ...
+
+
+def signal_eventfd(fd: int) -> None:
+    try:
+        os.write(fd, EVENTFD_VALUE.pack(1))
+    except BlockingIOError:
+        pass  # the counter is saturated: the other side has a notification pending anyway
+    except OSError as error:
+        logger.warning("cannot signal eventfd %d: %s", fd, error)
+
+
+def close_fd(fd: int | None) -> None:
+    """Close an eventfd a trio task may be waiting on."""
+    if fd is not None:
+        trio.lowlevel.notify_closing(fd)
+        os.close(fd)
+
+
+class Ring:
+    """A ring's configuration and, while it runs, its serving task."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.size = 0
+        self.addr: VringAddr | None = None
+        self.base = 0
+        self.kick_fd: int | None = None
+        self.call_fd: int | None = None
+        self.err_fd: int | None = None
+        self.started = False
+        self.enabled = False
+        self.broken = False
+        self.queue: SplitQueue | None = None
+        self._stopping = False
+        self._wait_scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+        self._stopped.set()
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped.is_set()
+
+    def close_fds(self) -> None:
+        for fd in (self.kick_fd, self.call_fd, self.err_fd):
+            close_fd(fd)
+        self.kick_fd = self.call_fd = self.err_fd = None
+
+    def replace_kick(self, fd: int | None) -> None:
+        old, self.kick_fd = self.kick_fd, fd
+        if fd is not None:
+            os.set_blocking(fd, False)
+        self._wake()
+        close_fd(old)
+
+    def _wake(self) -> None:
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    def mark_broken(self, reason: str) -> None:
+        """The guest broke this ring: stop serving it and tell the front-end (SET_VRING_ERR)."""
+        logger.error("queue %d broken: %s", self.index, reason)
+        self.broken = True
+        if self.err_fd is not None:
+            signal_eventfd(self.err_fd)
+
+    def build_queue(self, memory: GuestMemory, event_idx: bool, indirect: bool) -> SplitQueue:
+        """Locate the rings (front-end virtual addresses, SET_VRING_ADDR) in guest memory."""
+        if self.addr is None or self.size == 0:
+            raise RingError("ring started before SET_VRING_NUM and SET_VRING_ADDR")
+        try:
+            desc = memory.frontend_view(self.addr.desc_user_addr, desc_table_size(self.size))
+            avail = memory.frontend_view(self.addr.avail_user_addr, avail_ring_size(self.size))
+            used = memory.frontend_view(self.addr.used_user_addr, used_ring_size(self.size))
+        except GuestMemoryError as error:
+            raise RingError(str(error)) from error
+        return SplitQueue(
+            memory,
+            self.size,
+            desc,
+            avail,
+            used,
+            last_avail_idx=self.base,
+            event_idx=event_idx,
+            indirect=indirect,
+        )
+
+    async def serve(
+        self,
+        queue: SplitQueue,
+        handler: RequestHandler,
+        concurrency: int,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Drain the ring on every kick until stopped; in-flight requests finish first.
+
+        ``concurrency`` 0 handles one chain at a time in this task (virtiofsd's
+        ``--thread-pool-size=0``); N > 0 lets up to N chains run at once.
+        """
+        self.queue = queue
+        self._stopping = False
+        self._stopped = trio.Event()
+        task_status.started()
+        limiter = trio.CapacityLimiter(concurrency) if concurrency else None
+        try:
+            async with trio.open_nursery() as nursery:
+                await self._drain_loop(queue, handler, nursery, limiter)
+        finally:
+            self.base = queue.last_avail_idx
+            queue.release()
+            self.queue = None
+            self._stopped.set()
+
+    async def _drain_loop(
+        self,
+        queue: SplitQueue,
+        handler: RequestHandler,
+        nursery: trio.Nursery,
+        limiter: trio.CapacityLimiter | None,
+    ) -> None:
+        while not self._stopping:
+            try:
+                queue.request_kick()
+                chains = queue.pop_all()
+            except RingError as error:
+                self.mark_broken(str(error))
+                return
+            for chain in chains:
+                if limiter is None:
+                    await self._handle(queue, handler, chain)
+                else:
+                    await limiter.acquire_on_behalf_of(chain)
+                    nursery.start_soon(self._handle_concurrently, queue, handler, chain, limiter)
+            if limiter is None:
+                self._notify(queue)
+            if not chains:
+                await self._wait_for_kick()
+
+    async def _handle(self, queue: SplitQueue, handler: RequestHandler, chain: Chain) -> None:
+        capacity = sum(len(view) for view in chain.writable)
+        try:
+            written = await handler.handle(chain.readable, chain.writable)
+        except Exception:
+            logger.exception("queue %d: request handler failed; chain returned empty", self.index)
+            written = 0
+        if not 0 <= written <= capacity:
+            logger.error("queue %d: handler wrote %d of %d bytes", self.index, written, capacity)
+            written = min(max(written, 0), capacity)
+        chain.release()
+        queue.push(chain.head, written)
+
+    async def _handle_concurrently(
+        self,
+        queue: SplitQueue,
+        handler: RequestHandler,
+        chain: Chain,
+        limiter: trio.CapacityLimiter,
+    ) -> None:
+        try:
+            await self._handle(queue, handler, chain)
+        finally:
+            limiter.release_on_behalf_of(chain)
+        # Let every request finishing in this scheduler pass push first: one interrupt for all.
+        await trio.lowlevel.checkpoint()
+        self._notify(queue)
+
+    def _notify(self, queue: SplitQueue) -> None:
+        if queue.should_notify() and self.call_fd is not None:
+            signal_eventfd(self.call_fd)
+
+    async def _wait_for_kick(self) -> None:
+        with trio.CancelScope() as self._wait_scope:
+            if self.kick_fd is None:
+                await trio.sleep(POLL_INTERVAL)
+                return
+            try:
+                await trio.lowlevel.wait_readable(self.kick_fd)
+                os.read(self.kick_fd, EVENTFD_VALUE.size)
+            except (BlockingIOError, trio.ClosedResourceError):
+                pass
+            except OSError as error:
+                self.mark_broken(f"kick fd: {error}")
+                self._stopping = True
+        self._wait_scope = None
+
+    async def stop(self) -> int:
+        """GET_VRING_BASE: take no new chains, let in-flight ones finish, return the next index."""
+        if self.running:
+            self._stopping = True
+            self._wake()
+            await self._stopped.wait()
+        return self.base

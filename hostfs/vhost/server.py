@@ -1,0 +1,153 @@
+"""The vhost-user socket: wait for a front-end, feed its messages to the device.
+
+vhost-user.rst, "Communication": the back-end listens on a unix socket (or
+is handed one, as virtiofsd's ``--fd``) and serves one front-end connection
+at a time.
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import signal
+import socket
+import stat
+
+import trio
+
+from hostfs.vhost.channel import ChannelClosed, receive_message, send_message
+from hostfs.vhost.device import VhostUserFsDevice
+from hostfs.vhost.messages import MessageError
+
+logger = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 1
+"""One front-end at a time, as virtiofsd."""
+
+
+class SocketSetupError(Exception):
+    """The socket cannot be created or used; the message is one line for the user."""
+
+
+async def listen_on_path(path: str, group: str | None = None) -> trio.socket.SocketType:
+    """Bind and listen at ``path``; a stale socket left by a dead daemon is replaced.
+
+    ``group`` (``--socket-group``, as virtiofsd) gets the socket file and read/write on it.
+    """
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with _bind_umask(group):
+            await sock.bind(path)
+        if group is not None:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        sock.listen(LISTEN_BACKLOG)
+    except (OSError, KeyError) as error:
+        sock.close()
+        raise SocketSetupError(f"cannot listen on {path}: {error}") from error
+    return sock
+
+
+class _bind_umask:
+    """With a socket group, the socket is created ``rw-rw----`` so that group may connect."""
+
+    def __init__(self, group: str | None) -> None:
+        self._mask = 0o117 if group is not None else None
+        self._old = 0
+
+    def __enter__(self) -> None:
+        if self._mask is not None:
+            self._old = os.umask(self._mask)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._mask is not None:
+            os.umask(self._old)
+
+
+def socket_from_fd(fd: int) -> tuple[trio.socket.SocketType, bool]:
+    """``--fd``: an inherited unix socket, listening or already connected; True if listening."""
+    try:
+        raw = socket.socket(fileno=fd)
+    except OSError as error:
+        raise SocketSetupError(f"fd {fd} is not a socket: {error}") from error
+    if raw.family != socket.AF_UNIX or raw.type != socket.SOCK_STREAM:
+        raw.detach()
+        raise SocketSetupError(f"fd {fd} is not a unix stream socket")
+    listening = bool(raw.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    raw.setblocking(False)
+    return trio.socket.from_stdlib_socket(raw), listening
+
+
+class VhostUserServer:
+    """Serves front-ends one after another; ``shutdown()`` ends it gracefully."""
+
+    def __init__(self, device: VhostUserFsDevice, *, reconnect: bool = False) -> None:
+        self.device = device
+        self.reconnect = reconnect
+        self._scope = trio.CancelScope()
+        self._connection_scope: trio.CancelScope | None = None
+
+    def shutdown(self) -> None:
+        """Take no more messages or connections; in-flight requests still finish."""
+        self._scope.cancel()
+        if self._connection_scope is not None:
+            self._connection_scope.cancel()
+
+    async def serve_listener(self, listener: trio.socket.SocketType) -> None:
+        with self._scope:
+            while True:
+                sock, _ = await listener.accept()
+                logger.info("front-end connected")
+                await self.serve_connection(sock)
+                if not self.reconnect:
+                    return
+
+    async def serve_connection(self, sock: trio.socket.SocketType) -> None:
+        """Until the front-end hangs up (or shutdown); then reset the device."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.device.attach(nursery)
+                with trio.CancelScope() as self._connection_scope:
+                    if self._scope.cancel_called:
+                        self._connection_scope.cancel()
+                    await self._message_loop(sock)
+                self._connection_scope = None
+                with trio.CancelScope(shield=True):
+                    await self.device.disconnect()
+        finally:
+            sock.close()
+        logger.info("front-end disconnected")
+
+    async def _message_loop(self, sock: trio.socket.SocketType) -> None:
+        while True:
+            try:
+                message = await receive_message(sock)
+            except ChannelClosed:
+                return
+            except MessageError as error:
+                logger.error("unusable message stream, closing the connection: %s", error)
+                return
+            except OSError as error:
+                logger.error("vhost-user socket: %s", error)
+                return
+            reply = await self.device.handle_message(message)
+            if reply is not None:
+                try:
+                    await send_message(sock, reply)
+                except OSError as error:
+                    logger.error("vhost-user socket: %s", error)
+                    return
+
+
+async def shutdown_on_signals(server: VhostUserServer) -> None:
+    """SIGTERM / SIGINT: a graceful stop, as virtiofsd."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logger.info("%s: shutting down", signal.Signals(signum).name)
+            server.shutdown()
+            return

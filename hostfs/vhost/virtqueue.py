@@ -1,0 +1,227 @@
+"""The device side of a split virtqueue, over guest memory, with no I/O.
+
+Virtio 1.2 §2.7 ("Split Virtqueues"), layout in ``linux/virtio_ring.h``:
+the descriptor table (``struct vring_desc``), the available ring the driver
+fills (``struct vring_avail`` + ``used_event``) and the used ring the device
+fills (``struct vring_used`` + ``avail_event``).  Every value read from the
+rings is the guest's and is checked; a violation raises :class:`RingError`
+and the caller marks the queue broken.
+"""
+
+from __future__ import annotations
+
+import struct
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+from hostfs.vhost.memory import GuestMemory, GuestMemoryError
+
+VIRTIO_RING_F_INDIRECT_DESC = 1 << 28
+VIRTIO_RING_F_EVENT_IDX = 1 << 29
+
+VRING_DESC_F_NEXT = 1
+VRING_DESC_F_WRITE = 2
+VRING_DESC_F_INDIRECT = 4
+VRING_AVAIL_F_NO_INTERRUPT = 1
+
+MAX_QUEUE_SIZE = 32768
+"""Virtio 1.2 §2.7: "The maximum Queue Size value is 32768"."""
+
+MAX_INDIRECT_DESCRIPTORS = 1024
+"""Entries we accept in one indirect table: QEMU's ``VIRTQUEUE_MAX_SIZE``
+caps a request at the same number of buffers."""
+
+DESC = struct.Struct("<QIHH")
+"""``struct vring_desc``: addr, len, flags, next."""
+U16 = struct.Struct("<H")
+USED_ELEM = struct.Struct("<II")
+"""``struct vring_used_elem``: id (head index), len (bytes written)."""
+
+RING_HEADER = 4
+"""``flags`` + ``idx`` at the start of both the available and the used ring."""
+
+
+def desc_table_size(size: int) -> int:
+    return DESC.size * size
+
+
+def avail_ring_size(size: int) -> int:
+    """``struct vring_avail`` with its trailing ``used_event`` (present with or without EVENT_IDX
+    in every driver we know; we only read it when EVENT_IDX is on)."""
+    return RING_HEADER + 2 * size + 2
+
+
+def used_ring_size(size: int) -> int:
+    return RING_HEADER + USED_ELEM.size * size + 2
+
+
+def need_event(event_idx: int, new_idx: int, old_idx: int) -> bool:
+    """``vring_need_event()``: did ``new_idx`` pass ``event_idx`` since ``old_idx``?"""
+    return (new_idx - event_idx - 1) & 0xFFFF < (new_idx - old_idx) & 0xFFFF
+
+
+class RingError(Exception):
+    """The driver broke the ring rules; the queue cannot be trusted any more."""
+
+
+@dataclass(slots=True)
+class Chain:
+    """One descriptor chain: device-readable buffers first, then device-writable ones."""
+
+    head: int
+    readable: list[memoryview] = field(default_factory=list)
+    writable: list[memoryview] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Drop our views of guest memory so a later unmap is immediate."""
+        for view in (*self.readable, *self.writable):
+            with suppress(BufferError):
+                view.release()
+
+
+class SplitQueue:
+    """Reads chains from the available ring and returns them on the used ring."""
+
+    def __init__(
+        self,
+        memory: GuestMemory,
+        size: int,
+        desc: memoryview,
+        avail: memoryview,
+        used: memoryview,
+        *,
+        last_avail_idx: int = 0,
+        event_idx: bool = False,
+        indirect: bool = False,
+    ) -> None:
+        if not 0 < size <= MAX_QUEUE_SIZE:
+            raise RingError(f"queue size {size} outside 1..{MAX_QUEUE_SIZE}")
+        self.memory = memory
+        self.size = size
+        self._desc = desc
+        self._avail = avail
+        self._used = used
+        self.event_idx = event_idx
+        self.indirect = indirect
+        self.last_avail_idx = last_avail_idx & 0xFFFF
+        # As libvhost-user does on SET_VRING_ADDR: the used index continues from the ring.
+        self.used_idx = U16.unpack_from(used, 2)[0]
+        self._signalled_used = self.used_idx
+        self._used_event_offset = RING_HEADER + 2 * size
+        self._avail_event_offset = RING_HEADER + USED_ELEM.size * size
+
+    def release(self) -> None:
+        for view in (self._desc, self._avail, self._used):
+            view.release()
+
+    # -- available ring ------------------------------------------------------
+
+    def avail_idx(self) -> int:
+        return U16.unpack_from(self._avail, 2)[0]
+
+    def pending(self) -> int:
+        """How many chains wait; more than the queue size means a corrupt ``avail->idx``."""
+        count = (self.avail_idx() - self.last_avail_idx) & 0xFFFF
+        if count > self.size:
+            raise RingError(
+                f"avail idx moved {count} past last seen {self.last_avail_idx} (queue size "
+                f"{self.size})"
+            )
+        return count
+
+    def pop_all(self) -> list[Chain]:
+        """Every chain made available since the last call (virtio 1.2 §2.7.13)."""
+        chains = []
+        for _ in range(self.pending()):
+            slot = RING_HEADER + 2 * (self.last_avail_idx % self.size)
+            head = U16.unpack_from(self._avail, slot)[0]
+            chains.append(self._read_chain(head))
+            self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
+        return chains
+
+    def _read_chain(self, head: int) -> Chain:
+        """Follow NEXT links (and at most one INDIRECT table, §2.7.5.3) from ``head``."""
+        chain = Chain(head)
+        table: memoryview | bytes = self._desc
+        table_size = self.size
+        limit = self.size
+        in_indirect = False
+        index = head
+        count = 0
+        try:
+            while True:
+                if index >= table_size:
+                    raise RingError(f"descriptor index {index} outside table of {table_size}")
+                count += 1
+                if count > limit:
+                    raise RingError(f"chain from head {head} longer than {limit} (a loop?)")
+                addr, length, flags, next_index = DESC.unpack_from(table, DESC.size * index)
+                if flags & VRING_DESC_F_INDIRECT:
+                    if not self.indirect:
+                        raise RingError("indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC")
+                    if in_indirect:
+                        raise RingError("nested indirect descriptor")
+                    if flags & VRING_DESC_F_NEXT:
+                        raise RingError("descriptor with both INDIRECT and NEXT")
+                    if length == 0 or length % DESC.size:
+                        raise RingError(f"indirect table of {length} bytes")
+                    table_size = length // DESC.size
+                    if table_size > MAX_INDIRECT_DESCRIPTORS:
+                        raise RingError(f"indirect table of {table_size} descriptors")
+                    table = self._indirect_table(addr, length)
+                    limit = table_size
+                    in_indirect = True
+                    index = 0
+                    count = 0
+                    continue
+                views = self.memory.buffers(addr, length)
+                if flags & VRING_DESC_F_WRITE:
+                    chain.writable.extend(views)
+                elif chain.writable:
+                    raise RingError("device-readable descriptor after a device-writable one")
+                else:
+                    chain.readable.extend(views)
+                if not flags & VRING_DESC_F_NEXT:
+                    return chain
+                index = next_index
+        except GuestMemoryError as error:
+            chain.release()
+            raise RingError(f"chain from head {head}: {error}") from error
+        except RingError:
+            chain.release()
+            raise
+
+    def _indirect_table(self, addr: int, length: int) -> memoryview | bytes:
+        try:
+            return self.memory.contiguous(addr, length)
+        except GuestMemoryError:
+            return self.memory.read(addr, length)
+
+    # -- used ring -----------------------------------------------------------
+
+    def push(self, head: int, written: int) -> None:
+        """Return a chain: write the element, then publish it by moving ``used->idx``."""
+        slot = RING_HEADER + USED_ELEM.size * (self.used_idx % self.size)
+        USED_ELEM.pack_into(self._used, slot, head, written)
+        self.used_idx = (self.used_idx + 1) & 0xFFFF
+        U16.pack_into(self._used, 2, self.used_idx)
+
+    def should_notify(self) -> bool:
+        """Whether the driver wants an interrupt for what was pushed since the last one
+        (virtio 1.2 §2.7.10: ``used_event`` with EVENT_IDX, else ``VRING_AVAIL_F_NO_INTERRUPT``)."""
+        old, new = self._signalled_used, self.used_idx
+        if old == new:
+            return False
+        self._signalled_used = new
+        if self.event_idx:
+            used_event = U16.unpack_from(self._avail, self._used_event_offset)[0]
+            return need_event(used_event, new, old)
+        return not U16.unpack_from(self._avail, 0)[0] & VRING_AVAIL_F_NO_INTERRUPT
+
+    def request_kick(self) -> None:
+        """Ask for a kick once the driver adds past what we have seen (``avail_event``, §2.7.10).
+
+        Without EVENT_IDX we never set ``VRING_USED_F_NO_NOTIFY``, so nothing to undo.
+        """
+        if self.event_idx:
+            U16.pack_into(self._used, self._avail_event_offset, self.last_avail_idx)
