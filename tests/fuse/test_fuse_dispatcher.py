@@ -140,7 +140,7 @@ async def test_readdir_stops_when_full(session, plus: bool, split: int) -> None:
 
 
 async def test_xattr_size_semantics(session) -> None:
-    dispatcher, fs = session
+    dispatcher, _fs = session
     get = abi.GETXATTR_IN.pack
     reply = await call(dispatcher, request(Opcode.GETXATTR, get(0, 0) + names(b"user.a")))
     assert abi.GETXATTR_OUT.unpack(reply.payload) == (5, 0)
@@ -213,7 +213,7 @@ async def test_simple_requests_reach_the_core(session) -> None:
 
 
 async def test_interrupt_cancels_the_request(session) -> None:
-    dispatcher, fs = session
+    dispatcher, _fs = session
     results: list[wire.Reply | None] = []
 
     async def slow() -> None:
