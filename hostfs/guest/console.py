@@ -85,6 +85,16 @@ def parse_console(text: str) -> GuestReport:
     return report
 
 
+def parse_workload_output(text: str) -> BootReport:
+    """A workload's markers when it ran outside a guest (the host-native reference)."""
+    boot = BootReport(0)
+    for line in text.splitlines():
+        match = MARKER.search(line)
+        if match is not None:
+            _apply_to_boot(boot, match.group(1), (match.group(2) or "").split())
+    return boot
+
+
 def _apply(report: GuestReport, kind: str, words: list[str]) -> None:
     if kind == "GUEST-BOOT" and len(words) == 2:
         report.boots.append(BootReport(int(words[0])))

@@ -31,10 +31,12 @@ async def test_timeout_kills_qemu_and_daemon(guest_kernel, share, tmp_path, monk
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     hang = tmp_path / "hang.sh"
     hang.write_text("echo HOSTFS-RESULT started yes\nsleep 600\n")
-    seen = []
+    console: list[str] = []
+    seen: list[int] = []
 
     def watch(text: str) -> None:
-        if "started" in text:
+        console.append(text)
+        if not seen and "started" in "".join(console):
             seen.extend(processes_mentioning(str(tmp_path)))
 
     run = await run_guest(
@@ -42,7 +44,7 @@ async def test_timeout_kills_qemu_and_daemon(guest_kernel, share, tmp_path, monk
         GuestSetup(workload_path(str(hang))),
         share,
         "virtiofsd",
-        timeout=30.0,
+        timeout=15.0,
         echo=watch,
     )
 
