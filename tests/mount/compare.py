@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-STAT_FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size")
+STAT_FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_rdev")
 """What must agree between a mount and a native directory (inode numbers,
 devices and ctime differ by nature; times are compared where a test sets them)."""
 
@@ -16,7 +16,11 @@ def outcome(operation: Callable[[str], Any], base: str) -> tuple[str, Any]:
     try:
         return "ok", operation(base)
     except OSError as error:
-        return "error", os.strerror(error.errno or 0)
+        return "error", errno_name(error.errno)
+
+
+def errno_name(code: int | None) -> str:
+    return os.strerror(code or 0)
 
 
 def same(twin: Any, operation: Callable[[str], Any]) -> Any:
@@ -27,5 +31,33 @@ def same(twin: Any, operation: Callable[[str], Any]) -> Any:
     return in_mount[1]
 
 
+def same_error(twin: Any, operation: Callable[[str], Any], code: int) -> None:
+    """Assert the operation fails with ``code`` in the mount, as it does natively."""
+    assert same(twin, operation) == errno_name(code)
+
+
+def in_both(twin: Any, setup: Callable[[str], Any]) -> None:
+    """Prepare the same starting tree in the mount and natively."""
+    setup(twin.mnt)
+    setup(twin.native)
+
+
 def stat_summary(st: os.stat_result) -> dict[str, int]:
     return {field: getattr(st, field) for field in STAT_FIELDS}
+
+
+def lstat_summary(path: str) -> dict[str, int]:
+    return stat_summary(os.lstat(path))
+
+
+def write_file(path: str, data: bytes = b"", mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

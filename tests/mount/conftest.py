@@ -32,7 +32,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def mount(
-    engine: str, backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    engine: str,
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Mount]:
     mountpoint = str(tmp_path_factory.mktemp(f"mnt-{engine}-{backend}"))
     if backend == "nfs":
