@@ -150,6 +150,10 @@ class Ring:
         try:
             async with trio.open_nursery() as nursery:
                 await self._drain_loop(queue, handler, nursery, limiter)
+        except Exception as error:
+            # A bug of ours must not take the other queues and the connection down with it.
+            logger.exception("queue %d failed", self.index)
+            self.mark_broken(f"internal error: {error!r}")
         finally:
             self.base = queue.last_avail_idx
             queue.release()

@@ -64,9 +64,12 @@ class RingError(Exception):
     """The driver broke the ring rules; the queue cannot be trusted any more."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Chain:
-    """One descriptor chain: device-readable buffers first, then device-writable ones."""
+    """One descriptor chain: device-readable buffers first, then device-writable ones.
+
+    Compared and hashed by identity: it is one request in flight.
+    """
 
     head: int
     readable: list[memoryview] = field(default_factory=list)

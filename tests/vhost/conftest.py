@@ -1,0 +1,70 @@
+"""A real ``hostfs serve`` device in-process, and simulated guests to drive it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from hostfs.backends.local.backend import LocalBackend
+from hostfs.cli.serve import make_device
+from hostfs.core.filesystem import FileSystem
+from hostfs.testing.frontend import Frontend
+from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.vhost.device import VhostUserFsDevice
+from hostfs.vhost.server import VhostUserServer, listen_on_path
+
+REQUEST_QUEUES = 2
+"""Two request queues, so a broken one can be told apart from a working one."""
+NUM_QUEUES = 1 + REQUEST_QUEUES
+
+
+@dataclass
+class Served:
+    socket_path: str
+    share: Path
+    fs: FileSystem
+    device: VhostUserFsDevice
+    server: VhostUserServer
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+async def served(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Served]:
+    share = tmp_path / "share"
+    share.mkdir()
+    fs = FileSystem(LocalBackend.from_path(str(share)))
+    await fs.start()
+    device = make_device(fs, num_request_queues=REQUEST_QUEUES)
+    server = VhostUserServer(device, reconnect=True)
+    socket_path = str(tmp_path / "vhost.sock")
+    listener = await listen_on_path(socket_path)
+    nursery.start_soon(server.serve_listener, listener)
+    yield Served(socket_path, share, fs, device, server)
+    server.shutdown()
+    listener.close()
+    await fs.close()
+
+
+@pytest.fixture
+async def guest(served: Served) -> AsyncIterator[Frontend]:
+    """A front-end that did what QEMU does up to a started device."""
+    async with Frontend.connect(served.socket_path) as frontend:
+        assert await frontend.realize() == NUM_QUEUES
+        await frontend.start(NUM_QUEUES)
+        yield frontend
+        frontend.close_queues()
+
+
+@pytest.fixture
+async def client(guest: Frontend) -> GuestFuseClient:
+    fuse = GuestFuseClient(guest)
+    await fuse.init()
+    return fuse
