@@ -146,9 +146,10 @@ async def _wait_for_socket(socket_path: Path, server: trio.Process, log: Path) -
     with trio.move_on_after(SOCKET_WAIT_SECONDS):
         while not socket_path.exists():
             if server.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
                 raise GuestError(
-                    f"daemon exited with status {server.returncode} before listening:\n"
-                    + log.read_text(errors="replace")
+                    f"daemon exited with status {server.returncode} before listening: "
+                    + " | ".join(tail)
                 )
             await trio.sleep(0.05)
         return
