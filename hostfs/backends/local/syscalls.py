@@ -44,7 +44,10 @@ def _check(result: int, what: str) -> int:
 
 OPENAT2_RETRIES = 64
 """With RESOLVE_BENEATH, openat2 answers EAGAIN when any rename on the system races
-with the lookup (openat2(2)); the caller is expected to retry."""
+with the lookup (openat2(2)), and EXDEV when the name it found was renamed out
+of the directory before the lookup ended; for a single name both are races,
+and openat2(2) says to retry."""
+_RACES = (errno.EAGAIN, errno.EXDEV)
 
 
 def openat2(dir_fd: int, name: bytes, flags: int, mode: int, resolve: int) -> int:
@@ -52,7 +55,7 @@ def openat2(dir_fd: int, name: bytes, flags: int, mode: int, resolve: int) -> in
     size = ctypes.c_size_t(ctypes.sizeof(how))
     for _ in range(OPENAT2_RETRIES):
         fd = _libc.syscall(_SYS_OPENAT2, dir_fd, name, ctypes.byref(how), size)
-        if fd >= 0 or ctypes.get_errno() != errno.EAGAIN:
+        if fd >= 0 or ctypes.get_errno() not in _RACES:
             break
     return _check(fd, "openat2")
 
