@@ -36,6 +36,14 @@ def same_error(twin: Any, operation: Callable[[str], Any], code: int) -> None:
     assert same(twin, operation) == errno_name(code)
 
 
+def fails_in_mount(twin: Any, operation: Callable[[str], Any], code: int) -> None:
+    """The mount fails with ``code`` where the native call succeeds: a documented
+    limit of one engine or backend (the caller says which, and why)."""
+    native = outcome(operation, twin.native)
+    assert native[0] == "ok", f"native gave {native}"
+    assert outcome(operation, twin.mnt) == ("error", errno_name(code))
+
+
 def in_both(twin: Any, setup: Callable[[str], Any]) -> None:
     """Prepare the same starting tree in the mount and natively."""
     setup(twin.mnt)
