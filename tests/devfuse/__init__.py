@@ -1,0 +1,1 @@
+"""Tests of the /dev/fuse transport against the host kernel."""
