@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hostfs.cli import common, mount
+from hostfs.cli import common, guest, mount, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with a VM (vhost-user-fs), or mount it locally through FUSE.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (mount,):
+    for module in (mount, serve, guest):
         module.register(subparsers)
     return parser
 
