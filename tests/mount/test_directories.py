@@ -1,0 +1,129 @@
+"""OPENDIR, READDIR/READDIRPLUS, RELEASEDIR and FSYNCDIR: listings equal the native
+ones, survive many READDIR rounds, and stay consistent while the directory changes."""
+
+from __future__ import annotations
+
+import os
+
+from tests.mount.compare import in_both, same, write_file
+
+j = os.path.join
+
+LARGE = 3000
+"""Names long enough that one listing takes dozens of READDIR requests (4 KiB each)."""
+
+
+def mixed_tree(base: str) -> None:
+    write_file(j(base, "file"), b"data")
+    os.mkdir(j(base, "dir"))
+    os.symlink("file", j(base, "link"))
+    os.mkfifo(j(base, "fifo"))
+
+
+def entries(base: str) -> list[tuple[str, bool, bool, bool]]:
+    """(name, is_dir, is_file, is_symlink) from readdir's d_type, without following links."""
+    with os.scandir(base) as scan:
+        return sorted(
+            (e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False),
+             e.is_symlink())
+            for e in scan
+        )  # fmt: skip
+
+
+def test_listing_equals_native(twin):
+    in_both(twin, mixed_tree)
+    assert [name for name, *_ in same(twin, entries)] == ["dir", "fifo", "file", "link"]
+    assert same(twin, lambda b: os.listdir(j(b, "dir"))) == []
+
+
+def test_readdir_inode_numbers_match_stat(twin):
+    """d_ino and st_ino agree in the mount (whatever numbering the engine uses)."""
+    in_both(twin, mixed_tree)
+    with os.scandir(twin.mnt) as scan:
+        for entry in scan:
+            assert entry.inode() == os.lstat(entry.path).st_ino, entry.name
+
+
+def name_for(index: int) -> str:
+    return f"entry-with-a-longish-name-{index:05d}"
+
+
+def test_large_directory_lists_every_name_once(twin):
+    names = {name_for(i) for i in range(LARGE)}
+    for base in (twin.host, twin.native):  # the host side is faster to fill
+        for name in names:
+            os.close(os.open(j(base, name), os.O_CREAT | os.O_WRONLY, 0o644))
+    listed = os.listdir(twin.mnt)
+    assert len(listed) == len(set(listed)) == LARGE
+    assert set(listed) == names == set(os.listdir(twin.native))
+
+
+def list_while_changing(base: str) -> list[str]:
+    """Read a listing in small steps while names come and go between the steps."""
+    for i in range(400):
+        write_file(j(base, name_for(i)))
+    listed = []
+    with os.scandir(base) as scan:
+        for step, entry in enumerate(scan):
+            listed.append(entry.name)
+            if step < 200:
+                write_file(j(base, f"new-{step}"))
+                os.unlink(j(base, name_for(399 - step)))  # only names 200..399 go
+    return listed
+
+
+def test_names_present_throughout_a_changing_listing_appear_once(twin):
+    stable = {name_for(i) for i in range(200)}
+    for base in (twin.mnt, twin.native):
+        listed = list_while_changing(base)
+        seen = [name for name in listed if name in stable]
+        assert sorted(seen) == sorted(stable), f"{base}: a stable name was skipped or repeated"
+        assert len(listed) == len(set(listed)), f"{base}: a name was listed twice"
+
+
+def test_rewind_lists_again(twin):
+    in_both(twin, mixed_tree)
+
+    def run(base):
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            first = sorted(os.listdir(fd))
+            write_file(j(base, "later"))
+            os.lseek(fd, 0, os.SEEK_SET)  # rewinddir: a fresh listing, "later" included
+            return first, sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
+
+    first, second = same(twin, run)
+    assert set(second) - set(first) == {"later"}
+
+
+def test_fsyncdir_and_many_opendirs(twin):
+    in_both(twin, mixed_tree)
+
+    def run(base):
+        for _ in range(200):  # every OPENDIR gets its RELEASEDIR
+            fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+            os.close(fd)
+        fd = os.open(j(base, "dir"), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        return sorted(os.listdir(base))
+
+    same(twin, run)
+
+
+def test_removed_directory_lists_empty_through_its_open_handle(twin):
+    def run(base):
+        os.mkdir(j(base, "doomed"))
+        fd = os.open(j(base, "doomed"), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.rmdir(j(base, "doomed"))
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
+
+    assert same(twin, run) == []
