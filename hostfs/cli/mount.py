@@ -22,7 +22,8 @@ ENGINES = {
 }
 """Each module has ``serve_mount(fs, mountpoint, *, task_status)``."""
 
-DEFAULT_ENGINE = "pyfuse3"
+DEFAULT_ENGINE = "devfuse"
+"""The VM's own byte path, and the faster engine in scripts/bench-local."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
