@@ -40,6 +40,7 @@ def test_a_clean_two_boot_run_is_ok():
         (GOOD[: GOOD.index("HOSTFS-GUEST-BOOT 2")], "1 of 2 boots"),
         ("HOSTFS-GUEST-FAIL mount -t virtiofs x\n", "setup failed: mount -t virtiofs x"),
     ],
+    ids=["failed-check", "no-power-off", "workload-status", "missing-boot", "setup-failed"],
 )
 def test_what_went_wrong_is_reported(console, problem):
     report = parse_console(console)
