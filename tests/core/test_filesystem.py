@@ -113,12 +113,13 @@ async def test_destroy_releases_every_handle_and_node(share):
     assert len(fs.files) == len(fs.dirs) == 0 and len(fs.nodes) == 1
     await fs.close()
     assert open_fds() == before
-    assert open(os.path.join(share, "f7"), "rb").read() == b"x"
+    with open(os.path.join(share, "f7"), "rb") as f:
+        assert f.read() == b"x"
 
 
 async def test_created_objects_belong_to_the_caller(fs, share):
     user = Caller(1234, 5678, 1)
-    entry, opened = await fs.create(user, ROOT_NODEID, b"f", 0o644, os.O_WRONLY)
+    entry, _ = await fs.create(user, ROOT_NODEID, b"f", 0o644, os.O_WRONLY)
     directory = await fs.mkdir(user, ROOT_NODEID, b"d", 0o755)
     link = await fs.symlink(user, ROOT_NODEID, b"l", b"f")
     for name in ("f", "d", "l"):
