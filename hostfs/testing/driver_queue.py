@@ -145,6 +145,8 @@ class DriverQueue:
             reply = b"".join(self.ram.read(addr, size) for addr, size in submitted.writable)
             submitted.reply = reply[:length]
             done.append(submitted)
+        # virtqueue_enable_cb: with EVENT_IDX, interrupt me for the next one.
+        self.set_used_event(self.last_used_idx)
         return done
 
     @staticmethod
