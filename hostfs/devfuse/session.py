@@ -2,9 +2,10 @@
 
 The kernel speaks the same wire protocol here as a guest's virtiofs driver,
 so this runs the exact byte path of a VM at native speed.  A fixed set of
-worker tasks each own one buffer big enough for any request; they take turns
-reading /dev/fuse (one read is one request), serve the request in place and
-write the reply from the same buffer (one write is one reply).
+worker tasks each own one buffer big enough for any request.  Each reads
+/dev/fuse without waiting while requests are queued (one read is one
+request; they take turns waiting when it is empty), serves the request in
+place and writes the reply from the same buffer (one write is one reply).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from hostfs.fuse.stats import log_on_signal
 log = logging.getLogger(__name__)
 
 
+_CHECKPOINT_EVERY = 32
+
+
 class _Unmounted(Exception):
     """/dev/fuse said ENODEV: the file system was unmounted or the connection aborted."""
 
@@ -36,15 +40,17 @@ class DevFuseSession:
         self.fd = fd
         self.dispatcher = dispatcher
         self.config = config
-        self._read_turn = trio.Lock()
+        self._wait_turn = trio.Lock()
 
     async def _read(self, buffer: memoryview) -> int:
-        """Wait for and read one request; raise :class:`_Unmounted` at the end."""
+        """Read one request, waiting only when none is queued; raise :class:`_Unmounted`
+        at the end.  Only one task may wait on the fd at a time: waiters take turns."""
         while True:
             try:
                 return os.readv(self.fd, [buffer])
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.fd)
+                async with self._wait_turn:
+                    await trio.lowlevel.wait_readable(self.fd)
             except OSError as error:
                 # ENOENT: the request was interrupted before we read it; read the next.
                 if error.errno in (errno.ENOENT, errno.EINTR):
@@ -64,16 +70,19 @@ class DevFuseSession:
                 log.warning("writing a FUSE reply failed: %s", error)
 
     async def serve_one(self, buffer: memoryview) -> None:
-        async with self._read_turn:
-            size = await self._read(buffer)
+        size = await self._read(buffer)
         length = await self.dispatcher.handle([buffer[:size]], [buffer])
         if length:
             self._write(buffer[:length])
 
     async def _worker(self) -> None:
+        """Serve requests back to back; when they keep coming without a wait, still
+        checkpoint now and then so other workers, signals and cancellation get a turn."""
         buffer = memoryview(bytearray(self.config.buffer_size))
         while True:
-            await self.serve_one(buffer)
+            for _ in range(_CHECKPOINT_EVERY):
+                await self.serve_one(buffer)
+            await trio.lowlevel.checkpoint()
 
     async def serve(self) -> None:
         """Serve until cancelled or unmounted; INIT must have been answered already."""
