@@ -18,8 +18,6 @@ import errno
 import os
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import trio
-
 from hostfs.backends import BackendUnavailable
 from hostfs.backends.nfs.backend import NfsBackend, to_stat
 from hostfs.backends.nfs.libnfs_c import TransportError
@@ -76,7 +74,6 @@ async def open_nfs_backend(url: str) -> NfsBackend:
     pool = ContextPool(libnfs_url.encode(), contexts, int(timeout * 1000))
 
     try:
-        pool.add(await trio.to_thread.run_sync(pool.connect))
         backend = NfsBackend(pool, to_stat(await pool.run(lambda c: c.lstat(b"/"))), owner)
     except TransportError as error:
         pool.close()
