@@ -1,0 +1,98 @@
+"""``hostfs serve`` as a process: exits 0 on disconnect and on SIGTERM, cleans up its socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from hostfs.fuse.abi import ROOT_ID
+from hostfs.testing.frontend import Frontend
+from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.guest_ram import GuestRam
+
+SERVE = [sys.executable, "-c", "import sys; from hostfs.cli.serve import main; sys.exit(main())"]
+
+
+def serve_command(tmp_path: Path, *extra: str) -> list[str]:
+    share = tmp_path / "share"
+    share.mkdir(exist_ok=True)
+    return [*SERVE, "--shared-dir", str(share), *extra]
+
+
+async def wait_for_socket(path: Path) -> None:
+    with trio.fail_after(10):
+        while not path.exists():
+            await trio.sleep(0.02)
+
+
+async def test_exits_when_the_front_end_leaves(tmp_path: Path) -> None:
+    sock = tmp_path / "vhost.sock"
+    process = subprocess.Popen(serve_command(tmp_path, "--socket-path", str(sock)))
+    try:
+        await wait_for_socket(sock)
+        async with Frontend.connect(str(sock)) as frontend:
+            await frontend.realize()
+            await frontend.start(2)
+            fuse = GuestFuseClient(frontend)
+            await fuse.init()
+            await fuse.create(ROOT_ID, b"made-by-guest")
+            frontend.close_queues()
+        assert await trio.to_thread.run_sync(process.wait, 10) == 0
+        assert not sock.exists()
+        assert (tmp_path / "share" / "made-by-guest").exists()
+    finally:
+        process.kill()
+
+
+async def test_sigterm_mid_session(tmp_path: Path) -> None:
+    sock = tmp_path / "vhost.sock"
+    process = subprocess.Popen(serve_command(tmp_path, "--socket-path", str(sock), "--reconnect"))
+    try:
+        await wait_for_socket(sock)
+        async with Frontend.connect(str(sock)) as frontend:
+            await frontend.realize()
+            await frontend.start(2)
+            await GuestFuseClient(frontend).init()
+            process.send_signal(signal.SIGTERM)
+            assert await trio.to_thread.run_sync(process.wait, 10) == 0
+            frontend.close_queues()
+        assert not sock.exists()
+    finally:
+        process.kill()
+
+
+async def test_inherited_connected_fd(tmp_path: Path) -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    command = serve_command(tmp_path, "--fd", str(theirs.fileno()))
+    process = subprocess.Popen(command, pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        frontend_sock = trio.socket.from_stdlib_socket(ours)
+        frontend = Frontend(frontend_sock, GuestRam(4 << 20), 32)
+        await frontend.realize()
+        await frontend.start(2)
+        await GuestFuseClient(frontend).init()
+        frontend.close_queues()
+        frontend_sock.close()
+        frontend.ram.close()
+        assert await trio.to_thread.run_sync(process.wait, 10) == 0
+    finally:
+        process.kill()
+
+
+def test_print_capabilities() -> None:
+    output = subprocess.run([*SERVE, "--print-capabilities"], capture_output=True, check=True)
+    assert json.loads(output.stdout) == {"type": "fs"}
+
+
+def test_backend_description_names_type_fs() -> None:
+    description = Path(__file__).parents[2] / "hostfs" / "data" / "50-hostfs.json"
+    assert json.loads(description.read_text())["type"] == "fs"
+    assert os.path.isabs(json.loads(description.read_text())["binary"])
