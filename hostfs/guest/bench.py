@@ -81,7 +81,7 @@ def format_table(results: list[PeerResult]) -> str:
         }
         row = [name, f"{unit}/s", *(f"{rates[p]:.1f}" if p in rates else "-" for p in by_peer)]
         row += [
-            f"{rates[a] / rates[b]:.2f}" if a in rates and b in rates else "-" for a, b in RATIOS
+            f"{rates[a] / rates[b]:.3g}" if a in rates and b in rates else "-" for a, b in RATIOS
         ]
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
