@@ -189,9 +189,6 @@ VRING_ADDR = struct.Struct("<IIQQQQ")
 """``struct vhost_vring_addr``: index, flags, descriptor / used / available ring
 addresses (front-end virtual addresses), log address."""
 
-VRING_F_LOG = 1 << 0
-"""``VHOST_VRING_F_LOG``: log used-ring writes (we never offer LOG_ALL)."""
-
 
 @dataclass(frozen=True, slots=True)
 class VringAddr:

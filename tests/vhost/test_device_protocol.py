@@ -26,6 +26,7 @@ from hostfs.vhost.messages import (
     VringState,
     decode_u64,
     encode_memory_table,
+    encode_single_region,
     encode_u64,
 )
 from hostfs.vhost.server import VhostUserServer, listen_on_path
@@ -266,3 +267,16 @@ async def test_need_reply_is_acked(served: Served) -> None:
         await frontend.send(Request.SET_OWNER, flags=FLAG_NEED_REPLY)
         reply = await frontend.receive()
         assert (reply.header.request, decode_u64(reply.payload)) == (Request.SET_OWNER, 0)
+
+
+async def test_memory_slots(served: Served) -> None:
+    """CONFIGURE_MEM_SLOTS: memory arrives region by region (ADD_MEM_REG / REM_MEM_REG)."""
+    async with Frontend.connect(served.socket_path) as frontend:
+        await frontend.realize()
+        region = encode_single_region(frontend.ram.region())
+        assert await ack(frontend, Request.ADD_MEM_REG, region, [frontend.ram.fd]) == 0
+        assert await ack(frontend, Request.ADD_MEM_REG, region, [frontend.ram.fd]) != 0  # overlap
+        assert len(served.device.memory.regions) == 1
+        assert await ack(frontend, Request.REM_MEM_REG, region) == 0
+        assert served.device.memory.regions == []
+        assert await ack(frontend, Request.REM_MEM_REG, region) != 0
