@@ -8,6 +8,7 @@ QEMU, runs a workload on the mount and reports on its serial console.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from hostfs.guest.kernel import fetch_kernel
 from hostfs.guest.qemu import run_guest
 
 INTERACTIVE_WORKLOADS = ("shell",)
+DEFAULT_TIMEOUT = 300.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="boot N times, rebooting in between (exercises the device reset); default 1",
     )
     parser.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds before the guest is killed"
+        "--timeout",
+        type=float,
+        help="seconds before the guest is killed (default 300; none for the shell workload)",
     )
     parser.add_argument(
         "--env",
@@ -72,9 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = common.filesystem_options(args)
-    shared_dir = Path(args.shared_dir)
-    if not shared_dir.is_dir():
-        raise common.UsageError(f"--shared-dir {args.shared_dir}: not a directory")
+    shared_dir = _shared_dir(args.shared_dir, args.daemon)
     if args.boots < 1:
         raise common.UsageError("--boots must be at least 1")
     try:
@@ -82,16 +84,17 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as error:
         raise common.UsageError(str(error)) from None
     setup = GuestSetup(workload, boots=args.boots, environment=_parse_env(args.env))
-    interactive = workload.stem in INTERACTIVE_WORKLOADS and workload.parent.name == "workloads"
+    interactive = args.workload in INTERACTIVE_WORKLOADS
+    timeout = args.timeout or (math.inf if interactive else DEFAULT_TIMEOUT)
     try:
         kernel = fetch_kernel(args.kernel_package)
         result = trio.run(
             lambda: run_guest(
                 kernel,
                 setup,
-                shared_dir.resolve(),
+                shared_dir,
                 args.daemon,
-                timeout=args.timeout,
+                timeout=timeout,
                 options=options,
                 echo=None if args.quiet else _echo,
                 interactive=interactive,
@@ -103,11 +106,23 @@ def run(args: argparse.Namespace) -> int:
     if interactive:
         return 0 if result.qemu_status == 0 else 1
     if result.timed_out:
-        print(f"hostfs guest: timed out after {args.timeout:g} s", file=sys.stderr)
+        print(f"hostfs guest: timed out after {timeout:g} s", file=sys.stderr)
     _print_summary(result.report)
     if not result.report.ok:
         print("--- daemon log ---\n" + result.daemon_log[-4000:], file=sys.stderr)
     return 0 if result.report.ok else 1
+
+
+def _shared_dir(value: str, daemon: str) -> Path | str:
+    """A host directory, or an NFS URL when hostfs serves it (virtiofsd cannot)."""
+    if "://" in value:
+        if daemon != "hostfs":
+            raise common.UsageError(f"--shared-dir {value}: only hostfs serves NFS URLs")
+        return value
+    path = Path(value)
+    if not path.is_dir():
+        raise common.UsageError(f"--shared-dir {value}: not a directory")
+    return path.resolve()
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:

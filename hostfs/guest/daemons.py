@@ -17,9 +17,12 @@ DAEMONS = ("hostfs", "virtiofsd")
 
 
 def daemon_command(
-    daemon: str, socket_path: Path, shared_dir: Path, options: FsOptions
+    daemon: str, socket_path: Path, shared_dir: Path | str, options: FsOptions
 ) -> list[str]:
-    """The command that serves ``shared_dir`` on ``socket_path`` with ``daemon``."""
+    """The command that serves ``shared_dir`` on ``socket_path`` with ``daemon``.
+
+    ``shared_dir`` is a directory, or (hostfs only) an NFS URL as a string.
+    """
     if daemon == "hostfs":
         return _hostfs_command(socket_path, shared_dir, options)
     if daemon == "virtiofsd":
@@ -27,7 +30,7 @@ def daemon_command(
     raise ValueError(f"unknown daemon {daemon!r}; choose from {', '.join(DAEMONS)}")
 
 
-def _hostfs_command(socket_path: Path, shared_dir: Path, options: FsOptions) -> list[str]:
+def _hostfs_command(socket_path: Path, shared_dir: Path | str, options: FsOptions) -> list[str]:
     command = [sys.executable, "-m", "hostfs", "serve", "--socket-path", str(socket_path)]
     command += ["--shared-dir", str(shared_dir), "--cache", options.cache.name]
     command += ["--xattr"] if options.xattr else []
@@ -36,7 +39,7 @@ def _hostfs_command(socket_path: Path, shared_dir: Path, options: FsOptions) -> 
     return command + ([] if options.locks else ["-o", "no_posix_lock,no_flock"])
 
 
-def _virtiofsd_command(socket_path: Path, shared_dir: Path, options: FsOptions) -> list[str]:
+def _virtiofsd_command(socket_path: Path, shared_dir: Path | str, options: FsOptions) -> list[str]:
     """QEMU 7.2's C daemon: everything as ``-o``, and ``never`` is spelled ``none``."""
     words = [
         f"source={shared_dir}",

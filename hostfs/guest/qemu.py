@@ -80,7 +80,7 @@ def qemu_command(
 async def run_guest(
     kernel: GuestKernel,
     setup: GuestSetup,
-    shared_dir: Path,
+    shared_dir: Path | str,
     daemon: str,
     *,
     timeout: float = 120.0,
@@ -90,8 +90,10 @@ async def run_guest(
 ) -> GuestRun:
     """Serve ``shared_dir`` with ``daemon``, boot the guest, run ``setup``'s workload.
 
-    ``options`` go to the daemon (default: the core's defaults); the workload
-    learns through ``HOSTFS_XATTR`` whether to test extended attributes.
+    ``shared_dir`` is a host directory or, for hostfs, an NFS URL (whose stale
+    reboot marker the host cannot clear). ``options`` go to the daemon
+    (default: the core's defaults); the workload learns through
+    ``HOSTFS_XATTR`` whether to test extended attributes.
     ``echo`` sees the console text as it arrives; ``interactive`` hands the
     terminal to the guest's console instead of capturing it.
     """
@@ -99,7 +101,8 @@ async def run_guest(
     setup = replace(
         setup, environment={"HOSTFS_XATTR": str(int(options.xattr)), **setup.environment}
     )
-    (shared_dir / BOOT_MARKER).unlink(missing_ok=True)
+    if isinstance(shared_dir, Path):
+        (shared_dir / BOOT_MARKER).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="hostfs-guest-") as scratch:
         work = Path(scratch)
         initrd = work / "initrd.gz"
