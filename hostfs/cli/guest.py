@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"hostfs guest: timed out after {timeout:g} s", file=sys.stderr)
     _print_summary(result.report)
     if not result.report.ok:
+        if args.quiet:
+            print("--- console ---\n" + result.console[-4000:], file=sys.stderr)
         print("--- daemon log ---\n" + result.daemon_log[-4000:], file=sys.stderr)
     return 0 if result.report.ok else 1
 
