@@ -10,9 +10,7 @@ import signal
 
 import trio
 
-from hostfs.backends import BackendUnavailable, open_backend
 from hostfs.cli import common
-from hostfs.core.filesystem import FileSystem
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"how requests reach hostfs: devfuse (hostfs's own codec on /dev/fuse, the same "
         f"byte path as a VM) or pyfuse3 (libfuse); default: {DEFAULT_ENGINE}",
     )
-    parser.add_argument(
-        "--thread-pool-size",
-        type=int,
-        default=0,
-        metavar="N",
-        help="worker threads for blocking I/O (default 0: inline, as virtiofsd)",
-    )
     parser.set_defaults(func=run)
 
 
@@ -61,25 +52,9 @@ def check_mountpoint(path: str) -> None:
         raise common.UsageError(f"mount point {path!r} is busy: something is mounted there")
 
 
-async def open_filesystem(args: argparse.Namespace) -> FileSystem:
-    """The core over the backend ``args`` name; one-line UsageError when it cannot be had."""
-    options = common.filesystem_options(args)
-    if args.thread_pool_size < 0:
-        raise common.UsageError("--thread-pool-size must be 0 or more")
-    try:
-        backend = await open_backend(args.shared_dir, thread_pool_size=args.thread_pool_size)
-    except BackendUnavailable as error:
-        raise common.UsageError(str(error)) from None
-    except OSError as error:
-        raise common.UsageError(f"cannot share {args.shared_dir!r}: {error.strerror}") from None
-    fs = FileSystem(backend, options)
-    await fs.start()
-    return fs
-
-
 async def _serve(args: argparse.Namespace) -> None:
     engine = importlib.import_module(ENGINES[args.engine])
-    fs = await open_filesystem(args)
+    fs = await common.open_filesystem(args)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:

@@ -13,7 +13,6 @@ import sys
 import trio
 
 from hostfs.cli import common
-from hostfs.cli.mount import open_filesystem
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
@@ -65,15 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "option instead",
     )
     parser.add_argument(
-        "--thread-pool-size",
-        type=int,
-        default=0,
-        metavar="N",
-        help="worker threads the backend may use for blocking I/O; 0 (the default, as "
-        "virtiofsd): every syscall runs inline on the event loop, fastest for one stream. "
-        "Requests on a queue are served concurrently either way",
-    )
-    parser.add_argument(
         "--reconnect",
         action="store_true",
         help="after the front-end disconnects, wait for the next one instead of exiting "
@@ -117,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    fs = await open_filesystem(args)
+    fs = await common.open_filesystem(args)
     try:
         server = VhostUserServer(make_device(fs, tag=args.tag), reconnect=args.reconnect)
         async with trio.open_nursery() as nursery:
