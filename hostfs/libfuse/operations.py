@@ -155,10 +155,11 @@ class CoreOperations(pyfuse3.Operations):
 
     @_errors_as_fuse_errors
     async def read(self, fh, off, size):
-        buffer = bytearray(size)
-        count = await self.fs.read(ROOT_CALLER, _NO_NODEID, fh, off, [memoryview(buffer)])
-        del buffer[count:]
-        return bytes(buffer)
+        # Slice, never resize: a backend may still hold a view of the buffer
+        # (the nfs worker thread drops its reference only after replying).
+        view = memoryview(bytearray(size))
+        count = await self.fs.read(ROOT_CALLER, _NO_NODEID, fh, off, [view])
+        return bytes(view[:count])
 
     @_errors_as_fuse_errors
     async def write(self, fh, off, buf):
