@@ -19,6 +19,7 @@ import os
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hostfs.backends import BackendUnavailable
+from hostfs.backends.nfs import rpc3
 from hostfs.backends.nfs.backend import NfsBackend, to_stat
 from hostfs.backends.nfs.libnfs_c import TransportError
 from hostfs.backends.nfs.pool import ContextPool
@@ -74,7 +75,8 @@ async def open_nfs_backend(url: str) -> NfsBackend:
     pool = ContextPool(libnfs_url.encode(), contexts, int(timeout * 1000))
 
     try:
-        backend = NfsBackend(pool, to_stat(await pool.run(lambda c: c.lstat(b"/"))), owner)
+        root = await pool.run(lambda c: (c.lstat(b"/"), rpc3.root_fh(c)))
+        backend = NfsBackend(pool, to_stat(root[0]), root[1], owner)
     except TransportError as error:
         pool.close()
         reason = f"server not reachable ({error.strerror})"

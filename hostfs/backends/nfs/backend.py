@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hostfs.backends.base import Backend
+from hostfs.backends.nfs import rpc3
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
@@ -55,9 +56,10 @@ class NfsHandle:
 class NfsBackend(Backend):
     name = "nfs"
 
-    def __init__(self, pool: ContextPool, root_stat: Stat, owner: Caller) -> None:
+    def __init__(self, pool: ContextPool, root_stat: Stat, root_fh: bytes, owner: Caller) -> None:
         self.pool = pool
         self.tree = NodeTree(root_stat.ino, root_stat.mode)
+        self.tree.root.fh = root_fh
         self.owner = owner
         """The credentials the contexts send (URL ``uid=``/``gid=``, libnfs's default is ours)."""
         self._open: weakref.WeakSet[NfsHandle] = weakref.WeakSet()
@@ -65,8 +67,7 @@ class NfsBackend(Backend):
     # -- lifetime -----------------------------------------------------------
 
     async def root(self) -> tuple[NfsNode, Stat]:
-        st = await self.pool.run(lambda c: c.lstat(b"/"))
-        return self.tree.root, to_stat(st)
+        return self.tree.root, await self.getattr(self.tree.root)
 
     def forget(self, obj: NfsNode) -> None:
         self.tree.forget(obj)
@@ -77,19 +78,25 @@ class NfsBackend(Backend):
     # -- names --------------------------------------------------------------
 
     async def lookup(self, parent: NfsNode, name: bytes) -> tuple[NfsNode, Stat]:
-        path = parent.child_path(name)
-        st = await self.pool.run(lambda c: c.lstat(path))
-        return self._found(parent, name, st)
+        parent_fh, path = parent.fh, parent.child_path(name)
+        return self._found(
+            parent, name, await self.pool.run(lambda c: _child(c, parent_fh, name, path))
+        )
 
-    def _found(self, parent: NfsNode, name: bytes, st: NfsStat64) -> tuple[NfsNode, Stat]:
-        return self.tree.found(parent, name, st.ino, st.mode), to_stat(st)
+    def _found(
+        self, parent: NfsNode, name: bytes, found: tuple[bytes | None, NfsStat64]
+    ) -> tuple[NfsNode, Stat]:
+        fh, st = found
+        node = self.tree.found(parent, name, st.ino, st.mode)
+        node.fh = fh or node.fh
+        return node, to_stat(st)
 
     async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
         if handle is not None:
             fh = handle.fh
             return to_stat(await self.pool.run(lambda c: c.fstat(fh)))
-        path = obj.path
-        return to_stat(await self.pool.run(lambda c: c.lstat(path)))
+        node_fh, path = obj.fh, obj.path
+        return to_stat(await self.pool.run(lambda c: _stat(c, node_fh, path)))
 
     async def setattr(
         self,
@@ -98,7 +105,7 @@ class NfsBackend(Backend):
         handle: NfsHandle | None,
         caller: Caller,
     ) -> Stat:
-        path = obj.path
+        path, node_fh = obj.path, obj.fh
         fh = handle.fh if handle is not None else None
 
         def apply(c: Context) -> NfsStat64:
@@ -116,7 +123,7 @@ class NfsBackend(Backend):
                 c.ftruncate(fh, changes.size) if fh else c.truncate(path, changes.size)
             if changes.atime is not None or changes.mtime is not None:
                 c.utimes(path, _times(c, path, changes))
-            return c.fstat(fh) if fh else c.lstat(path)
+            return c.fstat(fh) if fh else _stat(c, node_fh, path)
 
         return to_stat(await self.pool.run(apply))
 
@@ -129,12 +136,12 @@ class NfsBackend(Backend):
     ) -> tuple[NfsNode, Stat]:
         path = parent.child_path(name)
 
-        def make(c: Context) -> NfsStat64:
+        def make(c: Context) -> tuple[bytes | None, NfsStat64]:
             if stat_module.S_ISREG(mode):
                 c.close(c.create(path, os.O_WRONLY | os.O_EXCL, mode & 0o7777))
             else:
                 c.mknod(path, mode, rdev)
-            return self._own(c, path, caller, parent)
+            return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self.pool.run(make))
 
@@ -143,9 +150,9 @@ class NfsBackend(Backend):
     ) -> tuple[NfsNode, Stat]:
         path = parent.child_path(name)
 
-        def make(c: Context) -> NfsStat64:
+        def make(c: Context) -> tuple[bytes | None, NfsStat64]:
             c.mkdir(path, mode & 0o7777)
-            return self._own(c, path, caller, parent)
+            return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self.pool.run(make))
 
@@ -154,24 +161,27 @@ class NfsBackend(Backend):
     ) -> tuple[NfsNode, Stat]:
         path = parent.child_path(name)
 
-        def make(c: Context) -> NfsStat64:
+        def make(c: Context) -> tuple[bytes | None, NfsStat64]:
             c.symlink(target, path)
-            return self._own(c, path, caller, parent)
+            return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self.pool.run(make))
 
-    def _own(self, c: Context, path: bytes, caller: Caller, parent: NfsNode) -> NfsStat64:
+    def _own(
+        self, c: Context, parent: NfsNode, name: bytes, path: bytes, caller: Caller
+    ) -> tuple[bytes | None, NfsStat64]:
         """Give a new object to its creator (the contexts create as ``self.owner``).
 
         NFSv3 CREATE/MKDIR carry no owner libnfs lets us set, so this is a
         SETATTR after the fact; a setgid parent keeps its group, as in Linux.
+        Runs in a worker: reads only the parent's fh and mode, set before.
         """
-        st = c.lstat(path)
+        fh, st = _child(c, parent.fh, name, path)
         gid = st.gid if parent.mode & stat_module.S_ISGID else caller.gid
         if (st.uid, st.gid) != (caller.uid, gid):
             c.chown(path, caller.uid, gid)
-            st = c.lstat(path)
-        return st
+            st = _stat(c, fh, path)
+        return fh, st
 
     async def link(
         self, obj: NfsNode, new_parent: NfsNode, new_name: bytes
@@ -187,8 +197,12 @@ class NfsBackend(Backend):
         return obj, to_stat(st)
 
     async def unlink(self, parent: NfsNode, name: bytes) -> None:
-        path = parent.child_path(name)
-        await self.pool.run(lambda c: c.unlink(path))
+        parent_fh, path = parent.fh, parent.child_path(name)
+
+        def unlink(c: Context) -> None:
+            rpc3.remove(c, parent_fh, name) if parent_fh else c.unlink(path)
+
+        await self.pool.run(unlink)
         self.tree.removed(parent, name)
 
     async def rmdir(self, parent: NfsNode, name: bytes) -> None:
@@ -227,7 +241,7 @@ class NfsBackend(Backend):
     ) -> tuple[NfsNode, Stat, NfsHandle]:
         path = parent.child_path(name)
 
-        def make(c: Context) -> tuple[int, NfsStat64]:
+        def make(c: Context) -> tuple[int, tuple[bytes | None, NfsStat64]]:
             # GUARDED first (RFC 1813 §3.3.8) so we know whether we made it: only a
             # file we created changes owner; an existing one is opened as it is.
             try:
@@ -236,9 +250,9 @@ class NfsBackend(Backend):
                 if flags & os.O_EXCL:
                     raise
                 fh = c.open(path, flags & OPEN_FLAGS)
-                return fh, c.fstat(fh)
+                return fh, (None, c.fstat(fh))
             try:
-                return fh, self._own(c, path, caller, parent)
+                return fh, self._own(c, parent, name, path, caller)
             except OSError:
                 c.close(fh)
                 raise
@@ -371,6 +385,18 @@ class NfsBackend(Backend):
 
     async def removexattr(self, obj: NfsNode, name: bytes) -> None:
         raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
+
+
+def _child(
+    c: Context, parent_fh: bytes | None, name: bytes, path: bytes
+) -> tuple[bytes | None, NfsStat64]:
+    """(fh, attributes) of ``name``: one LOOKUP from the parent's handle, else a path walk."""
+    return rpc3.lookup(c, parent_fh, name) if parent_fh else (None, c.lstat(path))
+
+
+def _stat(c: Context, fh: bytes | None, path: bytes) -> NfsStat64:
+    """GETATTR on the handle when known, else a path walk."""
+    return rpc3.getattr_(c, fh) if fh else c.lstat(path)
 
 
 def _without_suidgid(mode: int) -> int | None:

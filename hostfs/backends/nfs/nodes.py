@@ -21,7 +21,7 @@ import stat as stat_module
 class NfsNode:
     """One object on the export."""
 
-    __slots__ = ("children", "held", "ino", "is_root", "links", "mode")
+    __slots__ = ("children", "fh", "held", "ino", "is_root", "links", "mode")
 
     def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
         self.is_root = is_root
@@ -32,6 +32,9 @@ class NfsNode:
         """The core holds it (between lookup and forget)."""
         self.children = 0
         """Indexed links that name this node as their parent."""
+        self.fh: bytes | None = None
+        """The NFS filehandle once a LOOKUP returned it: a handle names the object
+        itself, so it survives renames (RFC 1813 §2.3.3), and saves path walks."""
 
     @property
     def path(self) -> bytes:

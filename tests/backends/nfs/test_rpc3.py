@@ -1,0 +1,38 @@
+"""Filehandle-level LOOKUP/GETATTR/REMOVE agree with libnfs's path API."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from hostfs.backends.nfs import NfsBackend, rpc3
+from hostfs.backends.nfs.libnfs_c import Context
+
+
+async def test_lookup_getattr_remove_match_the_path_api(backend: NfsBackend, nfs_dir: Path) -> None:
+    (nfs_dir / "d").mkdir()
+    (nfs_dir / "d" / "f").write_bytes(b"x" * 5000)
+    os.symlink("f", nfs_dir / "d" / "l")
+    os.mkfifo(nfs_dir / "d" / "p")
+
+    def compare(c: Context) -> None:
+        root = rpc3.root_fh(c)
+        assert rpc3.getattr_(c, root).ino == c.lstat(b"/").ino
+        directory, _ = rpc3.lookup(c, root, b"d")
+        for name in (b"f", b"l", b"p"):
+            fh, st = rpc3.lookup(c, directory, name)
+            for found in (st, rpc3.getattr_(c, fh)):
+                assert bytes(found) == bytes(c.lstat(b"/d/" + name))
+        with pytest.raises(OSError) as info:
+            rpc3.lookup(c, directory, b"missing")
+        assert info.value.errno == errno.ENOENT
+        rpc3.remove(c, directory, b"f")
+        with pytest.raises(OSError) as info:
+            rpc3.remove(c, directory, b"f")
+        assert info.value.errno == errno.ENOENT
+
+    await backend.pool.run(compare)
+    assert sorted(os.listdir(nfs_dir / "d")) == ["l", "p"]
