@@ -225,6 +225,20 @@ class TestPosixWaiting:
             table.release_owner(KEY + 1, B)
         assert table.getlk(KEY + 1, B, Lock(0, 0, W)).pid == A
 
+    async def test_waiting_on_a_waiter_is_no_deadlock(self) -> None:
+        table = LockTable()
+        await take(table, A, 0, 0, W)
+        await take(table, B, 1, 1, W)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(table.setlk, KEY, A, Lock(1, 1, W, A), True)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(table.setlk, KEY, C, Lock(0, 1, R, C), True)
+            await trio.testing.wait_all_tasks_blocked()
+            table.release_owner(KEY, B)
+            assert layout(table) == [(0, 1, W)]
+            table.release_owner(KEY, A)
+        assert layout(table) == [(0, 1, R)]
+
     async def test_release_owner_wakes_waiters_and_keeps_other_keys(self) -> None:
         table = LockTable()
         await take(table, A, 0, OFFSET_MAX, W)
