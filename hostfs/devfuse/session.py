@@ -21,6 +21,7 @@ from hostfs.core.filesystem import FileSystem
 from hostfs.devfuse.mount import mount, open_device, unmount
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
+from hostfs.fuse.parking import current_slot
 from hostfs.fuse.stats import log_on_signal
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,20 @@ class DevFuseSession:
         if length:
             self._write(buffer[:length])
 
-    async def _worker(self) -> None:
+    async def _worker(self, nursery: trio.Nursery) -> None:
         """Serve requests back to back; when they keep coming without a wait, still
-        checkpoint now and then so other workers, signals and cancellation get a turn."""
+        checkpoint now and then so other workers, signals and cancellation get a turn.
+
+        A request that parks (hostfs.fuse.parking) hands this worker's place to a
+        new worker; this one ends with that request."""
+        slot = _WorkerSlot(self, nursery)
+        current_slot.set(slot)
         buffer = memoryview(bytearray(self.config.buffer_size))
-        while True:
+        while not slot.lent:
             for _ in range(_CHECKPOINT_EVERY):
                 await self.serve_one(buffer)
+                if slot.lent:
+                    return
             await trio.lowlevel.checkpoint()
 
     async def serve(self) -> None:
@@ -90,9 +98,25 @@ class DevFuseSession:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(log_on_signal, self.dispatcher.stats)
                 for _ in range(self.config.concurrency):
-                    nursery.start_soon(self._worker)
+                    nursery.start_soon(self._worker, nursery)
         except* _Unmounted:
             log.info("FUSE connection ended (unmounted from outside)")
+
+
+class _WorkerSlot:
+    """One of the session's reading workers, as a parking slot."""
+
+    def __init__(self, session: DevFuseSession, nursery: trio.Nursery) -> None:
+        self.session = session
+        self.nursery = nursery
+        self.lent = False
+
+    def lend(self) -> None:
+        self.lent = True
+        self.nursery.start_soon(self.session._worker, self.nursery)
+
+    async def take_back(self) -> None:
+        """Nothing to wait for: the parked worker ends after its request."""
 
 
 async def serve_mount(

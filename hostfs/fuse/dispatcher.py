@@ -10,6 +10,7 @@ thing still referenced, is consumed before the reply is written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import struct
@@ -25,6 +26,7 @@ from hostfs.fuse import abi, replies
 from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.init import Protocol, SessionConfig, negotiate
+from hostfs.fuse.parking import parked
 from hostfs.fuse.scatter import scatter_into, slices, total_length
 from hostfs.fuse.stats import OpStats
 
@@ -394,9 +396,10 @@ class Dispatcher:
 
     async def _on_setlk(self, header, request: rq.Lk, caller, out, limit) -> int:
         wait = header.opcode == Opcode.SETLKW
-        await self.fs.setlk(
-            caller, header.nodeid, request.fh, request.owner, request.lock, wait, request.flock
-        )
+        async with parked() if wait else contextlib.nullcontext():
+            await self.fs.setlk(
+                caller, header.nodeid, request.fh, request.owner, request.lock, wait, request.flock
+            )
         return 0
 
     _on_setlkw = _on_setlk

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import trio
 
+from hostfs.fuse.parking import current_slot
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
 from hostfs.vhost.virtqueue import (
@@ -205,6 +206,7 @@ class Ring:
         chain: Chain,
         limiter: trio.CapacityLimiter,
     ) -> None:
+        current_slot.set(_LimiterSlot(limiter, chain))
         try:
             await self._handle(queue, handler, chain)
         finally:
@@ -239,3 +241,17 @@ class Ring:
             self._wake()
             await self._stopped.wait()
         return self.base
+
+
+class _LimiterSlot:
+    """A request's limiter token, as a parking slot (hostfs.fuse.parking)."""
+
+    def __init__(self, limiter: trio.CapacityLimiter, borrower: Chain) -> None:
+        self.limiter = limiter
+        self.borrower = borrower
+
+    def lend(self) -> None:
+        self.limiter.release_on_behalf_of(self.borrower)
+
+    async def take_back(self) -> None:
+        await self.limiter.acquire_on_behalf_of(self.borrower)
