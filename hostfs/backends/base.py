@@ -33,9 +33,8 @@ BackendHandle = Any
 class Backend(abc.ABC):
     """Operations on one shared directory tree."""
 
-    #: Whether open()/create() handles support data I/O through os-level fds, used
-    #: only for messages; the core never looks inside handles.
     name: str = "backend"
+    """A short label for log messages."""
 
     # -- lifetime -----------------------------------------------------------
 
