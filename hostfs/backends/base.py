@@ -33,9 +33,6 @@ BackendHandle = Any
 class Backend(abc.ABC):
     """Operations on one shared directory tree."""
 
-    name: str = "backend"
-    """A short label for log messages."""
-
     # -- lifetime -----------------------------------------------------------
 
     @abc.abstractmethod
