@@ -56,10 +56,11 @@ class GuestFuseClient:
         queue: int | None = None,
     ) -> FuseReply:
         self._unique += 2
+        expected = self._unique  # calls may run concurrently: remember our own
         data = data or []
         length = abi.IN_HEADER.size + len(args) + sum(len(chunk) for chunk in data)
         header = abi.IN_HEADER.pack(
-            length, opcode, self._unique, nodeid, os.getuid(), os.getgid(), os.getpid(), 0, 0
+            length, opcode, expected, nodeid, os.getuid(), os.getgid(), os.getpid(), 0, 0
         )
         readable = [header] + ([args] if args else []) + data
         writable = [abi.OUT_HEADER.size] + ([reply_size] if reply_size else []) + [PAGE] * pages
@@ -69,8 +70,8 @@ class GuestFuseClient:
         if not raw:
             return FuseReply(0, b"")
         out_length, error, unique = abi.OUT_HEADER.unpack_from(raw)
-        if unique != self._unique:
-            raise FuseError(errno.EPROTO, f"reply for {unique}, expected {self._unique}")
+        if unique != expected:
+            raise FuseError(errno.EPROTO, f"reply for {unique}, expected {expected}")
         return FuseReply(-error, raw[abi.OUT_HEADER.size : out_length])
 
     async def ok(self, opcode: int, nodeid: int, args: bytes = b"", **kwargs: object) -> bytes:
