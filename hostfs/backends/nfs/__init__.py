@@ -22,6 +22,7 @@ from hostfs.backends import BackendUnavailable
 from hostfs.backends.nfs import rpc3
 from hostfs.backends.nfs.backend import NfsBackend, to_stat
 from hostfs.backends.nfs.libnfs_c import TransportError
+from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.pool import ContextPool
 from hostfs.core.types import Caller
 
@@ -76,7 +77,8 @@ async def open_nfs_backend(url: str) -> NfsBackend:
 
     try:
         root = await pool.run(lambda c: (c.lstat(b"/"), rpc3.root_fh(c)))
-        backend = NfsBackend(pool, to_stat(root[0]), root[1], owner)
+        fast = LoopRpc(libnfs_url.encode(), int(timeout * 1000))
+        backend = NfsBackend(pool, fast, to_stat(root[0]), root[1], owner)
     except TransportError as error:
         pool.close()
         reason = f"server not reachable ({error.strerror})"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64
+from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
@@ -56,8 +57,12 @@ class NfsHandle:
 class NfsBackend(Backend):
     name = "nfs"
 
-    def __init__(self, pool: ContextPool, root_stat: Stat, root_fh: bytes, owner: Caller) -> None:
+    def __init__(
+        self, pool: ContextPool, fast: LoopRpc, root_stat: Stat, root_fh: bytes, owner: Caller
+    ) -> None:
         self.pool = pool
+        self.fast = fast
+        """Filehandle calls (LOOKUP3, GETATTR3, REMOVE3) straight from the event loop."""
         self.tree = NodeTree(root_stat.ino, root_stat.mode)
         self.tree.root.fh = root_fh
         self.owner = owner
@@ -73,15 +78,16 @@ class NfsBackend(Backend):
         self.tree.forget(obj)
 
     async def close(self) -> None:
+        self.fast.close()
         self.pool.close()
 
     # -- names --------------------------------------------------------------
 
     async def lookup(self, parent: NfsNode, name: bytes) -> tuple[NfsNode, Stat]:
-        parent_fh, path = parent.fh, parent.child_path(name)
-        return self._found(
-            parent, name, await self.pool.run(lambda c: _child(c, parent_fh, name, path))
-        )
+        if parent.fh:
+            return self._found(parent, name, await self.fast.lookup(parent.fh, name))
+        path = parent.child_path(name)
+        return self._found(parent, name, await self.pool.run(lambda c: (None, c.lstat(path))))
 
     def _found(
         self, parent: NfsNode, name: bytes, found: tuple[bytes | None, NfsStat64]
@@ -95,8 +101,10 @@ class NfsBackend(Backend):
         if handle is not None:
             fh = handle.fh
             return to_stat(await self.pool.run(lambda c: c.fstat(fh)))
-        node_fh, path = obj.fh, obj.path
-        return to_stat(await self.pool.run(lambda c: _stat(c, node_fh, path)))
+        if obj.fh:
+            return to_stat(await self.fast.getattr(obj.fh))
+        path = obj.path
+        return to_stat(await self.pool.run(lambda c: c.lstat(path)))
 
     async def setattr(
         self,
@@ -197,12 +205,11 @@ class NfsBackend(Backend):
         return obj, to_stat(st)
 
     async def unlink(self, parent: NfsNode, name: bytes) -> None:
-        parent_fh, path = parent.fh, parent.child_path(name)
-
-        def unlink(c: Context) -> None:
-            rpc3.remove(c, parent_fh, name) if parent_fh else c.unlink(path)
-
-        await self.pool.run(unlink)
+        if parent.fh:
+            await self.fast.remove(parent.fh, name)
+        else:
+            path = parent.child_path(name)
+            await self.pool.run(lambda c: c.unlink(path))
         self.tree.removed(parent, name)
 
     async def rmdir(self, parent: NfsNode, name: bytes) -> None:

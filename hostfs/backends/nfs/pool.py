@@ -64,7 +64,7 @@ class Worker:
 
     def _call(self, call: Callable[[Context], T]) -> T:
         if self.context is None:
-            self.context = _mount(self.url, self.timeout_ms)
+            self.context = mount(self.url, self.timeout_ms)
         try:
             return call(self.context)
         except TransportError as error:
@@ -74,7 +74,8 @@ class Worker:
             raise
 
 
-def _mount(url: bytes, timeout_ms: int) -> Context:
+def mount(url: bytes, timeout_ms: int) -> Context:
+    """A mounted context (blocking, bounded by the timeout); the server's refusal -> EIO."""
     try:
         return Context(url, timeout_ms)
     except OSError as error:

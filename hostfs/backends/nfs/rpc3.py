@@ -5,10 +5,12 @@ LOOKUP per call (``nfs_lstat64("/a/b")`` = LOOKUP a, LOOKUP b, GETATTR), so a
 node that remembers its filehandle saves all but one round trip: LOOKUP3
 returns the child's handle *and* attributes (RFC 1813 §3.3.3), GETATTR3 and
 REMOVE3 take a handle (§3.3.1, §3.3.12).  These go through libnfs's raw
-``rpc_nfs3_*_async`` functions on ``nfs_get_rpc_context(nfs)`` and are waited
-for here the way libnfs's own sync calls do: poll the socket, ``rpc_service``
-at least every 100 ms (which also expires timed-out calls).  The layouts are
-those of ``/usr/include/nfsc/libnfs-raw-nfs.h`` in libnfs 4.0.
+``rpc_nfs3_*_async`` functions on ``nfs_get_rpc_context(nfs)``: a
+:class:`Request` is waited for either by :func:`call` in a worker thread (the
+way libnfs's own sync calls wait: poll the socket, ``rpc_service`` at least
+every 100 ms, which also expires timed-out calls) or by the event loop
+(:mod:`hostfs.backends.nfs.loop`).  The layouts are those of
+``/usr/include/nfsc/libnfs-raw-nfs.h`` in libnfs 4.0.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import select
 import stat as stat_module
 from collections.abc import Callable
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import outcome
 
@@ -92,6 +94,7 @@ for _name, _restype, _argtypes in (
     ("rpc_get_fd", c_int, [c_void_p]),
     ("rpc_which_events", c_int, [c_void_p]),
     ("rpc_service", c_int, [c_void_p, c_int]),
+    ("nfs_set_autoreconnect", None, [c_void_p, c_int]),
     ("rpc_get_error", c_char_p, [c_void_p]),
     ("nfsstat3_to_errno", c_int, [c_int]),
     ("rpc_nfs3_lookup_async", c_int, [c_void_p, RpcCb, POINTER(Diropargs3), c_void_p]),
@@ -108,35 +111,101 @@ def root_fh(context: Context) -> bytes:
     return ctypes.string_at(fh.val, fh.len)
 
 
-def lookup(context: Context, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
-    """LOOKUP3: the child's filehandle and attributes in one round trip."""
+class Request(Generic[T]):
+    """One NFSv3 call on a libnfs ``rpc_context``: queued by :meth:`start`, finished
+    when its callback runs (inside ``rpc_service``); the result is read there,
+    since libnfs frees the decoded reply when the callback returns."""
 
-    def parse(data: int) -> tuple[bytes, Fattr3 | None]:
+    __slots__ = ("_handler", "args", "done", "name", "parse", "rpc", "send", "what")
+
+    def __init__(
+        self,
+        send: Callable[..., int],
+        args: Structure,
+        parse: Callable[[int], T],
+        what: str,
+        name: bytes | None = None,
+    ) -> None:
+        self.send, self.args, self.parse, self.what, self.name = send, args, parse, what, name
+        self.done: outcome.Outcome | None = None
+        self.rpc = 0
+        self._handler = RpcCb(self._callback)
+
+    def start(self, rpc: int) -> None:
+        """Queue the call (libnfs encodes ``args`` now and writes it on POLLOUT)."""
+        self.rpc = rpc
+        if self.send(rpc, self._handler, byref(self.args), None) != 0:
+            raise TransportError(errno.EIO, f"{self.what}: {rpc_error(rpc)}")
+
+    def result(self) -> T:
+        assert self.done is not None
+        return self.done.unwrap()
+
+    def _callback(self, _rpc: int, status: int, data: int, _private: int) -> None:
+        if status != RPC_STATUS_SUCCESS:
+            code = errno.ETIMEDOUT if status == RPC_STATUS_TIMEOUT else errno.EIO
+            # CANCEL comes from nfs_destroy_context: no error text to ask for then.
+            why = "cancelled" if status == RPC_STATUS_CANCEL else rpc_error(self.rpc)
+            self.done = outcome.Error(TransportError(code, f"{self.what}: {why}"))
+        elif nfsstat := ctypes.cast(data, POINTER(c_int)).contents.value:
+            code = abs(lib.nfsstat3_to_errno(nfsstat)) or errno.EIO
+            filename = os.fsdecode(self.name) if self.name is not None else None
+            self.done = outcome.Error(OSError(code, os.strerror(code), filename))
+        else:
+            self.done = outcome.capture(self.parse, data)
+
+
+def lookup_request(directory: bytes, name: bytes) -> Request[tuple[bytes, NfsStat64 | None]]:
+    """LOOKUP3: the child's filehandle and (optional, RFC 1813 §2.6) attributes."""
+
+    def parse(data: int) -> tuple[bytes, NfsStat64 | None]:
         ok = ctypes.cast(data, POINTER(Lookup3Res)).contents.resok
         fh = ctypes.string_at(ok.object.data_val, ok.object.data_len)
         follow = ok.obj_attributes.attributes_follow
         return fh, _stat(ok.obj_attributes.attributes) if follow else None
 
     args = Diropargs3(_fh3(directory), name)
-    fh, attributes = _call(context, lib.rpc_nfs3_lookup_async, args, parse, "lookup", name)
-    if attributes is None:  # post_op_attr is optional (RFC 1813 §2.6); ganesha always sends it
-        attributes = getattr_(context, fh)
-    return fh, attributes
+    return Request(lib.rpc_nfs3_lookup_async, args, parse, "lookup", name)
 
 
-def getattr_(context: Context, fh: bytes) -> NfsStat64:
+def getattr_request(fh: bytes) -> Request[NfsStat64]:
     """GETATTR3 on a filehandle."""
 
     def parse(data: int) -> NfsStat64:
         return _stat(ctypes.cast(data, POINTER(Getattr3Res)).contents.attributes)
 
-    return _call(context, lib.rpc_nfs3_getattr_async, _fh3(fh), parse, "getattr")
+    return Request(lib.rpc_nfs3_getattr_async, _fh3(fh), parse, "getattr")
 
 
-def remove(context: Context, directory: bytes, name: bytes) -> None:
+def remove_request(directory: bytes, name: bytes) -> Request[None]:
     """REMOVE3 of ``name`` in ``directory``."""
     args = Diropargs3(_fh3(directory), name)
-    _call(context, lib.rpc_nfs3_remove_async, args, lambda _data: None, "unlink", name)
+    return Request(lib.rpc_nfs3_remove_async, args, lambda _data: None, "unlink", name)
+
+
+def call(context: Context, request: Request[T]) -> T:
+    """Run ``request`` to completion in this thread, as libnfs's own sync calls wait."""
+    rpc = lib.nfs_get_rpc_context(context.pointer)
+    request.start(rpc)
+    poller = select.poll()
+    while request.done is None:
+        fd = lib.rpc_get_fd(rpc)
+        poller.register(fd, lib.rpc_which_events(rpc))
+        revents = dict(poller.poll(POLL_MS)).get(fd, 0)
+        poller.unregister(fd)
+        if lib.rpc_service(rpc, revents) < 0 and request.done is None:
+            raise TransportError(errno.EIO, f"{request.what}: {rpc_error(rpc)}")
+    return request.result()
+
+
+def lookup(context: Context, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
+    """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
+    fh, attributes = call(context, lookup_request(directory, name))
+    return fh, attributes or getattr_(context, fh)
+
+
+def getattr_(context: Context, fh: bytes) -> NfsStat64:
+    return call(context, getattr_request(fh))
 
 
 def _fh3(fh: bytes) -> NfsFh3:
@@ -155,46 +224,6 @@ def _stat(attributes: Fattr3) -> NfsStat64:
     )  # fmt: skip
 
 
-def _call(
-    context: Context,
-    send: Callable[..., int],
-    args: Structure,
-    parse: Callable[[int], T],
-    what: str,
-    name: bytes | None = None,
-) -> T:
-    """Send one request and service the connection until its callback ran.
-
-    ``parse`` reads the decoded result inside the callback: libnfs frees it after.
-    """
-    done: list[outcome.Outcome] = []
-
-    def callback(_rpc: int, status: int, data: int, _private: int) -> None:
-        if status != RPC_STATUS_SUCCESS:
-            code = errno.ETIMEDOUT if status == RPC_STATUS_TIMEOUT else errno.EIO
-            done.append(outcome.Error(TransportError(code, f"{what}: {_rpc_error(rpc)}")))
-        elif nfsstat := ctypes.cast(data, POINTER(c_int)).contents.value:
-            code = abs(lib.nfsstat3_to_errno(nfsstat)) or errno.EIO
-            filename = os.fsdecode(name) if name is not None else None
-            done.append(outcome.Error(OSError(code, os.strerror(code), filename)))
-        else:
-            done.append(outcome.capture(parse, data))
-
-    rpc = lib.nfs_get_rpc_context(context.pointer)
-    handler = RpcCb(callback)
-    if send(rpc, handler, byref(args), None) != 0:
-        raise TransportError(errno.EIO, f"{what}: {_rpc_error(rpc)}")
-    poller = select.poll()
-    while not done:
-        fd = lib.rpc_get_fd(rpc)
-        poller.register(fd, lib.rpc_which_events(rpc))
-        revents = dict(poller.poll(POLL_MS)).get(fd, 0)
-        poller.unregister(fd)
-        if lib.rpc_service(rpc, revents) < 0 and not done:
-            raise TransportError(errno.EIO, f"{what}: {_rpc_error(rpc)}")
-    return done[0].unwrap()
-
-
-def _rpc_error(rpc: int) -> str:
+def rpc_error(rpc: int) -> str:
     message = lib.rpc_get_error(rpc)
     return message.decode(errors="replace") if message else "RPC failed"

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import trio
 
 from hostfs.backends.nfs import NfsBackend, rpc3
 from hostfs.backends.nfs.libnfs_c import Context
@@ -29,10 +30,33 @@ async def test_lookup_getattr_remove_match_the_path_api(backend: NfsBackend, nfs
         with pytest.raises(OSError) as info:
             rpc3.lookup(c, directory, b"missing")
         assert info.value.errno == errno.ENOENT
-        rpc3.remove(c, directory, b"f")
+        rpc3.call(c, rpc3.remove_request(directory, b"f"))
         with pytest.raises(OSError) as info:
-            rpc3.remove(c, directory, b"f")
+            rpc3.call(c, rpc3.remove_request(directory, b"f"))
         assert info.value.errno == errno.ENOENT
 
     await backend.pool.run(compare)
     assert sorted(os.listdir(nfs_dir / "d")) == ["l", "p"]
+
+
+async def test_event_loop_rpc_pipelines_and_reports_errors(
+    backend: NfsBackend, nfs_dir: Path
+) -> None:
+    for index in range(50):
+        (nfs_dir / f"f{index}").write_bytes(b"x" * index)
+    root = backend.tree.root.fh
+    assert root is not None
+    sizes = {}
+
+    async def stat(index: int) -> None:
+        _, st = await backend.fast.lookup(root, b"f%d" % index)
+        sizes[index] = st.size
+
+    async with trio.open_nursery() as nursery:
+        for index in range(50):
+            nursery.start_soon(stat, index)
+    assert sizes == {index: index for index in range(50)}
+    with pytest.raises(FileNotFoundError):
+        await backend.fast.remove(root, b"missing")
+    await backend.fast.remove(root, b"f1")
+    assert not (nfs_dir / "f1").exists()

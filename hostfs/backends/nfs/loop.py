@@ -1,0 +1,130 @@
+"""A libnfs context driven by the trio event loop itself, for filehandle calls.
+
+A worker-thread hop costs more than a LOOKUP3 or GETATTR3 round trip on a fast
+link (~45 us vs ~40 us here), and the threads fight over the GIL.  libnfs's raw
+RPC layer is non-blocking (``rpc_nfs3_*_async`` queue a request;
+``rpc_service`` writes, reads and runs callbacks; see libnfs-raw.h), so the
+event loop can drive one connection directly: any number of requests in
+flight on it, no thread switch.  One task at a time "pumps" the socket
+(waits for it to be readable, at most 100 ms so ``rpc_service`` can expire
+timed-out calls) and every waiter checks its own request after each round.
+
+Only calls that need no path walk come here; the path API stays in the
+:class:`~hostfs.backends.nfs.pool.ContextPool` threads, where blocking is fine.
+A transport failure drops the context (libnfs's autoreconnect is off for it, so
+errors surface instead of requeueing); the next call mounts a new one in a
+thread, bounded by the RPC timeout, as the pool does.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+from typing import TypeVar
+
+import trio
+
+from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
+from hostfs.backends.nfs.pool import mount
+from hostfs.backends.nfs.rpc3 import (
+    POLL_MS,
+    Request,
+    getattr_request,
+    lookup_request,
+    remove_request,
+    rpc_error,
+)
+
+T = TypeVar("T")
+
+
+class LoopRpc:
+    def __init__(self, url: bytes, timeout_ms: int) -> None:
+        self.url = url
+        self.timeout_ms = timeout_ms
+        self._context: Context | None = None
+        self._mounting = trio.Lock()
+        self._pending: set[Request] = set()
+        """In-flight requests: their ctypes callbacks must outlive a cancelled waiter."""
+        self._pumping = False
+        self._progress = trio.Event()
+
+    async def lookup(self, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
+        """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
+        fh, attributes = await self.call(lookup_request(directory, name))
+        return fh, attributes or await self.getattr(fh)
+
+    async def getattr(self, fh: bytes) -> NfsStat64:
+        return await self.call(getattr_request(fh))
+
+    async def remove(self, directory: bytes, name: bytes) -> None:
+        await self.call(remove_request(directory, name))
+
+    async def call(self, request: Request[T]) -> T:
+        """Send ``request`` on the loop's connection and wait for its reply."""
+        context = await self._connect()
+        rpc = lib.nfs_get_rpc_context(context.pointer)
+        self._pending.add(request)
+        try:
+            request.start(rpc)
+            while request.done is None:
+                if context is not self._context:
+                    raise TransportError(errno.EIO, f"{request.what}: connection dropped")
+                if self._pumping:
+                    await self._progress.wait()
+                else:
+                    await self._pump(context, rpc)
+        except TransportError:
+            self._drop(context)
+            raise
+        finally:
+            if request.done is not None or context is not self._context:
+                self._pending.discard(request)
+        return request.result()
+
+    async def _pump(self, context: Context, rpc: int) -> None:
+        """One ``rpc_service`` round: flush queued requests, or wait for replies."""
+        self._pumping = True
+        try:
+            revents = lib.rpc_which_events(rpc) & select.POLLOUT
+            try:
+                if revents:
+                    await trio.lowlevel.checkpoint()
+                else:
+                    with trio.move_on_after(POLL_MS / 1000):
+                        await trio.lowlevel.wait_readable(lib.rpc_get_fd(rpc))
+                        revents = select.POLLIN
+            except trio.ClosedResourceError:
+                return  # another task dropped the connection meanwhile
+            if context is not self._context:
+                return  # ... and destroyed it: rpc is gone
+            if lib.rpc_service(rpc, revents) < 0:
+                raise TransportError(errno.EIO, f"NFS connection: {rpc_error(rpc)}")
+        finally:
+            self._pumping = False
+            self._progress.set()
+            self._progress = trio.Event()
+        self._pending = {request for request in self._pending if request.done is None}
+
+    async def _connect(self) -> Context:
+        if self._context is not None:
+            return self._context
+        async with self._mounting:
+            if self._context is None:
+                context = await trio.to_thread.run_sync(mount, self.url, self.timeout_ms)
+                lib.nfs_set_autoreconnect(context.pointer, 0)
+                self._context = context
+            return self._context
+
+    def _drop(self, context: Context) -> None:
+        if context is self._context:
+            self._context = None
+            fd = lib.rpc_get_fd(lib.nfs_get_rpc_context(context.pointer))
+            if fd >= 0:
+                trio.lowlevel.notify_closing(fd)
+            context.destroy()
+            self._pending.clear()
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._drop(self._context)
