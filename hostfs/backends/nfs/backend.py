@@ -55,8 +55,6 @@ class NfsHandle:
 
 
 class NfsBackend(Backend):
-    name = "nfs"
-
     def __init__(
         self, pool: ContextPool, fast: LoopRpc, root_stat: Stat, root_fh: bytes, owner: Caller
     ) -> None:

@@ -67,6 +67,7 @@ class LoopRpc:
         self._pending.add(request)
         try:
             request.start(rpc)
+            self._service(rpc, lib.rpc_which_events(rpc) & select.POLLOUT)  # send it now
             while request.done is None:
                 if context is not self._context:
                     raise TransportError(errno.EIO, f"{request.what}: connection dropped")
@@ -83,28 +84,31 @@ class LoopRpc:
         return request.result()
 
     async def _pump(self, context: Context, rpc: int) -> None:
-        """One ``rpc_service`` round: flush queued requests, or wait for replies."""
+        """One ``rpc_service`` round: wait for replies (or 100 ms, to expire timeouts)."""
         self._pumping = True
         try:
-            revents = lib.rpc_which_events(rpc) & select.POLLOUT
+            revents = 0
             try:
-                if revents:
-                    await trio.lowlevel.checkpoint()
-                else:
-                    with trio.move_on_after(POLL_MS / 1000):
-                        await trio.lowlevel.wait_readable(lib.rpc_get_fd(rpc))
-                        revents = select.POLLIN
+                with trio.move_on_after(POLL_MS / 1000):
+                    await trio.lowlevel.wait_readable(lib.rpc_get_fd(rpc))
+                    revents = select.POLLIN
             except trio.ClosedResourceError:
                 return  # another task dropped the connection meanwhile
             if context is not self._context:
                 return  # ... and destroyed it: rpc is gone
-            if lib.rpc_service(rpc, revents) < 0:
-                raise TransportError(errno.EIO, f"NFS connection: {rpc_error(rpc)}")
+            self._service(rpc, revents | lib.rpc_which_events(rpc) & select.POLLOUT)
         finally:
             self._pumping = False
             self._progress.set()
             self._progress = trio.Event()
         self._pending = {request for request in self._pending if request.done is None}
+
+    @staticmethod
+    def _service(rpc: int, revents: int) -> None:
+        """Read replies and run their callbacks (POLLIN), write queued requests (POLLOUT):
+        the socket is non-blocking, so this never waits."""
+        if lib.rpc_service(rpc, revents) < 0:
+            raise TransportError(errno.EIO, f"NFS connection: {rpc_error(rpc)}")
 
     async def _connect(self) -> Context:
         if self._context is not None:
