@@ -1,8 +1,10 @@
 """The NFS backend: :class:`~hostfs.backends.base.Backend` over an NFSv3 export.
 
-Every operation becomes one closure run by a :class:`ContextPool` worker, so
-a request costs one thread hop however many RPCs it needs.  Paths come from
-the :class:`NodeTree` on the event loop thread before the hop; the tree is
+Lookup, getattr and unlink of a node whose NFS filehandle is known are one
+RPC sent from the event loop (:class:`LoopRpc`).  Every other operation
+becomes one closure run by a :class:`ContextPool` worker, so a request costs
+one thread hop however many RPCs it needs.  Paths come from the
+:class:`NodeTree` on the event loop thread before the hop; the tree is
 updated after the RPCs succeed.  Support table: ``SUPPORT.md`` in this package.
 """
 
