@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,8 +28,17 @@ def same(twin: Any, operation: Callable[[str], Any]) -> Any:
     """Assert the operation gives the same result in the mount and natively; return it."""
     in_mount = outcome(operation, twin.mnt)
     native = outcome(operation, twin.native)
-    assert in_mount == native, f"mount gave {in_mount}, native gave {native}"
+    assert in_mount == native, f"mount gave {short(in_mount)}, native gave {short(native)}"
     return in_mount[1]
+
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 120
+
+
+def short(value: Any) -> str:
+    """A failure message that fits on a screen, whatever the operation returned."""
+    return _short.repr(value)
 
 
 def same_error(twin: Any, operation: Callable[[str], Any], code: int) -> None:
@@ -40,8 +50,9 @@ def fails_in_mount(twin: Any, operation: Callable[[str], Any], code: int) -> Non
     """The mount fails with ``code`` where the native call succeeds: a documented
     limit of one engine or backend (the caller says which, and why)."""
     native = outcome(operation, twin.native)
-    assert native[0] == "ok", f"native gave {native}"
-    assert outcome(operation, twin.mnt) == ("error", errno_name(code))
+    assert native[0] == "ok", f"native gave {short(native)}"
+    in_mount = outcome(operation, twin.mnt)
+    assert in_mount == ("error", errno_name(code)), f"mount gave {short(in_mount)}"
 
 
 def in_both(twin: Any, setup: Callable[[str], Any]) -> None:

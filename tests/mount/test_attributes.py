@@ -37,6 +37,17 @@ def times_ns(path: str) -> tuple[int, int]:
     return st.st_atime_ns, st.st_mtime_ns
 
 
+def as_stored(twin, *times: int) -> tuple[int, ...]:
+    """Times as the backend can store them.
+
+    libnfs 4.0's path API sets times through ``struct timeval``: an nfs
+    backend keeps microseconds, the nanoseconds below them are lost.
+    """
+    if twin.mount.backend == "nfs":
+        return tuple(t - t % 1000 for t in times)
+    return times
+
+
 def test_getattr_follows_writes(twin):
     def run(base):
         path = j(base, "f")
@@ -135,8 +146,9 @@ def test_utime_explicit(twin, through):
             with_handle(path, lambda fd: os.utime(fd, ns=(ATIME_NS, MTIME_NS)))
         return times_ns(path)
 
-    assert same(twin, run) == (ATIME_NS, MTIME_NS)
-    assert times_ns(j(twin.host, "f")) == (ATIME_NS, MTIME_NS)
+    assert run(twin.native) == (ATIME_NS, MTIME_NS)
+    assert run(twin.mnt) == as_stored(twin, ATIME_NS, MTIME_NS)
+    assert times_ns(j(twin.host, "f")) == as_stored(twin, ATIME_NS, MTIME_NS)
 
 
 @pytest.mark.parametrize("through", ["path", "handle"])
@@ -167,14 +179,15 @@ def test_utime_omit_keeps_one_side(twin):
         only_atime = times_ns(path)
         return only_mtime, only_atime
 
-    only_mtime, only_atime = same(twin, run)
-    assert only_mtime == (ATIME_NS, 1_700_000_000_000_000_005)
-    assert only_atime == (1_650_000_000_000_000_007, 1_700_000_000_000_000_005)
+    only_mtime = (ATIME_NS, 1_700_000_000_000_000_005)
+    only_atime = (1_650_000_000_000_000_007, 1_700_000_000_000_000_005)
+    assert run(twin.native) == (only_mtime, only_atime)
+    assert run(twin.mnt) == (as_stored(twin, *only_mtime), as_stored(twin, *only_atime))
 
     now = time.time_ns()
     utimensat(j(twin.mnt, "f"), (0, UTIME_OMIT), (0, UTIME_NOW))
     atime, mtime = times_ns(j(twin.host, "f"))
-    assert atime == 1_650_000_000_000_000_007 and mtime >= now - 10_000_000
+    assert atime == as_stored(twin, only_atime[0])[0] and mtime >= now - 10_000_000
 
 
 def test_setattr_refused_to_non_owner(twin):

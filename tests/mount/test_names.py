@@ -11,6 +11,7 @@ import stat
 import pytest
 
 from tests.mount.compare import (
+    fails_in_mount,
     in_both,
     lstat_summary,
     read_file,
@@ -93,7 +94,13 @@ def test_unlinked_file_stays_readable_through_an_open_handle(twin):
             os.unlink(j(base, "f"))
             return f.read(), os.path.exists(j(base, "f"))
 
-    assert same(twin, run) == (b"hello", False)
+    if twin.mount.backend == "nfs":
+        # An NFSv3 server forgets an unlinked file at once; the kernel's NFS
+        # client hides that with a "silly rename" (.nfsXXXX), the nfs backend
+        # does not (yet): reading through the open handle is ESTALE.
+        fails_in_mount(twin, run, errno.ESTALE)
+    else:
+        assert same(twin, run) == (b"hello", False)
 
 
 def test_rename_file_and_directory(twin):
@@ -117,12 +124,17 @@ def test_rename_keeps_the_inode(twin):
 
 def test_rename_noreplace(twin):
     in_both(twin, tree)
-    same_error(twin, lambda b: renameat2(j(b, "f"), j(b, "g"), RENAME_NOREPLACE), errno.EEXIST)
 
     def run(base):
         renameat2(j(base, "f"), j(base, "new"), RENAME_NOREPLACE)
         return sorted(os.listdir(base))
 
+    if twin.mount.backend == "nfs":
+        # NFSv3 RENAME has no flags: the backend refuses them as EINVAL, like
+        # a local file system without renameat2 support.
+        fails_in_mount(twin, run, errno.EINVAL)
+        return
+    same_error(twin, lambda b: renameat2(j(b, "f"), j(b, "g"), RENAME_NOREPLACE), errno.EEXIST)
     assert "new" in same(twin, run)
 
 
@@ -133,6 +145,9 @@ def test_rename_exchange(twin):
         renameat2(j(base, "f"), j(base, "full"), RENAME_EXCHANGE)
         return listing(base)
 
+    if twin.mount.backend == "nfs":
+        fails_in_mount(twin, run, errno.EINVAL)  # NFSv3 RENAME has no flags
+        return
     result = same(twin, run)
     assert stat.S_ISDIR(result["f"]["st_mode"]) and stat.S_ISREG(result["full"]["st_mode"])
     assert read_file(j(twin.host, "f", "x")) == b"x"
@@ -262,7 +277,9 @@ def test_names_the_backend_refuses(twin):
     same_error(twin, lambda b: write_file(j(b, long_name)), errno.ENAMETOOLONG)
     same_error(twin, lambda b: os.mkdir(j(b, long_name)), errno.ENAMETOOLONG)
     same_error(twin, lambda b: os.stat(j(b, long_name)), errno.ENAMETOOLONG)
-    assert same(twin, lambda b: write_file(j(b, "n" * 255)) or os.listdir(b)).count("n" * 255)
+    assert same(twin, lambda b: write_file(j(b, "n" * 255)) or sorted(os.listdir(b))).count(
+        "n" * 255
+    )
 
 
 @pytest.mark.parametrize(
