@@ -61,6 +61,16 @@ def check_name(name: bytes) -> bytes:
     return name
 
 
+def _without_privileges(mode: int) -> int:
+    """The permission bits after an unprivileged write or truncate (the kernel's
+    should_remove_suid): setuid goes; setgid goes only with group-execute, since
+    without it the bit marks mandatory locking, not privilege."""
+    mode = stat_module.S_IMODE(mode) & ~stat_module.S_ISUID
+    if mode & stat_module.S_IXGRP:
+        mode &= ~stat_module.S_ISGID
+    return mode
+
+
 def _dtype(mode: int) -> int:
     return (mode >> 12) & 0o17
 
@@ -173,7 +183,7 @@ class FileSystem:
         if changes.kill_suidgid and changes.mode is None and node.mode & _SUID_SGID:
             # FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2): the server drops the bits.
             current = await self.backend.getattr(node.obj, handle)
-            changes.mode = stat_module.S_IMODE(current.mode) & ~_SUID_SGID
+            changes.mode = _without_privileges(current.mode)
         st = await self.backend.setattr(node.obj, changes, handle, caller)
         return self._attr(node, st)
 
@@ -254,7 +264,13 @@ class FileSystem:
         if node.is_symlink:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
         handle = await self.backend.open(node.obj, self._open_flags(flags), caller)
-        return self._opened(self.files.add(OpenFile(node, handle, flags)))
+        opened = self._opened(self.files.add(OpenFile(node, handle, flags)))
+        if flags & os.O_TRUNC and caller.uid != 0 and node.mode & _SUID_SGID:
+            # ATOMIC_O_TRUNC leaves the truncation to us, and the backend truncates
+            # with the daemon's privileges: drop the bits as the kernel would have
+            # for this unprivileged caller.
+            await self.setattr(caller, nodeid, SetattrChanges(kill_suidgid=True), opened.fh)
+        return opened
 
     async def create(
         self, caller: Caller, parent: int, name: bytes, mode: int, flags: int, umask: int = 0
