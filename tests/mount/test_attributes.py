@@ -225,3 +225,30 @@ def test_write_by_owner_drops_setuid(twin):
         return lstat_summary(path)
 
     assert stat.S_IMODE(same(twin, run)["st_mode"]) == 0o755
+
+
+def test_chown_and_truncate_drop_setuid_and_setgid(twin):
+    """The kernel's privilege-dropping rules hold through the mount, including an
+    unprivileged open(O_TRUNC), which ATOMIC_O_TRUNC leaves to the daemon."""
+
+    def run(base):
+        path = j(base, "f")
+        write_file(path, b"program")
+        seen = []
+        os.chmod(path, 0o6755)
+        os.chown(path, 1000, 1000)  # chown clears both (group-executable) bits
+        seen.append(lstat_summary(path)["st_mode"])
+        os.chmod(path, 0o6775)
+
+        def truncate_as_group_member(here):
+            fd = os.open(j(here, "f"), os.O_WRONLY | os.O_TRUNC)
+            os.close(fd)
+
+        as_user(2000, 1000, truncate_as_group_member, base)
+        seen.append(lstat_summary(path)["st_mode"])
+        os.chmod(path, 0o2765)  # setgid without group-execute marks locking: it stays
+        as_user(2000, 1000, truncate_as_group_member, base)
+        seen.append(lstat_summary(path)["st_mode"])
+        return seen
+
+    assert [stat.S_IMODE(mode) for mode in same(twin, run)] == [0o755, 0o775, 0o2765]

@@ -315,3 +315,25 @@ def test_errors_match_native(twin, operation, code):
     in_both(twin, tree)
     same_error(twin, operation, code)
     assert listing(twin.mnt) == listing(twin.native)  # a failed call changed nothing
+
+
+def test_directory_link_counts_follow_moves(twin):
+    """A subdirectory's ".." counts in its parent: nlink moves with it."""
+
+    def run(base):
+        for name in ("a", "b", "a/x", "a/y"):
+            os.mkdir(j(base, name))
+        counts = [
+            (lstat_summary(j(base, "a"))["st_nlink"], lstat_summary(j(base, "b"))["st_nlink"])
+        ]
+        os.rename(j(base, "a", "x"), j(base, "b", "x"))
+        counts.append(
+            (lstat_summary(j(base, "a"))["st_nlink"], lstat_summary(j(base, "b"))["st_nlink"])
+        )
+        os.rmdir(j(base, "a", "y"))
+        counts.append(
+            (lstat_summary(j(base, "a"))["st_nlink"], lstat_summary(j(base, "b"))["st_nlink"])
+        )
+        return counts
+
+    assert same(twin, run) == [(4, 2), (3, 3), (2, 3)]
