@@ -154,3 +154,17 @@ async def test_xattrs_are_refused_with_enosys_when_off(share):
         await fs.getxattr(ROOT, ROOT_NODEID, b"user.x")
     assert info.value.errno == errno.ENOSYS
     await fs.close()
+
+
+async def test_modes_are_exactly_what_the_caller_asked_whatever_our_umask(fs, share):
+    """The kernel applied the caller's umask already; ours must not mask again."""
+    old = os.umask(0o077)
+    try:
+        await fs.mkdir(ROOT, ROOT_NODEID, b"d", 0o775)
+        await fs.mknod(ROOT, ROOT_NODEID, b"p", 0o010666, 0)
+        await fs.create(ROOT, ROOT_NODEID, b"f", 0o664, os.O_RDWR)
+    finally:
+        os.umask(old)
+    modes = {name: os.stat(os.path.join(share, name)).st_mode & 0o7777 for name in "dpf"}
+    assert modes == {"d": 0o775, "p": 0o666, "f": 0o664}
+    assert os.umask(old) == old  # the process umask is left as it was

@@ -63,9 +63,6 @@ class LocalBackend(Backend):
     def from_path(cls, path: str, thread_pool_size: int = 0) -> LocalBackend:
         """Open ``path`` as the shared directory; OSError if it is not one."""
         root_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        # Modes arrive already masked by the caller's umask (the kernel applies it
-        # unless FUSE_DONT_MASK): ours must not mask them a second time.
-        os.umask(0)
         _raise_nofile_limit()
         return cls(root_fd, thread_pool_size)
 
@@ -138,24 +135,31 @@ class LocalBackend(Backend):
     async def readlink(self, obj: int) -> bytes:
         return os.readlink(b"", dir_fd=obj)
 
-    def _owned_by(self, parent: int, fd: int, caller: Caller) -> None:
-        """Give a new object to its creator: the caller, as on a local file system.
+    def _settle(self, parent: int, fd: int, caller: Caller, mode: int | None) -> Stat:
+        """Make a new object what its creator asked for, as on a local file system.
 
-        In a setgid directory the group comes from the directory (as the host
-        kernel already arranged), otherwise from the caller.
+        It belongs to the caller (in a setgid directory the group comes from the
+        directory, as the host kernel already arranged), and it has exactly the
+        permission bits requested: the kernel applied the caller's umask already
+        (no FUSE_DONT_MASK), so this process's own umask must not apply again.
         """
-        if not self._is_root:
-            return
-        gid = -1 if os.stat(parent).st_mode & stat_module.S_ISGID else caller.gid
-        if caller.uid != 0 or gid not in (-1, 0):
-            syscalls.fchown_empty_path(fd, caller.uid, gid)
+        if self._is_root:
+            gid = -1 if os.stat(parent).st_mode & stat_module.S_ISGID else caller.gid
+            if caller.uid != 0 or gid not in (-1, 0):
+                syscalls.fchown_empty_path(fd, caller.uid, gid)
+        st = os.stat(fd)
+        if mode is not None and stat_module.S_IMODE(st.st_mode) & 0o777 != mode & 0o777:
+            os.chmod(_proc(fd), stat_module.S_IMODE(st.st_mode) & 0o7000 | mode & 0o777)
+            st = os.stat(fd)
+        return Stat.from_os(st)
 
-    def _new_object(self, parent: int, name: bytes, caller: Caller) -> tuple[int, Stat]:
-        """Pin and give away ``name``, just created in ``parent``; undo it on failure."""
+    def _new_object(
+        self, parent: int, name: bytes, caller: Caller, mode: int | None
+    ) -> tuple[int, Stat]:
+        """Pin and settle ``name``, just created in ``parent``; undo it on failure."""
         fd = self._open_path(parent, name)
         try:
-            self._owned_by(parent, fd, caller)
-            return fd, Stat.from_os(os.stat(fd))
+            return fd, self._settle(parent, fd, caller, mode)
         except BaseException:
             os.close(fd)
             if stat_module.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
@@ -168,17 +172,17 @@ class LocalBackend(Backend):
         self, parent: int, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[int, Stat]:
         os.mknod(name, mode, rdev, dir_fd=parent)
-        return self._new_object(parent, name, caller)
+        return self._new_object(parent, name, caller, mode)
 
     async def mkdir(self, parent: int, name: bytes, mode: int, caller: Caller) -> tuple[int, Stat]:
         os.mkdir(name, mode, dir_fd=parent)
-        return self._new_object(parent, name, caller)
+        return self._new_object(parent, name, caller, mode)
 
     async def symlink(
         self, parent: int, name: bytes, target: bytes, caller: Caller
     ) -> tuple[int, Stat]:
         os.symlink(target, name, dir_fd=parent)
-        return self._new_object(parent, name, caller)
+        return self._new_object(parent, name, caller, None)
 
     async def link(self, obj: int, new_parent: int, new_name: bytes) -> tuple[int, Stat]:
         if self._is_root:
@@ -226,7 +230,7 @@ class LocalBackend(Backend):
             os.close(handle)
             raise
         if created:
-            self._owned_by(parent, obj, caller)
+            return obj, self._settle(parent, obj, caller, mode), handle
         return obj, Stat.from_os(os.stat(handle)), handle
 
     async def read(self, handle: int, offset: int, buffers: Sequence[memoryview]) -> int:
