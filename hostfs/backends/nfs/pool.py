@@ -59,6 +59,9 @@ class Worker:
         while (job := self._jobs.get()) is not None:
             call, reply = job
             reply(outcome.capture(self._call, call))
+            # A finished call must not pin its buffers (views of guest memory,
+            # say) while this thread sleeps until the next one.
+            del job, call, reply
         if self.context is not None:
             self.context.destroy()
 
