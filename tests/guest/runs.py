@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-import hostfs
 from hostfs.guest.qemu import GuestRun
 
-# Looked up as a file: importing hostfs.cli would import every subcommand.
-HOSTFS_SERVE_READY = (Path(hostfs.__file__).parent / "cli" / "serve.py").exists()
-
-# virtiofsd is the reference; hostfs joins once its vhost-user device exists.
-DAEMONS = [
-    "virtiofsd",
-    pytest.param(
-        "hostfs",
-        marks=pytest.mark.skipif(
-            not HOSTFS_SERVE_READY, reason="hostfs serve (hostfs/cli/serve.py) not there yet"
-        ),
-    ),
-]
+DAEMONS = ["virtiofsd", "hostfs"]
+"""virtiofsd is the reference; every guest test runs against both."""
 
 
 def assert_guest_ok(run: GuestRun) -> None:

@@ -9,11 +9,10 @@ import pytest
 from hostfs.core.options import FsOptions
 from hostfs.guest.initramfs import GuestSetup, workload_path
 from hostfs.guest.qemu import run_guest
-from tests.guest.runs import HOSTFS_SERVE_READY, assert_guest_ok
+from tests.guest.runs import assert_guest_ok
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not HOSTFS_SERVE_READY, reason="hostfs serve not there yet"),
 ]
 
 

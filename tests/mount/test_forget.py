@@ -41,9 +41,8 @@ def settled_fd_count(mount) -> int:
     return samples[-1]
 
 
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
 def test_forgotten_nodes_release_their_descriptors(twin):
-    if twin.mount.backend != "local":
-        pytest.skip("only the local backend holds a descriptor per node (see module doc)")
     forget_everything_unused()
     before = settled_fd_count(twin.mount)
 
