@@ -187,6 +187,14 @@ class FileSystem:
         st = await self.backend.setattr(node.obj, changes, handle, caller)
         return self._attr(node, st)
 
+    async def _drop_privileges(self, caller: Caller, node: Node, fh: int) -> None:
+        """FATTR_KILL_SUIDGID for a write or truncate the backend did on our behalf.
+
+        Nodes without the bits (nearly all) cost nothing: no backend call.
+        """
+        if node.mode & _SUID_SGID:
+            await self.setattr(caller, node.nodeid, SetattrChanges(kill_suidgid=True), fh)
+
     async def readlink(self, caller: Caller, nodeid: int) -> bytes:
         node = self.nodes.get(nodeid)
         if not node.is_symlink:
@@ -265,11 +273,11 @@ class FileSystem:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
         handle = await self.backend.open(node.obj, self._open_flags(flags), caller)
         opened = self._opened(self.files.add(OpenFile(node, handle, flags)))
-        if flags & os.O_TRUNC and caller.uid != 0 and node.mode & _SUID_SGID:
+        if flags & os.O_TRUNC and caller.uid != 0:
             # ATOMIC_O_TRUNC leaves the truncation to us, and the backend truncates
             # with the daemon's privileges: drop the bits as the kernel would have
             # for this unprivileged caller.
-            await self.setattr(caller, nodeid, SetattrChanges(kill_suidgid=True), opened.fh)
+            await self._drop_privileges(caller, node, opened.fh)
         return opened
 
     async def create(
@@ -304,10 +312,10 @@ class FileSystem:
             raise OSError(errno.EINVAL, "negative offset")
         open_file = self.files.get(fh)
         written = await self.backend.write(open_file.handle, offset, buffers)
-        if kill_suidgid and open_file.node.mode & _SUID_SGID:
+        if kill_suidgid:
             # FUSE_WRITE_KILL_SUIDGID: a write by an unprivileged caller drops
             # setuid/setgid as the kernel would on a local file system.
-            await self.setattr(caller, open_file.node.nodeid, SetattrChanges(kill_suidgid=True), fh)
+            await self._drop_privileges(caller, open_file.node, fh)
         return written
 
     async def flush(self, caller: Caller, nodeid: int, fh: int, lock_owner: int) -> None:
