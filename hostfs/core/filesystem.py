@@ -208,16 +208,12 @@ class FileSystem:
         obj, st = await self.backend.symlink(directory.obj, check_name(name), target, caller)
         return self._entry(obj, st)
 
-    async def mknod(
-        self, caller: Caller, parent: int, name: bytes, mode: int, rdev: int, umask: int = 0
-    ) -> Entry:
+    async def mknod(self, caller: Caller, parent: int, name: bytes, mode: int, rdev: int) -> Entry:
         directory = self._dir(parent)
         obj, st = await self.backend.mknod(directory.obj, check_name(name), mode, rdev, caller)
         return self._entry(obj, st)
 
-    async def mkdir(
-        self, caller: Caller, parent: int, name: bytes, mode: int, umask: int = 0
-    ) -> Entry:
+    async def mkdir(self, caller: Caller, parent: int, name: bytes, mode: int) -> Entry:
         directory = self._dir(parent)
         obj, st = await self.backend.mkdir(directory.obj, check_name(name), mode, caller)
         return self._entry(obj, st)
@@ -281,7 +277,7 @@ class FileSystem:
         return opened
 
     async def create(
-        self, caller: Caller, parent: int, name: bytes, mode: int, flags: int, umask: int = 0
+        self, caller: Caller, parent: int, name: bytes, mode: int, flags: int
     ) -> tuple[Entry, Opened]:
         directory = self._dir(parent)
         flags = self._open_flags(flags) | os.O_CREAT | (flags & os.O_EXCL)

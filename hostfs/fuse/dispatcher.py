@@ -295,15 +295,11 @@ class Dispatcher:
         return self._entry_reply(out, entry)
 
     async def _on_mknod(self, header, request: rq.Mknod, caller, out, limit) -> int:
-        entry = await self.fs.mknod(
-            caller, header.nodeid, request.name, request.mode, request.rdev, request.umask
-        )
+        entry = await self.fs.mknod(caller, header.nodeid, request.name, request.mode, request.rdev)
         return self._entry_reply(out, entry)
 
     async def _on_mkdir(self, header, request: rq.Mkdir, caller, out, limit) -> int:
-        entry = await self.fs.mkdir(
-            caller, header.nodeid, request.name, request.mode, request.umask
-        )
+        entry = await self.fs.mkdir(caller, header.nodeid, request.name, request.mode)
         return self._entry_reply(out, entry)
 
     async def _on_unlink(self, header, request: rq.Unlink, caller, out, limit) -> int:
@@ -334,7 +330,7 @@ class Dispatcher:
 
     async def _on_create(self, header, request: rq.Create, caller, out, limit) -> int:
         entry, opened = await self.fs.create(
-            caller, header.nodeid, request.name, request.mode, request.flags, request.umask
+            caller, header.nodeid, request.name, request.mode, request.flags
         )
         size = self._entry_reply(out, entry)
         replies.open_out(out, HEADER + size, opened)

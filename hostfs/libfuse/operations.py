@@ -114,7 +114,7 @@ class CoreOperations(pyfuse3.Operations):
 
     @_errors_as_fuse_errors
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        entry = await self.fs.mknod(_caller(ctx), parent_inode, name, mode, rdev, ctx.umask)
+        entry = await self.fs.mknod(_caller(ctx), parent_inode, name, mode, rdev)
         return _entry_attributes(entry)
 
     @_errors_as_fuse_errors

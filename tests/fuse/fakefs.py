@@ -69,12 +69,12 @@ class FakeFileSystem:
         self._record("symlink", parent, name, target)
         return self.entry()
 
-    async def mknod(self, caller, parent, name, mode, rdev, umask=0):
-        self._record("mknod", parent, name, mode, rdev, umask)
+    async def mknod(self, caller, parent, name, mode, rdev):
+        self._record("mknod", parent, name, mode, rdev)
         return self.entry()
 
-    async def mkdir(self, caller, parent, name, mode, umask=0):
-        self._record("mkdir", parent, name, mode, umask)
+    async def mkdir(self, caller, parent, name, mode):
+        self._record("mkdir", parent, name, mode)
         return self.entry()
 
     async def unlink(self, caller, parent, name):
@@ -94,8 +94,8 @@ class FakeFileSystem:
         self._record("open", nodeid, flags)
         return Opened(3, keep_cache=True)
 
-    async def create(self, caller, parent, name, mode, flags, umask=0):
-        self._record("create", parent, name, mode, flags, umask)
+    async def create(self, caller, parent, name, mode, flags):
+        self._record("create", parent, name, mode, flags)
         return self.entry(), Opened(4)
 
     async def read(self, caller, nodeid, fh, offset, buffers: Sequence[memoryview]) -> int:

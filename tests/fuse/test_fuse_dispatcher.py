@@ -165,7 +165,7 @@ async def test_create_replies_entry_then_open(session) -> None:
     reply = await call(dispatcher, request(Opcode.CREATE, args), split=45)
     assert len(reply.payload) == abi.ENTRY_OUT.size + abi.OPEN_OUT.size
     assert abi.OPEN_OUT.unpack_from(reply.payload, abi.ENTRY_OUT.size) == (4, 0, 0)
-    assert fs.calls[-1] == ("create", (1, b"c", 0o100600, 0o1, 0o22))
+    assert fs.calls[-1] == ("create", (1, b"c", 0o100600, 0o1))
 
 
 async def test_simple_requests_reach_the_core(session) -> None:
