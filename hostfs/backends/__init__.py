@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from hostfs.backends.base import Backend
 
 
@@ -19,8 +17,6 @@ async def open_backend(shared_dir: str, thread_pool_size: int = 0) -> Backend:
         return await open_nfs_backend(shared_dir)
     from hostfs.backends.local import LocalBackend
 
-    if not os.path.isdir(shared_dir):
-        raise BackendUnavailable(
-            f"shared directory {shared_dir!r} does not exist or is not a directory"
-        )
+    # Opening it with O_DIRECTORY is the check: a missing path or a file raises
+    # OSError, which the command line reports in one line.
     return LocalBackend.from_path(shared_dir, thread_pool_size)

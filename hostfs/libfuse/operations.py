@@ -16,7 +16,7 @@ from typing import ParamSpec, TypeVar
 import pyfuse3
 
 from hostfs.core.filesystem import ROOT_NODEID, FileSystem
-from hostfs.core.types import ROOT_CALLER, Caller, Entry, SetattrChanges, Stat
+from hostfs.core.types import ROOT_CALLER, Caller, Entry, Opened, SetattrChanges, Stat
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,7 +66,7 @@ def _entry_attributes(entry: Entry) -> pyfuse3.EntryAttributes:
     return attrs
 
 
-def _file_info(opened) -> pyfuse3.FileInfo:
+def _file_info(opened: Opened) -> pyfuse3.FileInfo:
     return pyfuse3.FileInfo(
         fh=opened.fh,
         direct_io=opened.direct_io,
