@@ -13,6 +13,7 @@ import fcntl
 import os
 import struct
 import time
+from collections.abc import Callable
 
 from tests.mount.compare import same, write_file
 from tests.mount.processes import Child
@@ -58,12 +59,17 @@ def in_other_process(function, path: str, holder_fd: int | None) -> Child:
     return Child(run)
 
 
-def try_lock(fd: int, operation: int, length: int = 0, start: int = 0) -> str:
+def _without_waiting(lock: Callable[..., None], fd: int, operation: int, *args: int) -> str:
+    """ "locked", or the errno name the non-blocking lock call failed with."""
     try:
-        fcntl.lockf(fd, operation | fcntl.LOCK_NB, length, start)
+        lock(fd, operation | fcntl.LOCK_NB, *args)
     except OSError as error:
         return errno.errorcode[error.errno]
     return "locked"
+
+
+def try_lock(fd: int, operation: int, length: int = 0, start: int = 0) -> str:
+    return _without_waiting(fcntl.lockf, fd, operation, length, start)
 
 
 def record_locks_seen_by_another_process(base: str) -> dict:
@@ -158,11 +164,7 @@ def test_closing_any_descriptor_drops_record_locks(twin):
 
 
 def try_flock(fd: int, operation: int) -> str:
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-    except OSError as error:
-        return errno.errorcode[error.errno]
-    return "locked"
+    return _without_waiting(fcntl.flock, fd, operation)
 
 
 def test_flock_between_processes(twin):
