@@ -1,7 +1,8 @@
 """The NFS backend: :class:`~hostfs.backends.base.Backend` over an NFSv3 export.
 
-Lookup, getattr and unlink of a node whose NFS filehandle is known are one
-RPC sent from the event loop (:class:`LoopRpc`).  Every other operation
+Lookup, getattr, unlink, create and mkdir under a node whose NFS filehandle is
+known are one RPC sent from the event loop (:class:`LoopRpc`), and so is
+nothing at all for flush and release of a file with no unstable writes.  Every other operation
 becomes one closure run by a :class:`ContextPool` worker, so a request costs
 one thread hop however many RPCs it needs.  Paths come from the
 :class:`NodeTree` on the event loop thread before the hop; the tree is
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
-from hostfs.backends.nfs.libnfs_c import Context, NfsStat64
+from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, open_handle
 from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
@@ -98,11 +99,12 @@ class NfsBackend(Backend):
         return node, to_stat(st)
 
     async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
+        # The node's filehandle is the one inside any handle open on it.
+        if obj.fh:
+            return to_stat(await self.fast.getattr(obj.fh))
         if handle is not None:
             fh = handle.fh
             return to_stat(await self.pool.run(lambda c: c.fstat(fh)))
-        if obj.fh:
-            return to_stat(await self.fast.getattr(obj.fh))
         path = obj.path
         return to_stat(await self.pool.run(lambda c: c.lstat(path)))
 
@@ -142,6 +144,9 @@ class NfsBackend(Backend):
     async def mknod(
         self, parent: NfsNode, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
+        if stat_module.S_ISREG(mode) and self._fast_parent(parent):
+            made = await self.fast.create(parent.fh, name, mode & 0o7777, *self._ids(caller))
+            return self._found(parent, name, made)
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
@@ -156,6 +161,9 @@ class NfsBackend(Backend):
     async def mkdir(
         self, parent: NfsNode, name: bytes, mode: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
+        if self._fast_parent(parent):
+            made = await self.fast.mkdir(parent.fh, name, mode & 0o7777, *self._ids(caller))
+            return self._found(parent, name, made)
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
@@ -174,6 +182,20 @@ class NfsBackend(Backend):
             return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self.pool.run(make))
+
+    def _fast_parent(self, parent: NfsNode) -> bool:
+        """Whether a new child can be made by one RPC on the event loop: the parent's
+        filehandle is known, and the parent is not setgid (then the child's group
+        is the parent's, which is not at hand: the path API and :meth:`_own` do it)."""
+        return parent.fh is not None and not parent.mode & stat_module.S_ISGID
+
+    def _ids(self, caller: Caller) -> tuple[int | None, int | None]:
+        """uid and gid for a new object's sattr3: None where the RPC's credentials
+        (``self.owner``) already give the caller's, so an unprivileged hostfs never
+        asks the server for a chown."""
+        uid = None if caller.uid == self.owner.uid else caller.uid
+        gid = None if caller.gid == self.owner.gid else caller.gid
+        return uid, gid
 
     def _own(
         self, c: Context, parent: NfsNode, name: bytes, path: bytes, caller: Caller
@@ -246,27 +268,49 @@ class NfsBackend(Backend):
     async def create(
         self, parent: NfsNode, name: bytes, flags: int, mode: int, caller: Caller
     ) -> tuple[NfsNode, Stat, NfsHandle]:
-        path = parent.child_path(name)
-
-        def make(c: Context) -> tuple[int, tuple[bytes | None, NfsStat64]]:
-            # GUARDED first (RFC 1813 §3.3.8) so we know whether we made it: only a
-            # file we created changes owner; an existing one is opened as it is.
+        # GUARDED (RFC 1813 §3.3.8) so we know whether we made it: only a file we
+        # created gets the caller as owner; an existing one is opened as it is.
+        if not self._fast_parent(parent):
+            path = parent.child_path(name)
+            fh, st = await self.pool.run(
+                lambda c: self._create_by_path(c, parent, name, path, flags, mode, caller)
+            )
+        else:
             try:
-                fh = c.create(path, (flags & OPEN_FLAGS) | os.O_EXCL, mode & 0o7777)
+                made = await self.fast.create(parent.fh, name, mode & 0o7777, *self._ids(caller))
             except FileExistsError:
                 if flags & os.O_EXCL:
                     raise
-                fh = c.open(path, flags & OPEN_FLAGS)
-                return fh, (None, c.fstat(fh))
-            try:
-                return fh, self._own(c, parent, name, path, caller)
-            except OSError:
-                c.close(fh)
-                raise
-
-        fh, st = await self.pool.run(make)
+                path = parent.child_path(name)
+                fh, st = await self.pool.run(lambda c: _open_existing(c, path, flags))
+            else:
+                # One CREATE3 gave the handle and attributes: no LOOKUP, ACCESS or SETATTR.
+                fh, st = open_handle(made[0], flags & OPEN_FLAGS), made
         node, attr = self._found(parent, name, st)
         return node, attr, self._handle(fh, node)
+
+    def _create_by_path(
+        self,
+        c: Context,
+        parent: NfsNode,
+        name: bytes,
+        path: bytes,
+        flags: int,
+        mode: int,
+        caller: Caller,
+    ) -> tuple[int, tuple[bytes | None, NfsStat64]]:
+        """``create`` through libnfs's path API, in a worker (parent's fh unknown, or setgid)."""
+        try:
+            fh = c.create(path, (flags & OPEN_FLAGS) | os.O_EXCL, mode & 0o7777)
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+            return _open_existing(c, path, flags)
+        try:
+            return fh, self._own(c, parent, name, path, caller)
+        except OSError:
+            c.close(fh)
+            raise
 
     async def read(self, handle: NfsHandle, offset: int, buffers: Sequence[memoryview]) -> int:
         fh = handle.fh
@@ -392,6 +436,16 @@ class NfsBackend(Backend):
 
     async def removexattr(self, obj: NfsNode, name: bytes) -> None:
         raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
+
+
+def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[None, NfsStat64]]:
+    """``nfs_open`` (ACCESS, O_TRUNC) of a file that create found there, and its attributes."""
+    fh = c.open(path, flags & OPEN_FLAGS)
+    try:
+        return fh, (None, c.fstat(fh))
+    except OSError:
+        c.close(fh)
+        raise
 
 
 def _child(

@@ -29,8 +29,10 @@ from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.rpc3 import (
     POLL_MS,
     Request,
+    create_request,
     getattr_request,
     lookup_request,
+    mkdir_request,
     remove_request,
     rpc_error,
 )
@@ -59,6 +61,28 @@ class LoopRpc:
 
     async def remove(self, directory: bytes, name: bytes) -> None:
         await self.call(remove_request(directory, name))
+
+    async def create(
+        self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
+    ) -> tuple[bytes, NfsStat64]:
+        """CREATE3 GUARDED with mode and owner set (RFC 1813 §3.3.8): EEXIST if it exists."""
+        return await self._made(directory, name, create_request(directory, name, mode, uid, gid))
+
+    async def mkdir(
+        self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
+    ) -> tuple[bytes, NfsStat64]:
+        """MKDIR3 with mode and owner set (RFC 1813 §3.3.9)."""
+        return await self._made(directory, name, mkdir_request(directory, name, mode, uid, gid))
+
+    async def _made(
+        self, directory: bytes, name: bytes, request: Request[tuple[bytes | None, NfsStat64 | None]]
+    ) -> tuple[bytes, NfsStat64]:
+        """The new object's handle and attributes; the reply may omit either (§2.6
+        ``post_op_fh3``, ``post_op_attr``; ganesha sends both), then one more call."""
+        fh, attributes = await self.call(request)
+        if fh is None:
+            return await self.lookup(directory, name)
+        return fh, attributes or await self.getattr(fh)
 
     async def call(self, request: Request[T]) -> T:
         """Send ``request`` on the loop's connection and wait for its reply."""

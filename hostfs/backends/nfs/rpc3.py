@@ -1,11 +1,15 @@
-"""Filehandle-level NFSv3 calls (LOOKUP, GETATTR, REMOVE) on a context's RPC channel.
+"""Filehandle-level NFSv3 calls (LOOKUP, GETATTR, REMOVE, CREATE, MKDIR) on a context's
+RPC channel.
 
 libnfs 4.0's path API walks every component from the export root with a
 LOOKUP per call (``nfs_lstat64("/a/b")`` = LOOKUP a, LOOKUP b, GETATTR), so a
 node that remembers its filehandle saves all but one round trip: LOOKUP3
 returns the child's handle *and* attributes (RFC 1813 §3.3.3), GETATTR3 and
-REMOVE3 take a handle (§3.3.1, §3.3.12).  These go through libnfs's raw
-``rpc_nfs3_*_async`` functions on ``nfs_get_rpc_context(nfs)``: a
+REMOVE3 take a handle (§3.3.1, §3.3.12).  CREATE3 and MKDIR3 on the parent's
+handle set mode and owner in the same call and return the new object's handle
+and attributes (§3.3.8, §3.3.9), where ``nfs_create`` walks the path, creates,
+LOOKUPs the name again and leaves the owner to a SETATTR.  These go through
+libnfs's raw ``rpc_nfs3_*_async`` functions on ``nfs_get_rpc_context(nfs)``: a
 :class:`Request` is waited for either by :func:`call` in a worker thread (the
 way libnfs's own sync calls wait: poll the socket, ``rpc_service`` at least
 every 100 ms, which also expires timed-out calls) or by the event loop
@@ -27,6 +31,9 @@ from typing import Generic, TypeVar
 import outcome
 
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
+
+GUARDED = 1
+"""``createmode3`` (RFC 1813 §3.3.8): fail with NFS3ERR_EXIST if the name exists."""
 
 RPC_STATUS_SUCCESS, RPC_STATUS_ERROR, RPC_STATUS_CANCEL, RPC_STATUS_TIMEOUT = 0, 1, 2, 3
 T = TypeVar("T")
@@ -76,6 +83,53 @@ class Lookup3Res(Structure):
     _fields_ = [("status", c_int), ("resok", Lookup3Resok)]
 
 
+class SetU32(Structure):
+    """``set_mode3``, ``set_uid3``, ``set_gid3``: a discriminated optional 32-bit value."""
+
+    _fields_ = [("set_it", c_uint32), ("value", c_uint32)]
+
+
+class SetU64(Structure):
+    _fields_ = [("set_it", c_uint32), ("value", c_uint64)]
+
+
+class SetTime(Structure):
+    """``set_atime``/``set_mtime``: ``time_how`` and an ``nfstime3``."""
+
+    _fields_ = [("set_it", c_int), ("seconds", c_uint32), ("nseconds", c_uint32)]
+
+
+class Sattr3(Structure):
+    """``sattr3`` (RFC 1813 §2.6): the attributes a CREATE, MKDIR or SETATTR sets."""
+
+    _fields_ = [
+        ("mode", SetU32), ("uid", SetU32), ("gid", SetU32), ("size", SetU64),
+        ("atime", SetTime), ("mtime", SetTime),
+    ]  # fmt: skip
+
+
+class Create3Args(Structure):
+    """``CREATE3args``: ``where`` + ``createhow3`` (its union read as ``sattr3``; the
+    EXCLUSIVE verifier arm is never sent)."""
+
+    _fields_ = [("where", Diropargs3), ("how_mode", c_int), ("attributes", Sattr3)]
+
+
+class Mkdir3Args(Structure):
+    _fields_ = [("where", Diropargs3), ("attributes", Sattr3)]
+
+
+class PostOpFh3(Structure):
+    _fields_ = [("handle_follows", c_uint32), ("handle", NfsFh3)]
+
+
+class Create3Res(Structure):
+    """``CREATE3res`` and ``MKDIR3res`` alike: the leading fields of ``resok`` (the
+    directory's ``wcc_data`` after them is never read)."""
+
+    _fields_ = [("status", c_int), ("obj", PostOpFh3), ("obj_attributes", PostOpAttr)]
+
+
 class Getattr3Res(Structure):
     _fields_ = [("status", c_int), ("attributes", Fattr3)]
 
@@ -100,6 +154,8 @@ for _name, _restype, _argtypes in (
     ("rpc_nfs3_lookup_async", c_int, [c_void_p, RpcCb, POINTER(Diropargs3), c_void_p]),
     ("rpc_nfs3_getattr_async", c_int, [c_void_p, RpcCb, POINTER(NfsFh3), c_void_p]),
     ("rpc_nfs3_remove_async", c_int, [c_void_p, RpcCb, POINTER(Diropargs3), c_void_p]),
+    ("rpc_nfs3_create_async", c_int, [c_void_p, RpcCb, POINTER(Create3Args), c_void_p]),
+    ("rpc_nfs3_mkdir_async", c_int, [c_void_p, RpcCb, POINTER(Mkdir3Args), c_void_p]),
 ):
     getattr(lib, _name).restype = _restype
     getattr(lib, _name).argtypes = _argtypes
@@ -181,6 +237,45 @@ def remove_request(directory: bytes, name: bytes) -> Request[None]:
     """REMOVE3 of ``name`` in ``directory``."""
     args = Diropargs3(_fh3(directory), name)
     return Request(lib.rpc_nfs3_remove_async, args, lambda _data: None, "unlink", name)
+
+
+def create_request(
+    directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
+) -> Request[tuple[bytes | None, NfsStat64 | None]]:
+    """CREATE3 GUARDED (RFC 1813 §3.3.8) of a regular file with these permission bits and,
+    unless None, owner: the new handle and attributes (both optional in the reply).
+
+    GUARDED, not UNCHECKED: an existing file must be neither truncated nor
+    given our sattr3; the caller learns of it from EEXIST.
+    """
+    args = Create3Args(Diropargs3(_fh3(directory), name), GUARDED, _sattr(mode, uid, gid))
+    return Request(lib.rpc_nfs3_create_async, args, _parse_created, "create", name)
+
+
+def mkdir_request(
+    directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
+) -> Request[tuple[bytes | None, NfsStat64 | None]]:
+    """MKDIR3 (RFC 1813 §3.3.9), attributes as for :func:`create_request`."""
+    args = Mkdir3Args(Diropargs3(_fh3(directory), name), _sattr(mode, uid, gid))
+    return Request(lib.rpc_nfs3_mkdir_async, args, _parse_created, "mkdir", name)
+
+
+def _sattr(mode: int, uid: int | None, gid: int | None) -> Sattr3:
+    """Mode always; uid/gid only when given (the server then uses the RPC's credentials)."""
+    return Sattr3(
+        mode=SetU32(1, mode),
+        uid=SetU32(0, 0) if uid is None else SetU32(1, uid),
+        gid=SetU32(0, 0) if gid is None else SetU32(1, gid),
+    )
+
+
+def _parse_created(data: int) -> tuple[bytes | None, NfsStat64 | None]:
+    """``post_op_fh3`` and ``post_op_attr`` of a CREATE3/MKDIR3 reply: each may be absent."""
+    ok = ctypes.cast(data, POINTER(Create3Res)).contents
+    fh = ok.obj.handle
+    handle = ctypes.string_at(fh.data_val, fh.data_len) if ok.obj.handle_follows else None
+    follow = ok.obj_attributes.attributes_follow
+    return handle, _stat(ok.obj_attributes.attributes) if follow else None
 
 
 def call(context: Context, request: Request[T]) -> T:
