@@ -33,6 +33,12 @@ BackendHandle = Any
 class Backend(abc.ABC):
     """Operations on one shared directory tree."""
 
+    calls_wait: bool = True
+    """Whether a call can wait on something outside the event loop's control (a
+    server, a slow device) for long enough that FUSE_INTERRUPT should cancel it.
+    A backend whose calls always finish promptly says False, and is spared the
+    per-request cancel scope that interrupting needs."""
+
     # -- lifetime -----------------------------------------------------------
 
     @abc.abstractmethod

@@ -88,6 +88,11 @@ class FileSystem:
         self.flocks = FlockTable()
         self._root: Node | None = None
 
+    @property
+    def requests_wait(self) -> bool:
+        """Whether requests other than a waiting lock can wait long (see Backend.calls_wait)."""
+        return self.backend.calls_wait
+
     # -- lifetime -----------------------------------------------------------
 
     async def start(self) -> None:

@@ -25,6 +25,7 @@ class FakeFileSystem:
         self.written: list[memoryview] = []
         self.xattrs = {b"user.a": b"value"}
         self.block = trio.Event()
+        self.requests_wait = True
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, args))

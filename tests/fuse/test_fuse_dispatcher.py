@@ -226,6 +226,32 @@ async def test_interrupt_cancels_the_request(session) -> None:
     assert results[0].error == -errno.EINTR and results[0].unique == 70
 
 
+async def test_prompt_backend_still_lets_a_waiting_lock_be_interrupted() -> None:
+    """Over a backend whose calls never wait, only SETLKW runs interruptibly."""
+    fs = FakeFileSystem()
+    fs.requests_wait = False
+    dispatcher = Dispatcher(fs)
+    await call(dispatcher, request(Opcode.INIT, wire.init_in()))
+    results: list[wire.Reply | None] = []
+
+    async def waiting_lock() -> None:
+        lk = abi.LK_IN.pack(3, 8, 0, 9, 1, 0, 0, 0)
+        results.append(await call(dispatcher, request(Opcode.SETLKW, lk, unique=80)))
+
+    async def slow_lookup() -> None:
+        results.append(await call(dispatcher, request(Opcode.LOOKUP, names(b"slow"), unique=82)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiting_lock)
+        nursery.start_soon(slow_lookup)
+        await trio.testing.wait_all_tasks_blocked()
+        assert list(dispatcher._inflight) == [80]
+        await call(dispatcher, request(Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(80)))
+        await trio.testing.wait_all_tasks_blocked()
+        fs.block.set()
+    assert [(r.unique, r.error) for r in results] == [(80, -errno.EINTR), (82, 0)]
+
+
 async def test_interrupt_arriving_first_is_remembered(session) -> None:
     dispatcher, _ = session
     await call(dispatcher, request(Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(90)))

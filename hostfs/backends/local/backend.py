@@ -53,6 +53,9 @@ class LocalBackend(Backend):
     worker threads so that slow disks do not stall other requests.
     """
 
+    calls_wait = False
+    """Inline syscalls finish promptly, and a worker thread cannot be cancelled."""
+
     def __init__(self, root_fd: int, thread_pool_size: int = 0) -> None:
         self._root_fd = root_fd
         self._is_root = os.geteuid() == 0
