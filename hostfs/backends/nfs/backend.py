@@ -22,7 +22,14 @@ from dataclasses import dataclass
 
 from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
-from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, open_handle
+from hostfs.backends.nfs.libnfs_c import (
+    Context,
+    IoFailed,
+    NfsStat64,
+    free_handle,
+    handle_fh,
+    open_handle,
+)
 from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
@@ -317,11 +324,14 @@ class NfsBackend(Backend):
 
         def read(c: Context) -> int:
             total = 0
-            for buffer in buffers:
-                got = c.pread(fh, offset + total, buffer)
-                total += got
-                if got < buffer.nbytes:
-                    break
+            try:
+                for buffer in buffers:
+                    got = c.pread(fh, offset + total, buffer)
+                    total += got
+                    if got < buffer.nbytes:
+                        break
+            except IoFailed:
+                raise _why_io_failed(c, fh) from None
             return total
 
         return await self.pool.run(read)
@@ -331,11 +341,18 @@ class NfsBackend(Backend):
 
         def write(c: Context) -> int:
             total = 0
-            for buffer in buffers:
-                total += c.pwrite(fh, offset + total, buffer)
+            try:
+                for buffer in buffers:
+                    total += c.pwrite(fh, offset + total, buffer)
+            except IoFailed:
+                raise _why_io_failed(c, fh) from None
             return total
 
-        return await self.pool.run(write)
+        try:
+            return await self.pool.run(write)
+        finally:
+            # Set once the WRITEs are answered, so a COMMIT sent after this covers them.
+            handle.node.unstable = True
 
     async def flush(self, handle: NfsHandle) -> None:
         """COMMIT unstable writes at close, as the Linux client does (close-to-open)."""
@@ -344,18 +361,31 @@ class NfsBackend(Backend):
     async def fsync(self, handle: NfsHandle, datasync: bool) -> None:
         """COMMIT (RFC 1813 §3.3.21): on stable storage before we answer.
 
-        libnfs sends it only when the handle wrote since the last COMMIT.
+        Only when some handle on the file wrote since the last COMMIT: libnfs
+        4.0's ``nfs_fsync`` sends one every time, and a COMMIT covers the whole
+        file whichever handle wrote.  A clean file costs no thread hop.
         """
-        fh = handle.fh
-        await self.pool.run(lambda c: c.fsync(fh))
-
-    async def release(self, handle: NfsHandle) -> None:
-        self._open.discard(handle)
+        node = handle.node
+        if not node.unstable:
+            return
+        node.unstable = False
         fh = handle.fh
         try:
-            await self.pool.run(lambda c: c.close(fh))
+            await self.pool.run(lambda c: c.fsync(fh))
+        except BaseException:
+            node.unstable = True
+            raise
+
+    async def release(self, handle: NfsHandle) -> None:
+        """COMMIT what is still unstable (as ``nfs_close`` would), then free the handle
+        here: ``nfs_close`` of a clean handle sends nothing, so it needs no worker."""
+        self._open.discard(handle)
+        try:
+            await self.fsync(handle, datasync=False)
         except OSError as error:
             logger.warning("closing an NFS file (%s): %s", handle.node, error)
+        finally:
+            free_handle(handle.fh)
 
     async def fallocate(self, handle: NfsHandle, mode: int, offset: int, length: int) -> None:
         # NFSv3 has no ALLOCATE (NFSv4.2 does); the Linux NFSv3 client says the same.
@@ -387,16 +417,22 @@ class NfsBackend(Backend):
         def copy(c: Context) -> int:
             chunk = memoryview(bytearray(min(length, COPY_CHUNK)))
             done = 0
-            while done < length:
-                piece = chunk[: min(length - done, len(chunk))]
-                got = c.pread(fh_in, offset_in + done, piece)
-                if got == 0:
-                    break
-                c.pwrite(fh_out, offset_out + done, piece[:got])
-                done += got
+            try:
+                while done < length:
+                    piece = chunk[: min(length - done, len(chunk))]
+                    got = c.pread(fh_in, offset_in + done, piece)
+                    if got == 0:
+                        break
+                    c.pwrite(fh_out, offset_out + done, piece[:got])
+                    done += got
+            except IoFailed:
+                raise _why_io_failed(c, fh_in, fh_out) from None
             return done
 
-        return await self.pool.run(copy)
+        try:
+            return await self.pool.run(copy)
+        finally:
+            handle_out.node.unstable = True
 
     # -- directories --------------------------------------------------------
 
@@ -446,6 +482,19 @@ def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[None
     except OSError:
         c.close(fh)
         raise
+
+
+def _why_io_failed(c: Context, *handles: int) -> OSError:
+    """The error a failed READ/WRITE on ``handles`` stands for (see :class:`IoFailed`).
+
+    A GETATTR3 (RFC 1813 §3.3.1) of each file on the same connection raises the
+    server's answer (ESTALE: the file was removed) or, if the connection is
+    broken, :class:`TransportError`.  If all answer, the server refused the I/O
+    itself for a reason libnfs lost: EIO, and the context stays.
+    """
+    for fh in handles:
+        rpc3.getattr_(c, handle_fh(fh))
+    return OSError(errno.EIO, "the NFS server refused the read or write")
 
 
 def _child(

@@ -160,6 +160,13 @@ class TransportError(OSError):
     """The RPC did not complete (timeout, connection lost): the context is unusable."""
 
 
+class IoFailed(TransportError):
+    """A READ or WRITE failed and libnfs 4.0 does not say why: ``nfs_pread``/``nfs_pwrite``
+    report an NFS error (a removed file's ESTALE) and a lost connection alike as
+    -EFAULT, with a garbled message.  The caller asks the server to tell them apart;
+    left alone it counts as a transport failure."""
+
+
 def _dirent_type(nf3type: int) -> int:
     """``ftype3`` (RFC 1813 §2.6: NF3REG=1 .. NF3FIFO=7) -> ``DT_*``."""
     return (0, 8, 4, 6, 2, 10, 12, 1)[nf3type] if 0 < nf3type < 8 else 0
@@ -248,9 +255,10 @@ class Context:
         address, _keep = _address(buffer)
         while total < size:
             count = min(size - total, self.readmax)
-            got = self.check(
-                lib.nfs_pread(self.pointer, fh, offset + total, count, address + total), "read"
-            )
+            status = lib.nfs_pread(self.pointer, fh, offset + total, count, address + total)
+            if status == -errno.EFAULT:
+                raise IoFailed(errno.EIO, "read failed")
+            got = self.check(status, "read")
             total += got
             if got < count:
                 break
@@ -262,9 +270,10 @@ class Context:
         address, _keep = _address(buffer)
         while total < size:
             count = min(size - total, self.writemax)
-            put = self.check(
-                lib.nfs_pwrite(self.pointer, fh, offset + total, count, address + total), "write"
-            )
+            status = lib.nfs_pwrite(self.pointer, fh, offset + total, count, address + total)
+            if status == -errno.EFAULT:
+                raise IoFailed(errno.EIO, "write failed")
+            put = self.check(status, "write")
             if put == 0:
                 raise OSError(errno.EIO, "server accepted no bytes")
             total += put

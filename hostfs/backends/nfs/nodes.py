@@ -21,7 +21,7 @@ import stat as stat_module
 class NfsNode:
     """One object on the export."""
 
-    __slots__ = ("children", "fh", "held", "ino", "is_root", "links", "mode")
+    __slots__ = ("children", "fh", "held", "ino", "is_root", "links", "mode", "unstable")
 
     def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
         self.is_root = is_root
@@ -35,6 +35,8 @@ class NfsNode:
         self.fh: bytes | None = None
         """The NFS filehandle once a LOOKUP returned it: a handle names the object
         itself, so it survives renames (RFC 1813 §2.3.3), and saves path walks."""
+        self.unstable = False
+        """Some handle WROTE (UNSTABLE, RFC 1813 §3.3.7) since the last COMMIT."""
 
     @property
     def path(self) -> bytes:
@@ -57,7 +59,12 @@ class NfsNode:
         return (base if base != b"/" else b"") + b"/" + name
 
     def __repr__(self) -> str:
-        return f"NfsNode(ino={self.ino}, path={self.path!r})"
+        # Logged on error paths, where the node may have lost its last name.
+        try:
+            where = repr(self.path)
+        except OSError:
+            where = "(removed)"
+        return f"NfsNode(ino={self.ino}, path={where})"
 
 
 class NodeTree:
