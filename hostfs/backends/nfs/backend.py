@@ -108,12 +108,20 @@ class NfsBackend(Backend):
     async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
         # The node's filehandle is the one inside any handle open on it.
         if obj.fh:
-            return to_stat(await self.fast.getattr(obj.fh))
-        if handle is not None:
+            st = await self.fast.getattr(obj.fh)
+        elif handle is not None:
             fh = handle.fh
-            return to_stat(await self.pool.run(lambda c: c.fstat(fh)))
-        path = obj.path
-        return to_stat(await self.pool.run(lambda c: c.lstat(path)))
+            st = await self.pool.run(lambda c: c.fstat(fh))
+        else:
+            path = obj.path
+            st = await self.pool.run(lambda c: c.lstat(path))
+        return self._fresh(obj, st)
+
+    @staticmethod
+    def _fresh(obj: NfsNode, st: NfsStat64) -> Stat:
+        """Keep the node's mode current: its setgid bit decides how children are made."""
+        obj.mode = st.mode
+        return to_stat(st)
 
     async def setattr(
         self,
@@ -142,7 +150,7 @@ class NfsBackend(Backend):
                 c.utimes(path, _times(c, path, changes))
             return c.fstat(fh) if fh else _stat(c, node_fh, path)
 
-        return to_stat(await self.pool.run(apply))
+        return self._fresh(obj, await self.pool.run(apply))
 
     async def readlink(self, obj: NfsNode) -> bytes:
         path = obj.path

@@ -16,7 +16,7 @@ import pytest
 
 from hostfs.backends.nfs import NfsBackend
 from hostfs.backends.nfs.libnfs_c import handle_fh
-from hostfs.core.types import Caller, Stat
+from hostfs.core.types import Caller, SetattrChanges, Stat
 
 USER = Caller(1000, 1001, 1)
 SAME_AS_OWNER = Caller(os.getuid(), os.getgid(), 1)
@@ -143,6 +143,15 @@ async def test_setgid_parent_gives_its_group(backend: NfsBackend, nfs_dir: Path)
     assert (attr.uid, attr.gid) == (1000, 4321)
     _, attr = await backend.mkdir(parent, b"d", 0o755, USER)
     assert (attr.uid, attr.gid) == (1000, 4321) and attr.mode & stat.S_ISGID
+
+
+async def test_a_directory_made_setgid_by_setattr_gives_its_group(backend: NfsBackend) -> None:
+    root, _ = await backend.root()
+    parent, _ = await backend.mkdir(root, b"g", 0o777, USER)
+    await backend.setattr(parent, SetattrChanges(mode=0o2777, gid=4321), None, USER)
+    _, attr, handle = await backend.create(parent, b"f", os.O_WRONLY, 0o644, USER)
+    await backend.release(handle)
+    assert (attr.uid, attr.gid) == (1000, 4321)
 
 
 async def test_handle_layout_matches_libnfs(backend: NfsBackend, nfs_dir: Path) -> None:
