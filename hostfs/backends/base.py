@@ -144,6 +144,11 @@ class Backend(abc.ABC):
     async def release(self, handle: BackendHandle) -> None:
         """The last reference to the handle is gone: close it."""
 
+    def passthrough_fd(self, handle: BackendHandle) -> int | None:
+        """A host descriptor the kernel may read and write itself for ``handle``
+        (FUSE passthrough), or None where the data is not in a host file."""
+        return None
+
     @abc.abstractmethod
     async def fallocate(
         self, handle: BackendHandle, mode: int, offset: int, length: int

@@ -11,6 +11,7 @@ import signal
 import trio
 
 from hostfs.cli import common
+from hostfs.fuse.init import SessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"how requests reach hostfs: devfuse (hostfs's own codec on /dev/fuse, the same "
         f"byte path as a VM) or pyfuse3 (libfuse); default: {DEFAULT_ENGINE}",
     )
+    parser.add_argument(
+        "--passthrough",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="devfuse engine: let the kernel read and write host files itself (FUSE "
+        "passthrough, Linux >= 6.9; local directories only, not with --writeback); "
+        "default: on with devfuse",
+    )
     parser.set_defaults(func=run)
 
 
@@ -52,6 +61,13 @@ def check_mountpoint(path: str) -> None:
         raise common.UsageError(f"mount point {path!r} is busy: something is mounted there")
 
 
+def engine_options(args: argparse.Namespace) -> dict[str, SessionConfig]:
+    """Keyword arguments for the engine's ``serve_mount``."""
+    if args.engine != "devfuse":
+        return {}
+    return {"config": SessionConfig(passthrough=args.passthrough is not False)}
+
+
 async def _serve(args: argparse.Namespace) -> None:
     engine = importlib.import_module(ENGINES[args.engine])
     fs = await common.open_filesystem(args)
@@ -62,7 +78,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 log.info(
                     "serving %s on %s (%s engine)", args.shared_dir, args.mountpoint, args.engine
                 )
-                await engine.serve_mount(fs, args.mountpoint)
+                await engine.serve_mount(fs, args.mountpoint, **engine_options(args))
                 nursery.cancel_scope.cancel()  # unmounted from outside
     finally:
         with trio.CancelScope(shield=True):
@@ -77,6 +93,8 @@ async def _cancel_on_signal(signals: trio.abc.ReceiveChannel, scope: trio.Cancel
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.passthrough and args.engine != "devfuse":
+        raise common.UsageError("--passthrough needs --engine devfuse (libfuse's pyfuse3 cannot)")
     check_mountpoint(args.mountpoint)
     trio.run(_serve, args)
     return 0

@@ -339,6 +339,17 @@ class FileSystem:
             self.flocks.release_owner(open_file.node.nodeid, lock_owner)
         await self.backend.release(open_file.handle)
 
+    def backing_fd(self, fh: int) -> int | None:
+        """The host descriptor behind open file ``fh`` when the kernel may do its
+        reads and writes itself (FUSE passthrough): regular files only, and not
+        setuid/setgid ones, whose bits a write keeps or drops by who the caller
+        is (the kernel writes a backing file with the daemon's credentials)."""
+        open_file = self.files.get(fh)
+        mode = open_file.node.mode
+        if not stat_module.S_ISREG(mode) or mode & _SUID_SGID:
+            return None
+        return self.backend.passthrough_fd(open_file.handle)
+
     async def fsync(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None:
         await self.backend.fsync(self.files.get(fh).handle, datasync)
 

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import stat
+import struct
+
+from hostfs.devfuse.capabilities import CAP_FSETID, without_capability
+from hostfs.fuse import abi
 
 FSNAME = "hostfs"
 FSTYPE = "fuse.hostfs"
@@ -85,3 +90,25 @@ def unmount(mountpoint: str) -> None:
     code = ctypes.get_errno()
     if code not in (errno.EINVAL, errno.ENOENT):
         raise OSError(code, f"cannot unmount {mountpoint}: {os.strerror(code)}")
+
+
+class DeviceBackings:
+    """The /dev/fuse ioctls that register backing files (hostfs.fuse.passthrough).
+
+    Needs CAP_SYS_ADMIN, as mounting does; the kernel keeps its own reference
+    to the file, so the descriptor may be closed once registered.  Registered
+    without CAP_FSETID, so writes through it drop setuid/setgid (see
+    hostfs.devfuse.capabilities).
+    """
+
+    def __init__(self, device_fd: int) -> None:
+        self.device_fd = device_fd
+
+    def open_backing(self, fd: int) -> int:
+        request = bytearray(abi.BACKING_MAP.pack(fd, 0, 0))
+        with without_capability(CAP_FSETID):
+            # A mutable argument makes fcntl.ioctl return the ioctl's result: the id.
+            return fcntl.ioctl(self.device_fd, abi.DEV_IOC_BACKING_OPEN, request)
+
+    def close_backing(self, backing_id: int) -> None:
+        fcntl.ioctl(self.device_fd, abi.DEV_IOC_BACKING_CLOSE, struct.pack("<I", backing_id))

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from hostfs.core.filesystem import FileSystem
-from hostfs.devfuse.mount import mount, open_device, unmount
+from hostfs.devfuse.mount import DeviceBackings, mount, open_device, unmount
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
 from hostfs.fuse.parking import current_slot
@@ -145,7 +145,7 @@ async def serve_mount(
 ) -> None:
     """Mount ``fs`` at ``mountpoint`` through /dev/fuse and serve it.
 
-    ``task_status.started()`` is called once the kernel's INIT has been
+    ``task_status.started(session)`` is called once the kernel's INIT has been
     answered, so the mount is usable.  Cancel to unmount (the caller turns
     SIGTERM/SIGINT into cancellation); an unmount from outside ends it
     normally.  Either way ``fs.destroy()`` runs last.  ``fs.start()`` is the
@@ -158,7 +158,8 @@ async def serve_mount(
     try:
         mount(fd, mountpoint)
         mounted = True
-        session = DevFuseSession(fd, Dispatcher(fs, config), config)
+        backings = DeviceBackings(fd) if config.passthrough else None
+        session = DevFuseSession(fd, Dispatcher(fs, config, backings), config)
         log.info("mounted hostfs on %s (/dev/fuse fd %d)", mountpoint, fd)
         first = memoryview(bytearray(config.buffer_size))
         try:
@@ -168,7 +169,7 @@ async def serve_mount(
             unmounted_outside = True
             return
         del first
-        task_status.started()
+        task_status.started(session)
         await session.serve()
         unmounted_outside = True
     finally:

@@ -112,6 +112,8 @@ SUBMOUNTS = 1 << 27
 HANDLE_KILLPRIV_V2 = 1 << 28
 SETXATTR_EXT = 1 << 29
 INIT_EXT = 1 << 30
+PASSTHROUGH = 1 << 37
+"""fuse.h 7.40 (Linux 6.9), the first flag of ``flags2``: OPEN may name a backing file."""
 
 # -- fuse_setattr_in.valid --
 FATTR_MODE = 1 << 0
@@ -132,6 +134,8 @@ FOPEN_DIRECT_IO = 1 << 0
 FOPEN_KEEP_CACHE = 1 << 1
 FOPEN_NONSEEKABLE = 1 << 2
 FOPEN_CACHE_DIR = 1 << 3
+FOPEN_PASSTHROUGH = 1 << 7
+"""fuse.h 7.40: read, write and mmap go to ``fuse_open_out.backing_id``'s file."""
 
 # -- per-request flags --
 RELEASE_FLUSH = 1 << 0
@@ -221,8 +225,8 @@ CREATE_IN = struct.Struct("<IIII")
 """``struct fuse_create_in``: flags, mode, umask, open_flags (minor >= 12; before, a
 fuse_open_in)."""
 
-OPEN_OUT = struct.Struct("<QII")
-"""``struct fuse_open_out``: fh, open_flags, padding."""
+OPEN_OUT = struct.Struct("<QIi")
+"""``struct fuse_open_out``: fh, open_flags, backing_id (7.40; padding before)."""
 
 RELEASE_IN = struct.Struct("<QIIQ")
 """``struct fuse_release_in``: fh, flags, release_flags, lock_owner."""
@@ -277,9 +281,10 @@ INIT_IN_PREFIX = struct.Struct("<II")
 COMPAT_INIT_IN = struct.Struct("<IIII")
 """``fuse_init_in`` up to 7.35: major, minor, max_readahead, flags."""
 
-INIT_OUT = struct.Struct("<IIIIHHIIHHI28x")
+INIT_OUT = struct.Struct("<IIIIHHIIHHII24x")
 """``struct fuse_init_out``: major, minor, max_readahead, flags, max_background,
-congestion_threshold, max_write, time_gran, max_pages, map_alignment, flags2, unused[7]."""
+congestion_threshold, max_write, time_gran, max_pages, map_alignment, flags2,
+max_stack_depth (7.40), unused[6]."""
 
 COMPAT_INIT_OUT_SIZE = 8
 """``FUSE_COMPAT_INIT_OUT_SIZE``: the reply a minor < 5 kernel expects."""
@@ -316,3 +321,14 @@ DIRENTPLUS_SIZE = ENTRY_OUT.size + DIRENT.size
 def rec_align(size: int) -> int:
     """``FUSE_REC_ALIGN``: dirents are padded to 8 bytes."""
     return (size + 7) & ~7
+
+
+# -- /dev/fuse ioctls (fuse.h 7.40, "Device ioctls") --
+BACKING_MAP = struct.Struct("<iIQ")
+"""``struct fuse_backing_map``: fd, flags (must be 0), padding."""
+
+DEV_IOC_BACKING_OPEN = 0x4010E501
+"""``FUSE_DEV_IOC_BACKING_OPEN`` = ``_IOW(229, 1, struct fuse_backing_map)``: returns an id."""
+
+DEV_IOC_BACKING_CLOSE = 0x4004E502
+"""``FUSE_DEV_IOC_BACKING_CLOSE`` = ``_IOW(229, 2, uint32_t)``."""

@@ -21,12 +21,13 @@ from typing import Any
 import trio
 
 from hostfs.core.filesystem import FileSystem
-from hostfs.core.types import Caller
+from hostfs.core.types import Caller, Opened
 from hostfs.fuse import abi, replies
 from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.init import Protocol, SessionConfig, negotiate
 from hostfs.fuse.parking import parked
+from hostfs.fuse.passthrough import BackingDevice, BackingFiles
 from hostfs.fuse.scatter import scatter_into, slices, total_length
 from hostfs.fuse.stats import OpStats
 
@@ -63,9 +64,17 @@ def _check_xattr_size(data_size: int, requested: int, limit: int) -> None:
 class Dispatcher:
     """One FUSE session over a :class:`FileSystem`, whichever transport carries it."""
 
-    def __init__(self, fs: FileSystem, config: SessionConfig | None = None) -> None:
+    def __init__(
+        self,
+        fs: FileSystem,
+        config: SessionConfig | None = None,
+        backing_device: BackingDevice | None = None,
+    ) -> None:
+        """``backing_device``: a transport that can register backing files (only
+        /dev/fuse can) passes itself, with ``config.passthrough`` on."""
         self.fs = fs
         self.config = config or SessionConfig()
+        self.backing = BackingFiles(backing_device) if backing_device else None
         self.protocol = Protocol()
         """Negotiated by INIT; until then the newest layouts decode INIT itself."""
         self.initialized = False
@@ -340,7 +349,8 @@ class Dispatcher:
     # -- files --------------------------------------------------------------
 
     async def _on_open(self, header, request: rq.Open, caller, out, limit) -> int:
-        replies.open_out(out, HEADER, await self.fs.open(caller, header.nodeid, request.flags))
+        opened = await self.fs.open(caller, header.nodeid, request.flags)
+        replies.open_out(out, HEADER, opened, self._backing_id(header.nodeid, opened))
         return abi.OPEN_OUT.size
 
     async def _on_create(self, header, request: rq.Create, caller, out, limit) -> int:
@@ -348,8 +358,15 @@ class Dispatcher:
             caller, header.nodeid, request.name, request.mode, request.flags
         )
         size = self._entry_reply(out, entry)
-        replies.open_out(out, HEADER + size, opened)
+        replies.open_out(out, HEADER + size, opened, self._backing_id(entry.nodeid, opened))
         return size + abi.OPEN_OUT.size
+
+    def _backing_id(self, nodeid: int, opened: Opened) -> int | None:
+        """The file's backing id when FUSE passthrough is on and the file has one."""
+        if self.backing is None or not self.protocol.passthrough:
+            return None
+        fd = self.fs.backing_fd(opened.fh)
+        return None if fd is None else self.backing.acquire(nodeid, opened.fh, fd)
 
     async def _on_write(self, header, request: rq.Write, caller, out, limit) -> int:
         count = await self.fs.write(
@@ -363,9 +380,13 @@ class Dispatcher:
         return 0
 
     async def _on_release(self, header, request: rq.Release, caller, out, limit) -> int:
-        await self.fs.release(
-            caller, header.nodeid, request.fh, request.lock_owner, request.flock_release
-        )
+        try:
+            await self.fs.release(
+                caller, header.nodeid, request.fh, request.lock_owner, request.flock_release
+            )
+        finally:
+            if self.backing is not None:
+                self.backing.release(request.fh)
         return 0
 
     async def _on_fsync(self, header, request: rq.Fsync, caller, out, limit) -> int:

@@ -36,6 +36,14 @@ class SessionConfig:
     """Timestamps are nanosecond-exact (virtiofsd and libfuse announce 1)."""
     concurrency: int = 16
     """Requests in flight per session; each holds one max_write-sized buffer."""
+    passthrough: bool = False
+    """Offer FUSE_PASSTHROUGH: only a /dev/fuse session can register backing files
+    (a virtqueue cannot carry a file descriptor), so its transport turns this on."""
+
+    max_stack_depth: int = 1
+    """``fuse_init_out.max_stack_depth`` with passthrough: backing files may sit on
+    plain file systems only, so the mount itself can still be stacked on (libfuse's
+    passthrough_hp example uses 1 as well; the kernel allows up to 2)."""
 
     @property
     def max_pages(self) -> int:
@@ -64,6 +72,10 @@ class Protocol:
         return bool(self.flags & abi.SETXATTR_EXT)
 
     @property
+    def passthrough(self) -> bool:
+        return bool(self.flags & abi.PASSTHROUGH)
+
+    @property
     def entry_out_size(self) -> int:
         return abi.ENTRY_OUT.size if self.minor >= 9 else abi.COMPAT_ENTRY_OUT_SIZE
 
@@ -76,8 +88,8 @@ class Protocol:
         return abi.KSTATFS.size if self.minor >= 4 else abi.COMPAT_STATFS_SIZE
 
 
-def offered_flags(options: FsOptions) -> int:
-    """The INIT flags the core can honour with these options."""
+def offered_flags(options: FsOptions, config: SessionConfig) -> int:
+    """The INIT flags the core and this transport can honour with these options."""
     flags = (
         abi.ASYNC_READ
         | abi.PARALLEL_DIROPS
@@ -94,6 +106,9 @@ def offered_flags(options: FsOptions) -> int:
         flags |= abi.WRITEBACK_CACHE
     if options.xattr:
         flags |= abi.SETXATTR_EXT
+    if config.passthrough and not options.writeback:
+        # The kernel ignores FUSE_PASSTHROUGH together with WRITEBACK_CACHE.
+        flags |= abi.PASSTHROUGH
     return flags
 
 
@@ -128,10 +143,12 @@ def negotiate(
     if major < abi.KERNEL_VERSION:
         return InitReply(errno.EPROTO, b"", None)
     if major > abi.KERNEL_VERSION:
-        body = abi.INIT_OUT.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, *[0] * 9)
+        body = abi.INIT_OUT.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, *[0] * 10)
         return InitReply(0, body[: abi.COMPAT_INIT_OUT_SIZE], None)
     minor = min(minor, abi.KERNEL_MINOR_VERSION)
-    flags = kernel_flags & offered_flags(options) & 0xFFFFFFFF
+    flags = kernel_flags & offered_flags(options, config)
+    if flags >> 32:
+        flags |= abi.INIT_EXT  # the kernel reads flags2 only with it
     readahead = max_readahead
     if config.max_readahead is not None:
         readahead = min(readahead, config.max_readahead)
@@ -139,13 +156,14 @@ def negotiate(
         abi.KERNEL_VERSION,
         minor,
         readahead,
-        flags,
+        flags & 0xFFFFFFFF,
         config.max_background,
         config.congestion_threshold,
         config.max_write,
         config.time_gran,
         config.max_pages if flags & abi.MAX_PAGES else 0,
         0,
-        0,
+        flags >> 32,
+        config.max_stack_depth if flags & abi.PASSTHROUGH else 0,
     )
     return InitReply(0, body[: init_out_size(minor)], Protocol(abi.KERNEL_VERSION, minor, flags))

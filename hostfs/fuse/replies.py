@@ -90,9 +90,17 @@ def open_flags(opened: Opened) -> int:
     return flags
 
 
-def open_out(out: memoryview, pos: int, opened: Opened) -> None:
-    """``struct fuse_open_out`` (OPEN, OPENDIR, second half of CREATE)."""
-    abi.OPEN_OUT.pack_into(out, pos, opened.fh, open_flags(opened), 0)
+def open_out(out: memoryview, pos: int, opened: Opened, backing_id: int | None = None) -> None:
+    """``struct fuse_open_out`` (OPEN, OPENDIR, second half of CREATE), passing
+    the file through to ``backing_id`` when there is one (hostfs.fuse.passthrough)."""
+    flags = open_flags(opened)
+    if backing_id is None:
+        backing_id = 0
+    else:
+        # FOPEN_DIRECT_IO would override FOPEN_PASSTHROUGH (fuse_file_read_iter);
+        # passthrough keeps no FUSE page cache, so --cache=never still holds.
+        flags = flags & ~abi.FOPEN_DIRECT_IO | abi.FOPEN_PASSTHROUGH
+    abi.OPEN_OUT.pack_into(out, pos, opened.fh, flags, backing_id)
 
 
 def statfs_out(out: memoryview, pos: int, st: StatFs) -> None:

@@ -1,9 +1,4 @@
-"""A real mount through /dev/fuse over a temp dir with the local backend.
-
-Every syscall on the mount runs in a worker thread: the kernel waits for this
-very trio loop to answer it.  Each test is bounded by a timeout and checks no
-mount is left behind.
-"""
+"""A real mount through /dev/fuse over a temp dir with the local backend."""
 
 from __future__ import annotations
 
@@ -11,9 +6,7 @@ import errno
 import fcntl
 import os
 import stat
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import trio
@@ -23,49 +16,7 @@ from hostfs.core.filesystem import FileSystem
 from hostfs.core.options import FsOptions
 from hostfs.devfuse import serve_mount
 from hostfs.devfuse.mount import unmount
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="needs root and /dev/fuse"
-)
-TIMEOUT = 20
-T = TypeVar("T")
-
-
-def is_mounted(path: Path) -> bool:
-    with open("/proc/mounts") as mounts:
-        return any(line.split()[1] == str(path) for line in mounts)
-
-
-async def in_thread(function: Callable[[], T]) -> T:
-    return await trio.to_thread.run_sync(function)
-
-
-class Mounted:
-    def __init__(self, source: Path, mountpoint: Path, fs: FileSystem) -> None:
-        self.source = source
-        self.path = mountpoint
-        self.fs = fs
-
-
-@pytest.fixture
-async def mounted(tmp_path: Path) -> AsyncIterator[Mounted]:
-    source, mountpoint = tmp_path / "src", tmp_path / "mnt"
-    source.mkdir()
-    mountpoint.mkdir()
-    fs = FileSystem(LocalBackend.from_path(str(source)), FsOptions(xattr=True))
-    await fs.start()
-    try:
-        with trio.fail_after(TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(serve_mount, fs, str(mountpoint))
-                assert is_mounted(mountpoint)
-                yield Mounted(source, mountpoint, fs)
-                nursery.cancel_scope.cancel()
-    finally:
-        if is_mounted(mountpoint):
-            unmount(str(mountpoint))
-            pytest.fail("mount left behind")
-        await fs.close()
+from tests.devfuse.mounting import TIMEOUT, Mounted, in_thread, is_mounted
 
 
 async def test_files_and_directories(mounted: Mounted) -> None:

@@ -23,7 +23,7 @@ def test_reply_size_follows_the_kernel_minor(minor: int, size: int, spoken: int)
     assert reply.protocol is not None and reply.protocol.minor == spoken
     major, got_minor, readahead, flags = abi.COMPAT_INIT_IN.unpack_from(reply.body)
     assert (major, got_minor, readahead) == (7, spoken, 65536)
-    assert flags == offered_flags(FsOptions())
+    assert flags == offered_flags(FsOptions(), SessionConfig())
     if size == 64:
         fields = abi.INIT_OUT.unpack(reply.body)
         assert fields[4:9] == (0xFFFF, 0xFFFF // 4 * 3, 1 << 20, 1, 256)
@@ -50,10 +50,10 @@ def test_only_features_the_kernel_offers_and_options_allow() -> None:
     offered = abi.WRITEBACK_CACHE | abi.POSIX_LOCKS | abi.ASYNC_READ | abi.EXPORT_SUPPORT
     flags = negotiate(7, 38, 0, offered, options, SessionConfig()).protocol.flags
     assert flags == abi.WRITEBACK_CACHE | abi.ASYNC_READ
-    defaults = offered_flags(FsOptions())
+    defaults = offered_flags(FsOptions(), SessionConfig())
     assert defaults & abi.DO_READDIRPLUS and defaults & abi.FLOCK_LOCKS
     assert not defaults & (abi.WRITEBACK_CACHE | abi.SETXATTR_EXT | abi.EXPORT_SUPPORT)
-    assert offered_flags(FsOptions(xattr=True)) & abi.SETXATTR_EXT
+    assert offered_flags(FsOptions(xattr=True), SessionConfig()) & abi.SETXATTR_EXT
 
 
 def test_config_limits() -> None:
@@ -61,3 +61,22 @@ def test_config_limits() -> None:
     fields = abi.INIT_OUT.unpack(negotiate(7, 38, 65536, ALL, FsOptions(), config).body)
     assert fields[2] == 4096 and fields[6] == 128 * 1024 and fields[8] == 32
     assert config.buffer_size >= abi.IN_HEADER.size + abi.WRITE_IN.size + config.max_write
+
+
+def test_passthrough_only_when_asked_offered_and_without_writeback() -> None:
+    kernel = abi.INIT_EXT | abi.PASSTHROUGH | abi.WRITEBACK_CACHE | abi.ASYNC_READ
+    asked = SessionConfig(passthrough=True)
+    reply = negotiate(7, 45, 0, kernel, FsOptions(), asked)
+    fields = abi.INIT_OUT.unpack(reply.body)
+    assert fields[3] & abi.INIT_EXT, "flags2 is only read with FUSE_INIT_EXT"
+    assert fields[10] == abi.PASSTHROUGH >> 32 and fields[11] == 1
+    assert reply.protocol.passthrough
+    for kernel_flags, options, config in [
+        (kernel, FsOptions(), SessionConfig()),
+        (kernel & ~abi.PASSTHROUGH, FsOptions(), asked),
+        (kernel, FsOptions(writeback=True), asked),
+    ]:
+        reply = negotiate(7, 45, 0, kernel_flags, options, config)
+        fields = abi.INIT_OUT.unpack(reply.body)
+        assert not reply.protocol.passthrough
+        assert not fields[3] & abi.INIT_EXT and fields[10:12] == (0, 0)

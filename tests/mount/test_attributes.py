@@ -227,6 +227,29 @@ def test_write_by_owner_drops_setuid(twin):
     assert stat.S_IMODE(same(twin, run)["st_mode"]) == 0o755
 
 
+def test_write_through_a_handle_opened_before_setuid_drops_it(twin):
+    """The bit set while the file is open is still dropped by the owner's next write
+    (with FUSE passthrough the kernel writes the host file itself, for this caller)."""
+
+    def run(base):
+        path = j(base, "f")
+        write_file(path, b"program")
+        os.chown(path, 1000, 1000)
+
+        def set_then_write(here):
+            fd = os.open(j(here, "f"), os.O_WRONLY | os.O_APPEND)
+            try:
+                os.fchmod(fd, 0o4755)
+                os.write(fd, b"!")
+            finally:
+                os.close(fd)
+
+        as_user(1000, 1000, set_then_write, base)
+        return lstat_summary(path)
+
+    assert stat.S_IMODE(same(twin, run)["st_mode"]) == 0o755
+
+
 def test_chown_and_truncate_drop_setuid_and_setgid(twin):
     """The kernel's privilege-dropping rules hold through the mount, including an
     unprivileged open(O_TRUNC), which ATOMIC_O_TRUNC leaves to the daemon."""

@@ -236,6 +236,9 @@ class LocalBackend(Backend):
             return obj, self._settle(parent, obj, caller, mode), handle
         return obj, Stat.from_os(os.stat(handle)), handle
 
+    def passthrough_fd(self, handle: int) -> int:
+        return handle
+
     async def read(self, handle: int, offset: int, buffers: Sequence[memoryview]) -> int:
         if not buffers:
             return 0
