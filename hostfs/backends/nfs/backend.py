@@ -1,12 +1,13 @@
 """The NFS backend: :class:`~hostfs.backends.base.Backend` over an NFSv3 export.
 
-Lookup, getattr, unlink, create and mkdir under a node whose NFS filehandle is
-known are one RPC sent from the event loop (:class:`LoopRpc`), and so is
-nothing at all for flush and release of a file with no unstable writes.  Every other operation
-becomes one closure run by a :class:`ContextPool` worker, so a request costs
-one thread hop however many RPCs it needs.  Paths come from the
-:class:`NodeTree` on the event loop thread before the hop; the tree is
-updated after the RPCs succeed.  Support table: ``SUPPORT.md`` in this package.
+Lookup, getattr, unlink, create and mkdir where the NFS filehandle (of the
+node, or of the parent) is known are one RPC sent from the event loop
+(:class:`LoopRpc`); flush and release of a file with no unstable writes send
+nothing.  Every other operation becomes one closure run by a
+:class:`ContextPool` worker, so a request costs one thread hop however many
+RPCs it needs.  Paths come from the :class:`NodeTree` on the event loop thread
+before the hop; the tree is updated after the RPCs succeed.  Support table:
+``SUPPORT.md`` in this package.
 """
 
 from __future__ import annotations
