@@ -266,7 +266,9 @@ class FileSystem:
             flags &= ~os.O_APPEND
         return flags
 
-    async def open(self, caller: Caller, nodeid: int, flags: int) -> Opened:
+    async def open(
+        self, caller: Caller, nodeid: int, flags: int, kill_suidgid: bool = False
+    ) -> Opened:
         node = self.nodes.get(nodeid)
         if node.is_dir:
             raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
@@ -274,10 +276,10 @@ class FileSystem:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
         handle = await self.backend.open(node.obj, self._open_flags(flags), caller)
         opened = self._opened(self.files.add(OpenFile(node, handle, flags)))
-        if flags & os.O_TRUNC and caller.uid != 0:
-            # ATOMIC_O_TRUNC leaves the truncation to us, and the backend truncates
-            # with the daemon's privileges: drop the bits as the kernel would have
-            # for this unprivileged caller.
+        if kill_suidgid and flags & os.O_TRUNC:
+            # FUSE_OPEN_KILL_SUIDGID: ATOMIC_O_TRUNC leaves the truncation to us,
+            # and the backend truncates with the daemon's privileges: drop the
+            # bits as the kernel would have for this caller (no CAP_FSETID).
             await self._drop_privileges(caller, node, opened.fh)
         return opened
 

@@ -138,6 +138,9 @@ FOPEN_PASSTHROUGH = 1 << 7
 """fuse.h 7.40: read, write and mmap go to ``fuse_open_out.backing_id``'s file."""
 
 # -- per-request flags --
+OPEN_KILL_SUIDGID = 1 << 0
+"""``fuse_open_in.open_flags`` (7.36, HANDLE_KILLPRIV_V2): an O_TRUNC open by a
+caller without CAP_FSETID; the server drops setuid/setgid."""
 RELEASE_FLUSH = 1 << 0
 RELEASE_FLOCK_UNLOCK = 1 << 1
 GETATTR_FH = 1 << 0

@@ -349,7 +349,7 @@ class Dispatcher:
     # -- files --------------------------------------------------------------
 
     async def _on_open(self, header, request: rq.Open, caller, out, limit) -> int:
-        opened = await self.fs.open(caller, header.nodeid, request.flags)
+        opened = await self.fs.open(caller, header.nodeid, request.flags, request.kill_suidgid)
         replies.open_out(out, HEADER, opened, self._backing_id(header.nodeid, opened))
         return abi.OPEN_OUT.size
 

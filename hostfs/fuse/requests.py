@@ -119,6 +119,7 @@ class Open(NamedTuple):
     """OPEN and OPENDIR."""
 
     flags: int
+    kill_suidgid: bool = False
 
 
 class Read(NamedTuple):
@@ -376,7 +377,8 @@ def _link(proto: Protocol, body: memoryview) -> Link:
 
 
 def _open(proto: Protocol, body: memoryview) -> Open:
-    return Open(abi.OPEN_IN.unpack_from(body)[0])
+    flags, open_flags = abi.OPEN_IN.unpack_from(body)
+    return Open(flags, bool(open_flags & abi.OPEN_KILL_SUIDGID))
 
 
 def _read(proto: Protocol, body: memoryview) -> Read:

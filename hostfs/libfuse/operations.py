@@ -10,6 +10,7 @@ read+write, and fallocate fails with EOPNOTSUPP.  The devfuse engine has them al
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -146,7 +147,10 @@ class CoreOperations(pyfuse3.Operations):
 
     @_errors_as_fuse_errors
     async def open(self, inode, flags, ctx):
-        return _file_info(await self.fs.open(_caller(ctx), inode, flags))
+        # libfuse does not pass FUSE_OPEN_KILL_SUIDGID on; the kernel sets it for
+        # an O_TRUNC open by a caller without CAP_FSETID, which root has.
+        kill_suidgid = bool(flags & os.O_TRUNC) and ctx.uid != 0
+        return _file_info(await self.fs.open(_caller(ctx), inode, flags, kill_suidgid))
 
     @_errors_as_fuse_errors
     async def create(self, parent_inode, name, mode, flags, ctx):

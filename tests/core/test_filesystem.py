@@ -135,6 +135,21 @@ async def test_write_by_unprivileged_caller_drops_setuid(fs, share):
     assert os.stat(os.path.join(share, "s")).st_mode & 0o7777 == 0o755
 
 
+@pytest.mark.parametrize(("kill_suidgid", "mode"), [(True, 0o755), (False, 0o4755)])
+async def test_truncating_open_drops_setuid_only_when_the_kernel_says(
+    fs, share, kill_suidgid, mode
+):
+    """FUSE_OPEN_KILL_SUIDGID decides, not the caller's uid: a caller with
+    CAP_FSETID keeps the bits whatever its uid."""
+    nodeid = await create_file(fs, b"s", b"program")
+    await fs.setattr(ROOT, nodeid, SetattrChanges(mode=0o4755))
+    someone = Caller(1000, 1000, 1)
+    opened = await fs.open(someone, nodeid, os.O_WRONLY | os.O_TRUNC, kill_suidgid)
+    await fs.release(someone, nodeid, opened.fh)
+    st = os.stat(os.path.join(share, "s"))
+    assert (st.st_size, st.st_mode & 0o7777) == (0, mode)
+
+
 async def test_unknown_handles_and_nodes_are_errors_not_crashes(fs):
     for call, code in [
         (fs.getattr(ROOT, 999), errno.ESTALE),

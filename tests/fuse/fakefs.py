@@ -91,8 +91,8 @@ class FakeFileSystem:
         self._record("link", nodeid, new_parent, new_name)
         return self.entry()
 
-    async def open(self, caller, nodeid, flags):
-        self._record("open", nodeid, flags)
+    async def open(self, caller, nodeid, flags, kill_suidgid=False):
+        self._record("open", nodeid, flags, kill_suidgid)
         return Opened(3, keep_cache=True)
 
     async def create(self, caller, parent, name, mode, flags):

@@ -62,6 +62,7 @@ CASES = [
     (Opcode.RENAME2, abi.RENAME2_IN.pack(8, 1, 0) + names(b"a", b"b"), rq.Rename(8, b"a", b"b", 1)),
     (Opcode.LINK, abi.LINK_IN.pack(3) + names(b"n"), rq.Link(3, b"n")),
     (Opcode.OPEN, abi.OPEN_IN.pack(2, 0), rq.Open(2)),
+    (Opcode.OPEN, abi.OPEN_IN.pack(0o1001, abi.OPEN_KILL_SUIDGID), rq.Open(0o1001, True)),
     (Opcode.OPENDIR, abi.OPEN_IN.pack(0o200000, 0), rq.Open(0o200000)),
     (Opcode.READ, read_in(4, 100, 4096), rq.Read(4, 100, 4096)),
     (Opcode.READDIR, read_in(4, 2, 4096), rq.Read(4, 2, 4096)),
