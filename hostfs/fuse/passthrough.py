@@ -76,7 +76,7 @@ class BackingFiles:
                 self.enabled = False
                 log.warning("FUSE passthrough unavailable (%s): serving reads and writes", error)
             else:
-                log.info("no passthrough for one file (%s): serving its reads and writes", error)
+                log.debug("no passthrough for one file (%s): serving its reads and writes", error)
             return None
 
     def release(self, fh: int) -> None:
