@@ -53,6 +53,17 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Release everything (the core has already released handles and objects)."""
 
+    def same_object(self, known: BackendObject, found: BackendObject) -> bool:
+        """Whether ``found``, just returned with the same (st_dev, st_ino) as the object
+        ``known`` the core holds, is that object, and not a newer one that reuses its
+        inode number (then the core gives it a node of its own).
+
+        True by default, which is right for a backend whose objects pin their inode
+        while the core holds them, as the local backend's O_PATH descriptors do: a
+        pinned inode is never freed, so its number cannot be handed out again.
+        """
+        return True
+
     # -- names --------------------------------------------------------------
 
     @abc.abstractmethod

@@ -81,7 +81,7 @@ class FileSystem:
     def __init__(self, backend: Backend, options: FsOptions | None = None) -> None:
         self.backend = backend
         self.options = options or FsOptions()
-        self.nodes = NodeTable(backend.forget)
+        self.nodes = NodeTable(backend.forget, backend.same_object)
         self.files: HandleTable[OpenFile] = HandleTable()
         self.dirs: HandleTable[OpenDir] = HandleTable()
         self.posix_locks = LockTable()

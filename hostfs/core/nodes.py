@@ -49,12 +49,23 @@ class NodeTable:
     does not disturb a node the kernel already holds.  Nodeids are never
     reused within one daemon, so every generation number is 0 (fuse.h allows
     that when (nodeid, generation) stays unique).
+
+    A key can outlive its object: an NFS server reuses a removed file's fileid
+    while the kernel still holds the removed file's node.  ``same_object``
+    (:meth:`Backend.same_object`) tells; a node that turns out to be another
+    object is *detached*: it leaves the by-key map but keeps its nodeid until
+    the kernel forgets it, and the new object gets a node of its own.
     """
 
     GENERATION = 0
 
-    def __init__(self, release: Callable[[BackendObject], None]) -> None:
+    def __init__(
+        self,
+        release: Callable[[BackendObject], None],
+        same_object: Callable[[BackendObject, BackendObject], bool],
+    ) -> None:
         self._release = release
+        self._same_object = same_object
         self._by_id: dict[int, Node] = {}
         self._by_key: dict[tuple[int, int], Node] = {}
         self._next_nodeid = ROOT_NODEID + 1
@@ -78,6 +89,9 @@ class NodeTable:
         """Count one lookup of the object ``obj``/``st`` that a backend call returned."""
         key = (st.dev, st.ino)
         node = self._by_key.get(key)
+        if node is not None and not self._same_object(node.obj, obj):
+            del self._by_key[key]
+            node = None
         if node is None:
             node = Node(self._next_nodeid, obj, key, 1, st.mode)
             self._next_nodeid += 1
@@ -97,12 +111,17 @@ class NodeTable:
         node.nlookup -= nlookup
         if node.nlookup <= 0:
             del self._by_id[nodeid]
-            del self._by_key[node.key]
+            self._drop_key(node)
             self._release(node.obj)
 
     def forget_all(self) -> None:
         """End of a session: every node but the root is gone."""
         for nodeid in [n for n in self._by_id if n != ROOT_NODEID]:
             node = self._by_id.pop(nodeid)
-            del self._by_key[node.key]
+            self._drop_key(node)
             self._release(node.obj)
+
+    def _drop_key(self, node: Node) -> None:
+        """Unmap ``node``'s key unless it was detached and the key names a newer node."""
+        if self._by_key.get(node.key) is node:
+            del self._by_key[node.key]
