@@ -86,6 +86,14 @@ class NfsBackend(Backend):
     def forget(self, obj: NfsNode) -> None:
         self.tree.forget(obj)
 
+    def same_object(self, known: NfsNode, found: NfsNode) -> bool:
+        """A fileid outlives its file (the server reuses a removed file's), a filehandle
+        does not (RFC 1813 §2.6: a removed file's handle is ``NFS3ERR_STALE``): compare
+        filehandles, or, where one is unknown, whether the tree matched the same node."""
+        if known.fh is not None and found.fh is not None:
+            return known.fh == found.fh
+        return known is found
+
     async def close(self) -> None:
         self.fast.close()
         self.pool.close()
@@ -102,9 +110,7 @@ class NfsBackend(Backend):
         self, parent: NfsNode, name: bytes, found: tuple[bytes | None, NfsStat64]
     ) -> tuple[NfsNode, Stat]:
         fh, st = found
-        node = self.tree.found(parent, name, st.ino, st.mode)
-        node.fh = fh or node.fh
-        return node, to_stat(st)
+        return self.tree.found(parent, name, st.ino, st.mode, fh), to_stat(st)
 
     async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
         # The node's filehandle is the one inside any handle open on it.
@@ -483,11 +489,12 @@ class NfsBackend(Backend):
         raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
 
 
-def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[None, NfsStat64]]:
-    """``nfs_open`` (ACCESS, O_TRUNC) of a file that create found there, and its attributes."""
+def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[bytes, NfsStat64]]:
+    """``nfs_open`` (ACCESS, O_TRUNC) of a file that create found there, and its
+    filehandle and attributes."""
     fh = c.open(path, flags & OPEN_FLAGS)
     try:
-        return fh, (None, c.fstat(fh))
+        return fh, (handle_fh(fh), c.fstat(fh))
     except OSError:
         c.close(fh)
         raise

@@ -6,7 +6,11 @@ give one object several paths.  So a node stores the *links* that lead to it
 (parent node + name), and its path is computed on demand by walking parents.
 Renaming a directory updates one link and every descendant follows for free.
 Nodes are matched by NFS fileid (RFC 1813 §2.6 ``fileid3``), so a second name
-of a hard-linked file finds the node the core already holds.
+of a hard-linked file finds the node the core already holds.  A fileid names a
+file only while it exists: the server gives a removed file's fileid to the next
+new file, whose filehandle differs (the old one is stale, ``NFS3ERR_STALE``), so
+where both filehandles are known they decide whether a fileid is still the same
+object.
 
 Only the event loop thread touches this tree (workers receive finished paths),
 so it needs no lock.
@@ -75,18 +79,21 @@ class NodeTree:
         self._by_link: dict[tuple[NfsNode, bytes], NfsNode] = {}
         self._by_ino: dict[int, NfsNode] = {root_ino: self.root}
 
-    def found(self, parent: NfsNode, name: bytes, ino: int, mode: int) -> NfsNode:
-        """``parent/name`` is object ``ino`` now: return its node, recording the link."""
+    def found(self, parent: NfsNode, name: bytes, ino: int, mode: int, fh: bytes | None) -> NfsNode:
+        """``parent/name`` is object ``ino`` (filehandle ``fh`` if known) now: return
+        its node, recording the link and the filehandle."""
         key = (parent, name)
         node = self._by_link.get(key)
-        if node is not None and node.ino == ino:
+        if node is not None and node.ino == ino and _same(node, mode, fh):
             node.held = True
             node.mode = mode
+            node.fh = fh or node.fh
             return node
         if node is not None:
             self._unlink(node, key)
         node = self._by_ino.get(ino)
-        if node is None or stat_module.S_IFMT(node.mode) != stat_module.S_IFMT(mode):
+        if node is None or not _same(node, mode, fh):
+            # A node the fileid named before stays in the tree while the core holds it.
             node = NfsNode(ino, mode)
             self._by_ino[ino] = node
         elif stat_module.S_ISDIR(mode):
@@ -95,6 +102,7 @@ class NodeTree:
                 self._unlink(node, link, drop=False)
         node.held = True
         node.mode = mode
+        node.fh = fh or node.fh
         self._link(node, key)
         return node
 
@@ -143,9 +151,6 @@ class NodeTree:
         del self._by_link[key]
         parent = key[0]
         parent.children -= 1
-        if not node.links and self._by_ino.get(node.ino) is node:
-            # No name leads to it (e.g. unlinked while open): a reused fileid is someone else.
-            del self._by_ino[node.ino]
         if drop:
             self._maybe_drop(parent)
 
@@ -165,3 +170,15 @@ class NodeTree:
                 if not parents:
                     return
             node = parents[0]
+
+
+def _same(node: NfsNode, mode: int, fh: bytes | None) -> bool:
+    """Whether an object of type ``mode`` with filehandle ``fh``, found under ``node``'s
+    fileid, is ``node``'s object.  Equal filehandles say so; where one is unknown
+    (objects found by path), a node that still has a name is presumed to be, and
+    one that lost its last name is presumed removed, its fileid reused."""
+    if stat_module.S_IFMT(node.mode) != stat_module.S_IFMT(mode):
+        return False
+    if fh is not None and node.fh is not None:
+        return fh == node.fh
+    return bool(node.links)

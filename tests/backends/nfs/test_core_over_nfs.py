@@ -48,3 +48,40 @@ async def test_create_write_read_rename_unlink(fs: FileSystem, nfs_dir: Path) ->
     await fs.rmdir(ME, ROOT_NODEID, b"renamed")
     assert (await fs.statfs(ME, ROOT_NODEID)).blocks > 0
     assert sorted(os.listdir(nfs_dir)) == ["hard"]
+
+
+REUSE_ATTEMPTS = 50
+"""Creates to wait for the server to hand out a removed file's fileid again
+(ganesha over ext4 reuses it on the first create in the same directory)."""
+
+
+async def test_a_reused_fileid_is_a_new_node(fs: FileSystem) -> None:
+    """NFS reuses a fileid once its file is removed (RFC 1813 §2.6 ``fileid3`` is unique
+    only among existing files), while the kernel may still hold the removed file's node."""
+    old, old_opened = await fs.create(ME, ROOT_NODEID, b"old", 0o644, os.O_RDWR)
+    await fs.write(ME, old.nodeid, old_opened.fh, 0, [memoryview(bytearray(b"old data"))])
+    await fs.flush(ME, old.nodeid, old_opened.fh, 0)
+    await fs.unlink(ME, ROOT_NODEID, b"old")
+    for attempt in range(REUSE_ATTEMPTS):
+        new, new_opened = await fs.create(ME, ROOT_NODEID, b"new%d" % attempt, 0o644, os.O_RDWR)
+        if new.attr.ino == old.attr.ino:
+            break
+        await fs.release(ME, new.nodeid, new_opened.fh)
+    else:
+        pytest.fail(f"the server did not reuse fileid {old.attr.ino} in {REUSE_ATTEMPTS} creates")
+    assert new.nodeid != old.nodeid
+    assert await fs.write(ME, new.nodeid, new_opened.fh, 0, [memoryview(bytearray(b"new"))]) == 3
+    assert (await fs.getattr(ME, new.nodeid)).attr.size == 3
+    await fs.release(ME, new.nodeid, new_opened.fh)
+    reopened = await fs.open(ME, new.nodeid, os.O_RDONLY)
+    data = bytearray(16)
+    assert await fs.read(ME, new.nodeid, reopened.fh, 0, [memoryview(data)]) == 3
+    assert data[:3] == b"new"
+    await fs.release(ME, new.nodeid, reopened.fh)
+    # The removed file's handle and node die as the kernel closes and forgets them,
+    # and that leaves the new file's node alone.
+    await fs.release(ME, old.nodeid, old_opened.fh)
+    fs.forget(old.nodeid, 1)
+    again = await fs.lookup(ME, ROOT_NODEID, b"new%d" % attempt)
+    assert again.nodeid == new.nodeid
+    assert (await fs.getattr(ME, new.nodeid)).attr.size == 3
