@@ -5,7 +5,7 @@ renaming a directory changes the path of everything below it, and hard links
 give one object several paths.  So a node stores the *links* that lead to it
 (parent node + name), and its path is computed on demand by walking parents.
 Renaming a directory updates one link and every descendant follows for free.
-Nodes are matched by NFS fileid (RFC 1813 §2.6 ``fileid3``), so a second name
+Nodes are matched by NFS fileid (RFC 1813 §2.5 ``fileid3``), so a second name
 of a hard-linked file finds the node the core already holds.  A fileid names a
 file only while it exists: the server gives a removed file's fileid to the next
 new file, whose filehandle differs (the old one is stale, ``NFS3ERR_STALE``), so
@@ -38,7 +38,7 @@ class NfsNode:
         """Indexed links that name this node as their parent."""
         self.fh: bytes | None = None
         """The NFS filehandle once a LOOKUP returned it: a handle names the object
-        itself, so it survives renames (RFC 1813 §2.3.3), and saves path walks."""
+        itself, so it survives renames (RFC 1813 §2.6 ``nfs_fh3``), and saves path walks."""
         self.unstable = False
         """Some handle WROTE (UNSTABLE, RFC 1813 §3.3.7) since the last COMMIT."""
 
