@@ -70,6 +70,17 @@ class Backend(abc.ABC):
     async def lookup(self, parent: BackendObject, name: bytes) -> tuple[BackendObject, Stat]:
         """Find ``name`` in ``parent`` without following a final symlink."""
 
+    async def stat_name(self, parent: BackendObject, name: bytes) -> Stat | None:
+        """The attributes of ``name`` in ``parent`` (no final symlink followed), without
+        making an object for it: when the core already holds an object with that
+        (st_dev, st_ino), it answers a lookup with that one.
+
+        None, the default, makes the core always :meth:`lookup`; a backend returns
+        a Stat only where (st_dev, st_ino) alone identifies an object the core holds
+        (see :meth:`same_object`).
+        """
+        return None
+
     @abc.abstractmethod
     async def getattr(self, obj: BackendObject, handle: BackendHandle | None = None) -> Stat: ...
 

@@ -165,8 +165,23 @@ class FileSystem:
 
     async def lookup(self, caller: Caller, parent: int, name: bytes) -> Entry:
         directory = self._dir(parent)
-        obj, st = await self.backend.lookup(directory.obj, check_name(name))
-        return self._entry(obj, st)
+        return self._entry(*await self._find(directory.obj, check_name(name)))
+
+    async def _find(self, parent: BackendObject, name: bytes) -> tuple[BackendObject, Stat]:
+        """Look ``name`` up, reusing the object of a node the core already holds.
+
+        The kernel looks a name up again whenever its entry times out, and
+        READDIRPLUS looks up every entry: mostly objects the core holds already.
+        A stat by name finds those without pinning a new object (an O_PATH open
+        and close for the local backend); a name not known yet, or a backend that
+        cannot tell by key, takes the full lookup.
+        """
+        st = await self.backend.stat_name(parent, name)
+        if st is not None:
+            node = self.nodes.find(st.dev, st.ino)
+            if node is not None:
+                return node.obj, st
+        return await self.backend.lookup(parent, name)
 
     def forget(self, nodeid: int, nlookup: int) -> None:
         self.nodes.forget(nodeid, nlookup)
@@ -415,7 +430,7 @@ class FileSystem:
             entry = None
             if plus and index >= 2:
                 try:
-                    obj, st = await self.backend.lookup(stream.node.obj, name)
+                    obj, st = await self._find(stream.node.obj, name)
                 except FileNotFoundError:
                     continue  # removed since the snapshot: nothing to report
                 entry = self._entry(obj, st)

@@ -85,6 +85,10 @@ class NodeTable:
         except KeyError:
             raise OSError(errno.ESTALE, f"unknown nodeid {nodeid}") from None
 
+    def find(self, dev: int, ino: int) -> Node | None:
+        """The node mapped to (``dev``, ``ino``), if the core holds one."""
+        return self._by_key.get((dev, ino))
+
     def remember(self, obj: BackendObject, st: Stat) -> Node:
         """Count one lookup of the object ``obj``/``st`` that a backend call returned."""
         key = (st.dev, st.ino)

@@ -56,6 +56,48 @@ async def test_rename_on_the_host_keeps_known_nodes_valid(fs, share):
     assert (await fs.lookup(ROOT, ROOT_NODEID, b"new")).nodeid == nodeid
 
 
+async def test_looking_up_a_known_node_pins_nothing_new(fs, monkeypatch):
+    nodeid = await create_file(fs, b"f")
+    pinned = []
+    full_lookup = fs.backend.lookup
+
+    async def counting_lookup(parent, name):
+        pinned.append(name)
+        return await full_lookup(parent, name)
+
+    monkeypatch.setattr(fs.backend, "lookup", counting_lookup)
+    for _ in range(5):
+        assert (await fs.lookup(ROOT, ROOT_NODEID, b"f")).nodeid == nodeid
+    assert pinned == []
+    assert fs.nodes.get(nodeid).nlookup == 6
+    assert (await fs.lookup(ROOT, ROOT_NODEID, b"f")).attr.ino == fs.nodes.get(nodeid).key[1]
+    await create_file(fs, b"g")
+    fs.forget((await fs.lookup(ROOT, ROOT_NODEID, b"g")).nodeid, 2)
+    await fs.lookup(ROOT, ROOT_NODEID, b"g")
+    assert pinned == [b"g"]  # forgotten: looked up in full again
+
+
+async def test_a_name_replaced_on_the_host_is_looked_up_as_the_new_file(fs, share):
+    old = await create_file(fs, b"f", b"old")
+    with open(os.path.join(share, "g"), "wb") as file:
+        file.write(b"new")
+    os.rename(os.path.join(share, "g"), os.path.join(share, "f"))
+    entry = await fs.lookup(ROOT, ROOT_NODEID, b"f")
+    assert entry.nodeid != old
+    assert entry.attr.ino == os.stat(os.path.join(share, "f")).st_ino
+    opened = await fs.open(ROOT, entry.nodeid, os.O_RDONLY)
+    buffer = bytearray(8)
+    count = await fs.read(ROOT, entry.nodeid, opened.fh, 0, [memoryview(buffer)])
+    assert bytes(buffer[:count]) == b"new"
+
+
+async def test_a_missing_name_is_enoent_and_pins_nothing(fs):
+    fds = open_fds()
+    with pytest.raises(FileNotFoundError):
+        await fs.lookup(ROOT, ROOT_NODEID, b"absent")
+    assert open_fds() == fds and len(fs.nodes) == 1
+
+
 async def list_dir(fs, fh, offset=0, plus=False, limit=None):
     names = []
 

@@ -106,6 +106,11 @@ class LocalBackend(Backend):
     async def lookup(self, parent: int, name: bytes) -> tuple[int, Stat]:
         return self._lookup(parent, name)
 
+    async def stat_name(self, parent: int, name: bytes) -> Stat:
+        # A single component (the core refuses "/", "." and ".."), final symlink
+        # not followed: it cannot leave ``parent``, so RESOLVE_BENEATH adds nothing.
+        return Stat.from_os(os.stat(name, dir_fd=parent, follow_symlinks=False))
+
     async def getattr(self, obj: int, handle: int | None = None) -> Stat:
         return Stat.from_os(os.stat(obj if handle is None else handle))
 
