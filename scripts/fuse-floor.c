@@ -5,8 +5,9 @@
  * nothing else: no host file system, no Python.  A metadata rate measured
  * through it is what the kernel's FUSE round trips alone allow, so a target
  * above this column cannot be reached by any FUSE server on the same machine.
- * Entries and attributes are valid for 1 s, as hostfs's --cache auto; only
- * plain READDIR (no readdirplus op), the cheapest listing the kernel has.
+ * It makes hostfs's protocol choices, so it asks the kernel for the same
+ * requests: entries and attributes valid for 1 s (--cache auto), READDIRPLUS
+ * with READDIRPLUS_AUTO (libfuse's default once a readdirplus op exists).
  *
  * Build: cc -O2 -o fuse-floor fuse-floor.c $(pkg-config --cflags --libs fuse3)
  * Run:   fuse-floor -f -s -o default_permissions,allow_other MOUNTPOINT
@@ -77,14 +78,19 @@ static void attributes(fuse_ino_t ino, struct stat *st)
 	st->st_gid = nodes[ino].gid;
 }
 
+static void fill_entry(struct fuse_entry_param *entry, fuse_ino_t ino)
+{
+	memset(entry, 0, sizeof(*entry));
+	entry->ino = ino;
+	entry->attr_timeout = TIMEOUT;
+	entry->entry_timeout = TIMEOUT;
+	attributes(ino, &entry->attr);
+}
+
 static void reply_entry(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_entry_param entry;
-	memset(&entry, 0, sizeof(entry));
-	entry.ino = ino;
-	entry.attr_timeout = TIMEOUT;
-	entry.entry_timeout = TIMEOUT;
-	attributes(ino, &entry.attr);
+	fill_entry(&entry, ino);
 	if (fi)
 		fuse_reply_create(req, &entry, fi);
 	else
@@ -175,9 +181,9 @@ static void floor_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_
 	fuse_reply_none(req);
 }
 
-/* Offsets are node indexes + 1; "." and ".." are left out (ls does not need them). */
-static void floor_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
-			  struct fuse_file_info *fi)
+/* Offsets are node indexes + 1; "." and ".." are left out (ls does not need them).
+ * Nodes are never freed, so the lookups READDIRPLUS counts need no bookkeeping. */
+static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, int plus)
 {
 	char *buffer = malloc(size);
 	size_t used = 0;
@@ -188,15 +194,33 @@ static void floor_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 	for (uint32_t i = offset > 0 ? (uint32_t)offset : FUSE_ROOT_ID + 1; i < next_node; i++) {
 		if (!nodes[i].used || nodes[i].parent != ino)
 			continue;
-		struct stat st = {.st_ino = i, .st_mode = nodes[i].mode};
-		size_t entry = fuse_add_direntry(req, buffer + used, size - used, nodes[i].name,
-						 &st, i + 1);
-		if (entry > size - used)
+		struct fuse_entry_param entry;
+		size_t length;
+		fill_entry(&entry, i);
+		if (plus)
+			length = fuse_add_direntry_plus(req, buffer + used, size - used,
+							nodes[i].name, &entry, i + 1);
+		else
+			length = fuse_add_direntry(req, buffer + used, size - used,
+						   nodes[i].name, &entry.attr, i + 1);
+		if (length > size - used)
 			break;
-		used += entry;
+		used += length;
 	}
 	fuse_reply_buf(req, buffer, used);
 	free(buffer);
+}
+
+static void floor_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+			  struct fuse_file_info *fi)
+{
+	list(req, ino, size, offset, 0);
+}
+
+static void floor_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+			      struct fuse_file_info *fi)
+{
+	list(req, ino, size, offset, 1);
 }
 
 static const struct fuse_lowlevel_ops operations = {
@@ -213,6 +237,7 @@ static const struct fuse_lowlevel_ops operations = {
 	.release = floor_done,
 	.opendir = floor_open,
 	.readdir = floor_readdir,
+	.readdirplus = floor_readdirplus,
 	.releasedir = floor_done,
 };
 
