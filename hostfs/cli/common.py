@@ -72,6 +72,11 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         help="let the kernel cache writes (FUSE_WRITEBACK_CACHE); off by default, as in virtiofsd",
     )
     parser.add_argument(
+        "--readonly",
+        action="store_true",
+        help="refuse every change to the share with EROFS (as virtiofsd's --readonly)",
+    )
+    parser.add_argument(
         "--no-readdirplus",
         dest="readdirplus",
         action="store_false",
@@ -124,6 +129,7 @@ def filesystem_options(args: argparse.Namespace) -> FsOptions:
         writeback=bool(args.writeback),
         locks=args.locks,
         readdirplus=args.readdirplus,
+        readonly=args.readonly,
     )
 
 

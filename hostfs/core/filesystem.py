@@ -19,6 +19,7 @@ from hostfs.core.locks import FlockTable, LockTable
 from hostfs.core.nodes import ROOT_NODEID, Node, NodeTable
 from hostfs.core.options import FsOptions
 from hostfs.core.permissions import check_access
+from hostfs.core.readonly import make_read_only
 from hostfs.core.types import (
     AttrReply,
     Caller,
@@ -87,6 +88,8 @@ class FileSystem:
         self.posix_locks = LockTable()
         self.flocks = FlockTable()
         self._root: Node | None = None
+        if self.options.readonly:
+            make_read_only(self)
 
     @property
     def requests_wait(self) -> bool:

@@ -36,7 +36,8 @@ class FsOptions:
     ``xattr`` is off by default, as in virtiofsd (``--xattr``); ``writeback``
     (FUSE_WRITEBACK_CACHE) is off by default, as in virtiofsd (``--writeback``);
     POSIX and flock locks are on: the core implements them itself, where
-    virtiofsd answers ENOSYS.
+    virtiofsd answers ENOSYS.  ``readonly`` refuses every change with EROFS
+    (virtiofsd's ``--readonly``, off by default; see :mod:`hostfs.core.readonly`).
     """
 
     cache: CachePolicy = field(default_factory=lambda: CACHE_POLICIES["auto"])
@@ -44,3 +45,4 @@ class FsOptions:
     writeback: bool = False
     locks: bool = True
     readdirplus: bool = True
+    readonly: bool = False
