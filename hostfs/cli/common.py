@@ -15,6 +15,7 @@ from typing import NoReturn
 from hostfs.backends import BackendUnavailable, open_backend
 from hostfs.core.filesystem import FileSystem
 from hostfs.core.options import CACHE_POLICIES, FsOptions
+from hostfs.core.xattrmap import PASS_THROUGH, XattrMap, XattrMapError
 
 LOG_LEVELS = {
     # virtiofsd's names (Rust: error/warn/info/debug/trace/off; C: err/warn/info/debug)
@@ -54,7 +55,8 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="OPT[,OPT...]",
         help="virtiofsd-style options: source=DIR, cache=auto|always|never, xattr, "
-        "no_xattr, writeback, no_writeback, posix_lock, no_posix_lock, flock, no_flock",
+        "no_xattr, xattrmap=RULES, writeback, no_writeback, posix_lock, no_posix_lock, flock, "
+        "no_flock",
     )
     parser.add_argument(
         "--cache",
@@ -64,6 +66,12 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--xattr", action="store_true", default=None, help="enable extended attributes"
+    )
+    parser.add_argument(
+        "--xattrmap",
+        metavar="RULES",
+        help="rename extended attributes between guest and host with virtiofsd's rules, "
+        "e.g. ':map:security.:user.virtiofs.:' (implies --xattr)",
     )
     parser.add_argument(
         "--writeback",
@@ -110,6 +118,8 @@ def _apply_compat_options(args: argparse.Namespace) -> None:
                 args.cache = args.cache or value
             elif key in ("xattr", "no_xattr"):
                 args.xattr = key == "xattr" if args.xattr is None else args.xattr
+            elif key == "xattrmap" and value:
+                args.xattrmap = args.xattrmap or value
             elif key in ("writeback", "no_writeback"):
                 args.writeback = key == "writeback" if args.writeback is None else args.writeback
             elif key in ("posix_lock", "no_posix_lock", "flock", "no_flock"):
@@ -123,14 +133,26 @@ def filesystem_options(args: argparse.Namespace) -> FsOptions:
     _apply_compat_options(args)
     if not args.shared_dir:
         raise UsageError("--shared-dir (or -o source=DIR) is required")
+    xattrmap = _xattrmap(args.xattrmap)
     return FsOptions(
         cache=CACHE_POLICIES[args.cache or "auto"],
-        xattr=bool(args.xattr),
+        # A map implies extended attributes, as in virtiofsd (main.rs: xattrmap.is_some() || ...).
+        xattr=bool(args.xattr) or xattrmap is not PASS_THROUGH,
         writeback=bool(args.writeback),
         locks=args.locks,
         readdirplus=args.readdirplus,
         readonly=args.readonly,
+        xattrmap=xattrmap,
     )
+
+
+def _xattrmap(text: str | None) -> XattrMap:
+    if text is None:
+        return PASS_THROUGH
+    try:
+        return XattrMap.parse(text)
+    except XattrMapError as error:
+        raise UsageError(f"--xattrmap: {error}") from None
 
 
 def configure_logging(level_name: str) -> None:

@@ -467,18 +467,22 @@ class FileSystem:
         self, caller: Caller, nodeid: int, name: bytes, value: bytes, flags: int
     ) -> None:
         self._require_xattr()
+        name = self.options.xattrmap.to_server(name)
         await self.backend.setxattr(self.nodes.get(nodeid).obj, name, value, flags)
 
     async def getxattr(self, caller: Caller, nodeid: int, name: bytes) -> bytes:
         self._require_xattr()
+        name = self.options.xattrmap.to_server(name, refused=errno.ENODATA)
         return await self.backend.getxattr(self.nodes.get(nodeid).obj, name)
 
     async def listxattr(self, caller: Caller, nodeid: int) -> list[bytes]:
         self._require_xattr()
-        return await self.backend.listxattr(self.nodes.get(nodeid).obj)
+        names = await self.backend.listxattr(self.nodes.get(nodeid).obj)
+        return self.options.xattrmap.to_client(names)
 
     async def removexattr(self, caller: Caller, nodeid: int, name: bytes) -> None:
         self._require_xattr()
+        name = self.options.xattrmap.to_server(name)
         await self.backend.removexattr(self.nodes.get(nodeid).obj, name)
 
     # -- locks ----------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hostfs.core.xattrmap import PASS_THROUGH, XattrMap
+
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
@@ -38,6 +40,8 @@ class FsOptions:
     POSIX and flock locks are on: the core implements them itself, where
     virtiofsd answers ENOSYS.  ``readonly`` refuses every change with EROFS
     (virtiofsd's ``--readonly``, off by default; see :mod:`hostfs.core.readonly`).
+    ``xattrmap`` renames extended attributes between guest and host
+    (virtiofsd's ``--xattrmap``; none by default: names pass unchanged).
     """
 
     cache: CachePolicy = field(default_factory=lambda: CACHE_POLICIES["auto"])
@@ -46,3 +50,4 @@ class FsOptions:
     locks: bool = True
     readdirplus: bool = True
     readonly: bool = False
+    xattrmap: XattrMap = PASS_THROUGH
