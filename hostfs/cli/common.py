@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from hostfs.backends import BackendUnavailable, open_backend
 from hostfs.core.filesystem import FileSystem
+from hostfs.core.idmap import IdMap, IdMapError, IdMapping
 from hostfs.core.options import CACHE_POLICIES, FsOptions
 from hostfs.core.xattrmap import PASS_THROUGH, XattrMap, XattrMapError
 
@@ -73,6 +74,16 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         help="rename extended attributes between guest and host with virtiofsd's rules, "
         "e.g. ':map:security.:user.virtiofs.:' (implies --xattr)",
     )
+    for kind in ("uid", "gid"):
+        parser.add_argument(
+            f"--translate-{kind}",
+            action="append",
+            default=[],
+            metavar="TYPE:A:B:COUNT",
+            help=f"translate {kind}s between guest and host, as virtiofsd: guest:G:H:N, "
+            "host:H:G:N, squash-guest:G:H:N, squash-host:H:G:N, map:G:H:N, forbid-guest:G:N "
+            "(repeatable)",
+        )
     parser.add_argument(
         "--writeback",
         action="store_true",
@@ -143,7 +154,19 @@ def filesystem_options(args: argparse.Namespace) -> FsOptions:
         readdirplus=args.readdirplus,
         readonly=args.readonly,
         xattrmap=xattrmap,
+        ids=_ids(args.translate_uid, args.translate_gid),
     )
+
+
+def _ids(uids: list[str], gids: list[str]) -> IdMapping:
+    return IdMapping(_idmap("uid", uids), _idmap("gid", gids))
+
+
+def _idmap(kind: str, specs: list[str]) -> IdMap:
+    try:
+        return IdMap.parse(specs)
+    except IdMapError as error:
+        raise UsageError(f"--translate-{kind}: {error}") from None
 
 
 def _xattrmap(text: str | None) -> XattrMap:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from hostfs.backends.base import Backend, BackendObject
 from hostfs.core.handles import HandleTable, OpenDir, OpenFile
+from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable
 from hostfs.core.nodes import ROOT_NODEID, Node, NodeTable
 from hostfs.core.options import FsOptions
@@ -90,6 +91,8 @@ class FileSystem:
         self._root: Node | None = None
         if self.options.readonly:
             make_read_only(self)
+        if not self.options.ids.is_identity:
+            translate_callers(self, self.options.ids)
 
     @property
     def requests_wait(self) -> bool:
@@ -137,11 +140,14 @@ class FileSystem:
     def _entry(self, obj: BackendObject, st: Stat) -> Entry:
         node = self.nodes.remember(obj, st)
         cache = self.options.cache
-        return Entry(node.nodeid, NodeTable.GENERATION, st, cache.entry_timeout, cache.attr_timeout)
+        guest_st = self.options.ids.stat_to_guest(st)
+        return Entry(
+            node.nodeid, NodeTable.GENERATION, guest_st, cache.entry_timeout, cache.attr_timeout
+        )
 
     def _attr(self, node: Node, st: Stat) -> AttrReply:
         node.mode = st.mode
-        return AttrReply(st, self.options.cache.attr_timeout)
+        return AttrReply(self.options.ids.stat_to_guest(st), self.options.cache.attr_timeout)
 
     def _dir(self, nodeid: int) -> Node:
         node = self.nodes.get(nodeid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hostfs.core.idmap import IDENTITY, IdMapping
 from hostfs.core.xattrmap import PASS_THROUGH, XattrMap
 
 
@@ -42,6 +43,8 @@ class FsOptions:
     (virtiofsd's ``--readonly``, off by default; see :mod:`hostfs.core.readonly`).
     ``xattrmap`` renames extended attributes between guest and host
     (virtiofsd's ``--xattrmap``; none by default: names pass unchanged).
+    ``ids`` translates uids and gids between guest and host (virtiofsd's
+    ``--translate-uid``/``--translate-gid``; none by default).
     """
 
     cache: CachePolicy = field(default_factory=lambda: CACHE_POLICIES["auto"])
@@ -51,3 +54,4 @@ class FsOptions:
     readdirplus: bool = True
     readonly: bool = False
     xattrmap: XattrMap = PASS_THROUGH
+    ids: IdMapping = IDENTITY
