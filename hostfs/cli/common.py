@@ -14,7 +14,9 @@ from typing import NoReturn
 
 from hostfs.backends import BackendUnavailable, open_backend
 from hostfs.core.filesystem import FileSystem
+from hostfs.core.idmap import IdMap, IdMapError, IdMapping
 from hostfs.core.options import CACHE_POLICIES, FsOptions
+from hostfs.core.xattrmap import PASS_THROUGH, XattrMap, XattrMapError
 
 LOG_LEVELS = {
     # virtiofsd's names (Rust: error/warn/info/debug/trace/off; C: err/warn/info/debug)
@@ -54,7 +56,8 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="OPT[,OPT...]",
         help="virtiofsd-style options: source=DIR, cache=auto|always|never, xattr, "
-        "no_xattr, writeback, no_writeback, posix_lock, no_posix_lock, flock, no_flock",
+        "no_xattr, xattrmap=RULES, writeback, no_writeback, posix_lock, no_posix_lock, flock, "
+        "no_flock",
     )
     parser.add_argument(
         "--cache",
@@ -66,10 +69,31 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         "--xattr", action="store_true", default=None, help="enable extended attributes"
     )
     parser.add_argument(
+        "--xattrmap",
+        metavar="RULES",
+        help="rename extended attributes between guest and host with virtiofsd's rules, "
+        "e.g. ':map:security.:user.virtiofs.:' (implies --xattr)",
+    )
+    for kind in ("uid", "gid"):
+        parser.add_argument(
+            f"--translate-{kind}",
+            action="append",
+            default=[],
+            metavar="TYPE:A:B:COUNT",
+            help=f"translate {kind}s between guest and host, as virtiofsd: guest:G:H:N, "
+            "host:H:G:N, squash-guest:G:H:N, squash-host:H:G:N, map:G:H:N, forbid-guest:G:N "
+            "(repeatable)",
+        )
+    parser.add_argument(
         "--writeback",
         action="store_true",
         default=None,
         help="let the kernel cache writes (FUSE_WRITEBACK_CACHE); off by default, as in virtiofsd",
+    )
+    parser.add_argument(
+        "--readonly",
+        action="store_true",
+        help="refuse every change to the share with EROFS (as virtiofsd's --readonly)",
     )
     parser.add_argument(
         "--no-readdirplus",
@@ -105,6 +129,8 @@ def _apply_compat_options(args: argparse.Namespace) -> None:
                 args.cache = args.cache or value
             elif key in ("xattr", "no_xattr"):
                 args.xattr = key == "xattr" if args.xattr is None else args.xattr
+            elif key == "xattrmap" and value:
+                args.xattrmap = args.xattrmap or value
             elif key in ("writeback", "no_writeback"):
                 args.writeback = key == "writeback" if args.writeback is None else args.writeback
             elif key in ("posix_lock", "no_posix_lock", "flock", "no_flock"):
@@ -118,13 +144,38 @@ def filesystem_options(args: argparse.Namespace) -> FsOptions:
     _apply_compat_options(args)
     if not args.shared_dir:
         raise UsageError("--shared-dir (or -o source=DIR) is required")
+    xattrmap = _xattrmap(args.xattrmap)
     return FsOptions(
         cache=CACHE_POLICIES[args.cache or "auto"],
-        xattr=bool(args.xattr),
+        # A map implies extended attributes, as in virtiofsd (main.rs: xattrmap.is_some() || ...).
+        xattr=bool(args.xattr) or xattrmap is not PASS_THROUGH,
         writeback=bool(args.writeback),
         locks=args.locks,
         readdirplus=args.readdirplus,
+        readonly=args.readonly,
+        xattrmap=xattrmap,
+        ids=_ids(args.translate_uid, args.translate_gid),
     )
+
+
+def _ids(uids: list[str], gids: list[str]) -> IdMapping:
+    return IdMapping(_idmap("uid", uids), _idmap("gid", gids))
+
+
+def _idmap(kind: str, specs: list[str]) -> IdMap:
+    try:
+        return IdMap.parse(specs)
+    except IdMapError as error:
+        raise UsageError(f"--translate-{kind}: {error}") from None
+
+
+def _xattrmap(text: str | None) -> XattrMap:
+    if text is None:
+        return PASS_THROUGH
+    try:
+        return XattrMap.parse(text)
+    except XattrMapError as error:
+        raise UsageError(f"--xattrmap: {error}") from None
 
 
 def configure_logging(level_name: str) -> None:

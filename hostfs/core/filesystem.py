@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from hostfs.backends.base import Backend, BackendObject
 from hostfs.core.handles import HandleTable, OpenDir, OpenFile
+from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable
 from hostfs.core.nodes import ROOT_NODEID, Node, NodeTable
 from hostfs.core.options import FsOptions
 from hostfs.core.permissions import check_access
+from hostfs.core.readonly import make_read_only
 from hostfs.core.types import (
     AttrReply,
     Caller,
@@ -87,6 +89,10 @@ class FileSystem:
         self.posix_locks = LockTable()
         self.flocks = FlockTable()
         self._root: Node | None = None
+        if self.options.readonly:
+            make_read_only(self)
+        if not self.options.ids.is_identity:
+            translate_callers(self, self.options.ids)
 
     @property
     def requests_wait(self) -> bool:
@@ -134,11 +140,14 @@ class FileSystem:
     def _entry(self, obj: BackendObject, st: Stat) -> Entry:
         node = self.nodes.remember(obj, st)
         cache = self.options.cache
-        return Entry(node.nodeid, NodeTable.GENERATION, st, cache.entry_timeout, cache.attr_timeout)
+        guest_st = self.options.ids.stat_to_guest(st)
+        return Entry(
+            node.nodeid, NodeTable.GENERATION, guest_st, cache.entry_timeout, cache.attr_timeout
+        )
 
     def _attr(self, node: Node, st: Stat) -> AttrReply:
         node.mode = st.mode
-        return AttrReply(st, self.options.cache.attr_timeout)
+        return AttrReply(self.options.ids.stat_to_guest(st), self.options.cache.attr_timeout)
 
     def _dir(self, nodeid: int) -> Node:
         node = self.nodes.get(nodeid)
@@ -464,18 +473,22 @@ class FileSystem:
         self, caller: Caller, nodeid: int, name: bytes, value: bytes, flags: int
     ) -> None:
         self._require_xattr()
+        name = self.options.xattrmap.to_server(name)
         await self.backend.setxattr(self.nodes.get(nodeid).obj, name, value, flags)
 
     async def getxattr(self, caller: Caller, nodeid: int, name: bytes) -> bytes:
         self._require_xattr()
+        name = self.options.xattrmap.to_server(name, refused=errno.ENODATA)
         return await self.backend.getxattr(self.nodes.get(nodeid).obj, name)
 
     async def listxattr(self, caller: Caller, nodeid: int) -> list[bytes]:
         self._require_xattr()
-        return await self.backend.listxattr(self.nodes.get(nodeid).obj)
+        names = await self.backend.listxattr(self.nodes.get(nodeid).obj)
+        return self.options.xattrmap.to_client(names)
 
     async def removexattr(self, caller: Caller, nodeid: int, name: bytes) -> None:
         self._require_xattr()
+        name = self.options.xattrmap.to_server(name)
         await self.backend.removexattr(self.nodes.get(nodeid).obj, name)
 
     # -- locks ----------------------------------------------------------------

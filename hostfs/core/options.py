@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hostfs.core.idmap import IDENTITY, IdMapping
+from hostfs.core.xattrmap import PASS_THROUGH, XattrMap
+
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
@@ -36,7 +39,12 @@ class FsOptions:
     ``xattr`` is off by default, as in virtiofsd (``--xattr``); ``writeback``
     (FUSE_WRITEBACK_CACHE) is off by default, as in virtiofsd (``--writeback``);
     POSIX and flock locks are on: the core implements them itself, where
-    virtiofsd answers ENOSYS.
+    virtiofsd answers ENOSYS.  ``readonly`` refuses every change with EROFS
+    (virtiofsd's ``--readonly``, off by default; see :mod:`hostfs.core.readonly`).
+    ``xattrmap`` renames extended attributes between guest and host
+    (virtiofsd's ``--xattrmap``; none by default: names pass unchanged).
+    ``ids`` translates uids and gids between guest and host (virtiofsd's
+    ``--translate-uid``/``--translate-gid``; none by default).
     """
 
     cache: CachePolicy = field(default_factory=lambda: CACHE_POLICIES["auto"])
@@ -44,3 +52,6 @@ class FsOptions:
     writeback: bool = False
     locks: bool = True
     readdirplus: bool = True
+    readonly: bool = False
+    xattrmap: XattrMap = PASS_THROUGH
+    ids: IdMapping = IDENTITY
