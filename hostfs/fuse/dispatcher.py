@@ -28,10 +28,13 @@ from hostfs.fuse.abi import Opcode
 from hostfs.fuse.init import Protocol, SessionConfig, negotiate
 from hostfs.fuse.parking import parked
 from hostfs.fuse.passthrough import BackingDevice, BackingFiles
+from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.fuse.scatter import scatter_into, slices, total_length
 from hostfs.fuse.stats import OpStats
 
 log = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(log)
+"""Whatever a guest's requests make hostfs log goes through here."""
 
 HEADER = abi.OUT_HEADER.size
 _MAX_ERRNO = 511
@@ -99,9 +102,11 @@ class Dispatcher:
         INTERRUPT, or a request too short to have a ``unique``).
         """
         started = time.perf_counter_ns()
-        header, request = rq.parse(self.protocol, readable)
+        header, request = rq.parse(self.protocol, readable, self.config.max_request)
         if header is None:
-            log.warning("dropped a request shorter than fuse_in_header")
+            guest_errors.log(
+                "short request", logging.WARNING, "dropped a request shorter than fuse_in_header"
+            )
             return 0
         opcode = header.opcode
         if type(request) is rq.BadRequest:
@@ -145,12 +150,24 @@ class Dispatcher:
         except OSError as error:
             return 0, _errno_of(error)
         except struct.error as error:
-            log.warning(
-                "opcode %d: reply does not fit or holds bad values: %s", header.opcode, error
+            guest_errors.log(
+                "bad reply",
+                logging.WARNING,
+                "%s: reply does not fit or holds bad values: %s",
+                _opcode_name(header.opcode),
+                error,
             )
             return 0, errno.EIO
-        except Exception:
-            log.exception("opcode %d unique %d failed", header.opcode, header.unique)
+        except Exception as error:
+            guest_errors.log(
+                "request failure",
+                logging.ERROR,
+                "%s unique %d failed: %r",
+                _opcode_name(header.opcode),
+                header.unique,
+                error,
+                trace=True,
+            )
             return 0, errno.EIO
 
     async def _interruptible(
@@ -243,13 +260,21 @@ class Dispatcher:
             self.config,
         )
         if reply.error:
-            log.error("kernel speaks FUSE %d.%d: unsupported", request.major, request.minor)
+            guest_errors.log(
+                "init",
+                logging.ERROR,
+                "kernel speaks FUSE %d.%d: unsupported",
+                request.major,
+                request.minor,
+            )
             raise OSError(reply.error, "unsupported FUSE major version")
         if reply.protocol is not None:
             await self.fs.init()
             self.protocol = reply.protocol
             self.initialized = True
-            log.info(
+            guest_errors.log(
+                "init",
+                logging.INFO,
                 "FUSE session: kernel %d.%d, speaking 7.%d, flags %#x",
                 request.major,
                 request.minor,
@@ -278,7 +303,7 @@ class Dispatcher:
         self.fs.forget(header.nodeid, request.nlookup)
 
     async def _on_batch_forget(self, header, request: rq.BatchForget, caller, out, limit) -> None:
-        self.fs.batch_forget(request.items)
+        self.fs.batch_forget(request.items())
 
     async def _on_syncfs(self, header, request, caller, out, limit) -> int:
         await self.fs.syncfs(caller)
