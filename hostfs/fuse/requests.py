@@ -1,8 +1,9 @@
 """Decode FUSE requests: buffers from the kernel or a guest -> typed, checked values.
 
-Sans-I/O.  :func:`parse` never raises: a request that is short, inconsistent
-or oversized becomes :class:`BadRequest` with the errno to answer, an opcode
-hostfs does not implement becomes ``BadRequest(ENOSYS)``.
+Sans-I/O, and never raises: :func:`frame` checks a request's header, and
+:func:`decode` runs the decoder the dispatch table (hostfs/fuse/operations.py)
+names for its opcode; a request that is short, inconsistent or oversized
+becomes :class:`BadRequest` with the errno to answer.
 
 A request costs at most a small constant times its size, and it is never
 longer than ``SessionConfig.max_request``: a longer one is refused from its
@@ -23,7 +24,6 @@ from typing import NamedTuple
 
 from hostfs.core.types import Lock, SetattrChanges
 from hostfs.fuse import abi
-from hostfs.fuse.abi import Opcode
 from hostfs.fuse.args import Args
 from hostfs.fuse.init import Protocol, SessionConfig
 from hostfs.fuse.ratelimit import RateLimitedLog
@@ -510,55 +510,6 @@ def decode_copy_file_range(proto: Protocol, args: Args) -> CopyFileRange:
 
 Decoder = Callable[[Protocol, Args], Request]
 
-DECODERS: list[Decoder | None] = [None] * (abi.MAX_OPCODE + 1)
-for _opcode, _decoder in {
-    Opcode.LOOKUP: decode_lookup,
-    Opcode.FORGET: decode_forget,
-    Opcode.GETATTR: decode_getattr,
-    Opcode.SETATTR: decode_setattr,
-    Opcode.READLINK: decode_empty,
-    Opcode.SYMLINK: decode_symlink,
-    Opcode.MKNOD: decode_mknod,
-    Opcode.MKDIR: decode_mkdir,
-    Opcode.UNLINK: decode_unlink,
-    Opcode.RMDIR: decode_unlink,
-    Opcode.RENAME: decode_rename,
-    Opcode.LINK: decode_link,
-    Opcode.OPEN: decode_open,
-    Opcode.READ: decode_read,
-    Opcode.WRITE: decode_write,
-    Opcode.STATFS: decode_empty,
-    Opcode.RELEASE: decode_release,
-    Opcode.FSYNC: decode_fsync,
-    Opcode.SETXATTR: decode_setxattr,
-    Opcode.GETXATTR: decode_getxattr,
-    Opcode.LISTXATTR: decode_listxattr,
-    Opcode.REMOVEXATTR: decode_removexattr,
-    Opcode.FLUSH: decode_flush,
-    Opcode.INIT: decode_init,
-    Opcode.OPENDIR: decode_open,
-    Opcode.READDIR: decode_read,
-    Opcode.RELEASEDIR: decode_release,
-    Opcode.FSYNCDIR: decode_fsync,
-    Opcode.GETLK: decode_lk,
-    Opcode.SETLK: decode_lk,
-    Opcode.SETLKW: decode_lk,
-    Opcode.ACCESS: decode_access,
-    Opcode.CREATE: decode_create,
-    Opcode.INTERRUPT: decode_interrupt,
-    Opcode.DESTROY: decode_empty,
-    Opcode.BATCH_FORGET: decode_batch_forget,
-    Opcode.FALLOCATE: decode_fallocate,
-    Opcode.READDIRPLUS: decode_read,
-    Opcode.RENAME2: decode_rename2,
-    Opcode.LSEEK: decode_lseek,
-    Opcode.COPY_FILE_RANGE: decode_copy_file_range,
-    Opcode.SYNCFS: decode_empty,
-}.items():
-    DECODERS[_opcode] = _decoder
-"""Opcode -> decoder; None for opcodes answered with ENOSYS (BMAP, IOCTL, POLL, DAX
-mappings, TMPFILE, NOTIFY_REPLY, CUSE)."""
-
 MAX_REQUEST = SessionConfig().max_request
 
 
@@ -602,17 +553,3 @@ def decode(decoder: Decoder, proto: Protocol, args: Args) -> Request | BadReques
             trace=True,
         )
         return BadRequest(errno.EIO)
-
-
-def parse(
-    proto: Protocol, readable: Sequence[memoryview], max_request: int = MAX_REQUEST
-) -> tuple[InHeader | None, Request | BadRequest]:
-    """Split a request into its header and its typed arguments (see :func:`frame`)."""
-    header, args = frame(readable, max_request)
-    if type(args) is BadRequest:
-        return header, args
-    opcode = header.opcode
-    decoder = DECODERS[opcode] if 0 <= opcode < len(DECODERS) else None
-    if decoder is None:
-        return header, BadRequest(errno.ENOSYS)
-    return header, decode(decoder, proto, args)

@@ -329,13 +329,14 @@ async def test_lookup_costs_less_than_its_size(args: bytes) -> None:
     assert peak <= len(data)  # today's code: a few KiB; copying the body twice was 2-3x
 
 
-async def test_request_over_the_cap_is_refused_unread() -> None:
+@pytest.mark.parametrize("opcode", [Opcode.LOOKUP, Opcode.BATCH_FORGET])
+async def test_request_over_the_cap_is_refused_unread(opcode: Opcode) -> None:
     """Aliased descriptors: 64 views of one MiB claim a 64 MiB request."""
     fs = FakeFileSystem()
     dispatcher = await initialized(fs)
-    page = bytearray(1 << 20)
+    page = bytearray(b"a" * (1 << 20))
     size = 64 << 20
-    abi.IN_HEADER.pack_into(page, 0, size, Opcode.BATCH_FORGET, 8, 1, 0, 0, 0, 0, 0)
+    abi.IN_HEADER.pack_into(page, 0, size, opcode, 8, 1, 0, 0, 0, 0, 0)
     abi.BATCH_FORGET_IN.pack_into(page, 40, (size - 48) // 16, 0)
     reply = bytearray(4096)
     tracemalloc.start()
@@ -344,7 +345,10 @@ async def test_request_over_the_cap_is_refused_unread() -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert wire.reply(reply, written)[1:3] == (-errno.ENOMEM, 8)
+    if opcode == Opcode.LOOKUP:
+        assert wire.reply(reply, written)[1:3] == (-errno.ENOMEM, 8)
+    else:
+        assert written == 0  # FORGETs get no reply, not even an error
     assert peak < 64 << 10 and fs.calls[-1][0] == "init"
 
 
@@ -357,3 +361,23 @@ async def test_a_flood_of_failures_logs_a_few_lines_without_tracebacks(session, 
     failures = [r for r in caplog.records if "bug in the core" in r.getMessage()]
     assert 1 <= len(failures) <= 10
     assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_requests_without_replies_get_none_even_when_bad(session) -> None:
+    """fuse.h: FORGET and BATCH_FORGET are never answered, so not with an error either."""
+    dispatcher, fs = session
+    calls = len(fs.calls)
+    assert await call(dispatcher, request(Opcode.FORGET, b"\0" * 3)) is None
+    batch = abi.BATCH_FORGET_IN.pack(1000, 0)
+    assert await call(dispatcher, request(Opcode.BATCH_FORGET, batch)) is None
+    assert len(fs.calls) == calls
+    before_init = Dispatcher(FakeFileSystem())
+    assert await call(before_init, request(Opcode.FORGET, abi.FORGET_IN.pack(1))) is None
+
+
+async def test_init_again_while_running_starts_a_new_session(session) -> None:
+    """QEMU reboots a guest without a device reset: the next INIT must be served."""
+    dispatcher, fs = session
+    reply = await call(dispatcher, request(Opcode.INIT, wire.init_in()))
+    assert reply.error == 0 and dispatcher.initialized
+    assert [name for name, _ in fs.calls].count("init") == 2
