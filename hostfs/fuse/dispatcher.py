@@ -1,5 +1,9 @@
 """Serve one FUSE request: decode it, call the core, encode the reply.
 
+Each handler below registers itself in :data:`OPERATIONS` with its opcode, its
+decoder and its reply kind (hostfs/fuse/operations.py): that table is the only
+place an opcode is routed.
+
 Transports (/dev/fuse, vhost-user virtqueues) call :meth:`Dispatcher.handle`
 with the request's buffers and the buffers the reply goes into; they may run
 many ``handle`` calls concurrently.  ``readable`` and ``writable`` may be the
@@ -26,21 +30,25 @@ from hostfs.fuse import abi, replies
 from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.init import Protocol, SessionConfig, negotiate
+from hostfs.fuse.operations import Operation, OperationTable, ReplyKind
 from hostfs.fuse.parking import parked
 from hostfs.fuse.passthrough import BackingDevice, BackingFiles
+from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.fuse.scatter import scatter_into, slices, total_length
+from hostfs.fuse.session import Session, SessionState
 from hostfs.fuse.stats import OpStats
 
 log = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(log)
+"""Whatever a guest's requests make hostfs log goes through here."""
 
 HEADER = abi.OUT_HEADER.size
 _MAX_ERRNO = 511
 """The kernel rejects a reply whose error is not in ``[-511, 0]`` (fuse_dev_do_write)."""
 _EARLY_INTERRUPTS_MAX = 1024
 
-Handler = Callable[[rq.InHeader, Any, Caller, memoryview, int], Awaitable[int | None]]
-"""``(header, request, caller, out, limit) -> payload length`` encoded at ``out[16:limit]``,
-or None for requests that get no reply."""
+OPERATIONS = OperationTable()
+"""What hostfs serves: each handler below registers itself, with its decoder."""
 
 
 def _errno_of(error: OSError) -> int:
@@ -77,18 +85,18 @@ class Dispatcher:
         self.backing = BackingFiles(backing_device) if backing_device else None
         self.protocol = Protocol()
         """Negotiated by INIT; until then the newest layouts decode INIT itself."""
-        self.initialized = False
+        self.session = Session()
         self.stats = OpStats()
         self._every_request_waits = fs.requests_wait
         self._inflight: dict[int, trio.CancelScope] = {}
         self._early_interrupts: set[int] = set()
         self._scratch: list[memoryview] = []
         self._debug = log.isEnabledFor(logging.DEBUG)
-        self._handlers: list[Handler | None] = [None] * (abi.MAX_OPCODE + 1)
-        for opcode in Opcode:
-            handler = getattr(self, "_on_" + opcode.name.lower(), None)
-            if handler is not None:
-                self._handlers[opcode] = handler
+
+    @property
+    def initialized(self) -> bool:
+        """Whether INIT has agreed a protocol (transports wait for it)."""
+        return self.session.state is SessionState.RUNNING
 
     # -- the transport-facing API ---------------------------------------------
 
@@ -99,19 +107,19 @@ class Dispatcher:
         INTERRUPT, or a request too short to have a ``unique``).
         """
         started = time.perf_counter_ns()
-        header, request = rq.parse(self.protocol, readable)
+        header, args = rq.frame(readable, self.config.max_request)
         if header is None:
-            log.warning("dropped a request shorter than fuse_in_header")
+            guest_errors.log(
+                "short request", logging.WARNING, "dropped a request shorter than fuse_in_header"
+            )
             return 0
         opcode = header.opcode
+        operation = OPERATIONS.get(opcode)
+        request = self._decode(operation, opcode, args)
         if type(request) is rq.BadRequest:
             length, error = 0, request.errno
-        elif not self.initialized and opcode != Opcode.INIT:
-            length, error = 0, errno.EIO
-        elif opcode == Opcode.READ:
-            length, error = await self._call(self._read_into_reply, header, request, writable)
         else:
-            length, error = await self._call(self._reply_in_buffer, header, request, writable)
+            length, error = await self._call(operation, header, request, writable)
         if self._debug:
             log.debug(
                 "%s unique=%d nodeid=%d -> %s",
@@ -121,6 +129,8 @@ class Dispatcher:
                 f"-{errno.errorcode.get(error, error)}" if error else length,
             )
         self.stats.record(opcode, error != 0, time.perf_counter_ns() - started)
+        if operation is not None and operation.reply is ReplyKind.NONE:
+            return 0
         if error:
             if total_length(writable) < HEADER:
                 return 0
@@ -129,10 +139,27 @@ class Dispatcher:
 
     # -- plumbing ---------------------------------------------------------------
 
+    def _decode(
+        self, operation: Operation | None, opcode: int, args: rq.Args | rq.BadRequest
+    ) -> rq.Request | rq.BadRequest:
+        """The typed request, or the errno to answer: ENOSYS for an opcode without an
+        operation, EIO for one the session does not admit yet."""
+        if type(args) is rq.BadRequest:
+            return args
+        if operation is None:
+            return rq.BadRequest(errno.ENOSYS)
+        if not self.session.admits(opcode):
+            return rq.BadRequest(errno.EIO)
+        return rq.decode(operation.decoder, self.protocol, args)
+
     async def _call(
-        self, body: Callable[..., Awaitable[int]], header: rq.InHeader, request: Any, writable: Any
+        self,
+        operation: Operation,
+        header: rq.InHeader,
+        request: rq.Request,
+        writable: Sequence[memoryview],
     ) -> tuple[int, int]:
-        """Run ``body``; map its failure to an errno.
+        """Serve the request; map its failure to an errno.
 
         Only a request that can wait runs interruptibly: a waiting lock always,
         anything else when the backend's calls can wait.  The rest finish
@@ -140,23 +167,39 @@ class Dispatcher:
         """
         try:
             if self._every_request_waits or header.opcode == Opcode.SETLKW:
-                return await self._interruptible(body, header, request, writable)
-            return await body(header, request, writable), 0
+                return await self._interruptible(operation, header, request, writable)
+            return await self._serve(operation, header, request, writable), 0
         except OSError as error:
             return 0, _errno_of(error)
         except struct.error as error:
-            log.warning(
-                "opcode %d: reply does not fit or holds bad values: %s", header.opcode, error
+            guest_errors.log(
+                "bad reply",
+                logging.WARNING,
+                "%s: reply does not fit or holds bad values: %s",
+                _opcode_name(header.opcode),
+                error,
             )
             return 0, errno.EIO
-        except Exception:
-            log.exception("opcode %d unique %d failed", header.opcode, header.unique)
+        except Exception as error:
+            guest_errors.log(
+                "request failure",
+                logging.ERROR,
+                "%s unique %d failed: %r",
+                _opcode_name(header.opcode),
+                header.unique,
+                error,
+                trace=True,
+            )
             return 0, errno.EIO
 
     async def _interruptible(
-        self, body: Callable[..., Awaitable[int]], header: rq.InHeader, request: Any, writable: Any
+        self,
+        operation: Operation,
+        header: rq.InHeader,
+        request: rq.Request,
+        writable: Sequence[memoryview],
     ) -> tuple[int, int]:
-        """Run ``body`` in a cancel scope that FUSE_INTERRUPT for its ``unique`` cancels."""
+        """Serve in a cancel scope that FUSE_INTERRUPT for its ``unique`` cancels."""
         unique = header.unique
         scope = trio.CancelScope()
         if unique in self._early_interrupts:
@@ -166,7 +209,7 @@ class Dispatcher:
         length = 0
         try:
             with scope:
-                length = await body(header, request, writable)
+                length = await self._serve(operation, header, request, writable)
         finally:
             if self._inflight.get(unique) is scope:
                 del self._inflight[unique]
@@ -186,27 +229,41 @@ class Dispatcher:
             scatter_into(writable, 0, memoryview(header))
         return length
 
+    async def _serve(
+        self,
+        operation: Operation,
+        header: rq.InHeader,
+        request: rq.Request,
+        writable: Sequence[memoryview],
+    ) -> int:
+        """Call the handler as its reply kind wants; the reply length."""
+        reply = operation.reply
+        if reply is ReplyKind.BUFFER:
+            return await self._reply_in_buffer(operation.handler, header, request, writable)
+        if reply is ReplyKind.DATA:
+            caller = Caller(header.uid, header.gid, header.pid)
+            return await operation.handler(self, header, request, caller, writable)
+        await operation.handler(self, header, request)
+        return 0
+
     async def _reply_in_buffer(
-        self, header: rq.InHeader, request: Any, writable: Sequence[memoryview]
+        self,
+        handler: Callable[..., Awaitable[int]],
+        header: rq.InHeader,
+        request: rq.Request,
+        writable: Sequence[memoryview],
     ) -> int:
         """Encode straight into a single reply buffer, else into scratch then scatter."""
-        handler = self._handlers[header.opcode]
-        if handler is None:
-            raise OSError(errno.ENOSYS, "not implemented")
         caller = Caller(header.uid, header.gid, header.pid)
         if len(writable) == 1:
             out = writable[0]
-            payload = await handler(header, request, caller, out, len(out))
-            if payload is None:
-                return 0
+            payload = await handler(self, header, request, caller, out, len(out))
             replies.out_header(out, HEADER + payload, 0, header.unique)
             return HEADER + payload
         out = self._scratch.pop() if self._scratch else self._new_scratch()
         try:
             capacity = total_length(writable)
-            payload = await handler(header, request, caller, out, min(len(out), capacity))
-            if payload is None:
-                return 0
+            payload = await handler(self, header, request, caller, out, min(len(out), capacity))
             if HEADER + payload > capacity:
                 raise OSError(errno.EIO, "reply larger than the buffers offered")
             replies.out_header(out, HEADER + payload, 0, header.unique)
@@ -217,15 +274,15 @@ class Dispatcher:
     def _new_scratch(self) -> memoryview:
         return memoryview(bytearray(self.config.buffer_size))
 
-    async def _read_into_reply(
-        self, header: rq.InHeader, request: rq.Read, writable: Sequence[memoryview]
+    @OPERATIONS.handles(Opcode.READ, rq.decode_read, ReplyKind.DATA)
+    async def _on_read(
+        self, header: rq.InHeader, request: rq.Read, caller: Caller, writable: Sequence[memoryview]
     ) -> int:
-        """READ: the core fills the reply buffers after the header, zero-copy."""
+        """The core fills the reply buffers after the header, zero-copy."""
         capacity = total_length(writable) - HEADER
         if capacity < 0:
             raise OSError(errno.EIO, "no room for a reply")
         views = slices(writable, HEADER, min(request.size, capacity))
-        caller = Caller(header.uid, header.gid, header.pid)
         count = await self.fs.read(caller, header.nodeid, request.fh, request.offset, views)
         if not 0 <= count <= sum(len(view) for view in views):
             raise OSError(errno.EIO, f"read returned {count}")
@@ -233,6 +290,7 @@ class Dispatcher:
 
     # -- session ----------------------------------------------------------------
 
+    @OPERATIONS.handles(Opcode.INIT, rq.decode_init)
     async def _on_init(self, header: rq.InHeader, request: rq.Init, caller: Caller, out, limit):
         reply = negotiate(
             request.major,
@@ -243,13 +301,21 @@ class Dispatcher:
             self.config,
         )
         if reply.error:
-            log.error("kernel speaks FUSE %d.%d: unsupported", request.major, request.minor)
+            guest_errors.log(
+                "init",
+                logging.ERROR,
+                "kernel speaks FUSE %d.%d: unsupported",
+                request.major,
+                request.minor,
+            )
             raise OSError(reply.error, "unsupported FUSE major version")
         if reply.protocol is not None:
             await self.fs.init()
             self.protocol = reply.protocol
-            self.initialized = True
-            log.info(
+            self.session.agreed()
+            guest_errors.log(
+                "init",
+                logging.INFO,
                 "FUSE session: kernel %d.%d, speaking 7.%d, flags %#x",
                 request.major,
                 request.minor,
@@ -259,13 +325,15 @@ class Dispatcher:
         out[HEADER : HEADER + len(reply.body)] = reply.body
         return len(reply.body)
 
+    @OPERATIONS.handles(Opcode.DESTROY, rq.decode_empty)
     async def _on_destroy(self, header, request, caller, out, limit) -> int:
-        self.initialized = False
+        self.session.destroyed()
         self.stats.log(logging.DEBUG)
         await self.fs.destroy()
         return 0
 
-    async def _on_interrupt(self, header, request: rq.Interrupt, caller, out, limit) -> None:
+    @OPERATIONS.handles(Opcode.INTERRUPT, rq.decode_interrupt, ReplyKind.NONE)
+    async def _on_interrupt(self, header: rq.InHeader, request: rq.Interrupt) -> None:
         scope = self._inflight.get(request.unique)
         if scope is not None:
             scope.cancel()
@@ -274,16 +342,20 @@ class Dispatcher:
             self._early_interrupts.clear()
         self._early_interrupts.add(request.unique)
 
-    async def _on_forget(self, header, request: rq.Forget, caller, out, limit) -> None:
+    @OPERATIONS.handles(Opcode.FORGET, rq.decode_forget, ReplyKind.NONE)
+    async def _on_forget(self, header: rq.InHeader, request: rq.Forget) -> None:
         self.fs.forget(header.nodeid, request.nlookup)
 
-    async def _on_batch_forget(self, header, request: rq.BatchForget, caller, out, limit) -> None:
-        self.fs.batch_forget(request.items)
+    @OPERATIONS.handles(Opcode.BATCH_FORGET, rq.decode_batch_forget, ReplyKind.NONE)
+    async def _on_batch_forget(self, header: rq.InHeader, request: rq.BatchForget) -> None:
+        self.fs.batch_forget(request.items())
 
+    @OPERATIONS.handles(Opcode.SYNCFS, rq.decode_empty)
     async def _on_syncfs(self, header, request, caller, out, limit) -> int:
         await self.fs.syncfs(caller)
         return 0
 
+    @OPERATIONS.handles(Opcode.STATFS, rq.decode_empty)
     async def _on_statfs(self, header, request, caller, out, limit) -> int:
         replies.statfs_out(out, HEADER, await self.fs.statfs(caller, header.nodeid))
         return self.protocol.statfs_out_size
@@ -294,19 +366,23 @@ class Dispatcher:
         replies.entry_out(out, HEADER, entry)
         return self.protocol.entry_out_size
 
+    @OPERATIONS.handles(Opcode.LOOKUP, rq.decode_lookup)
     async def _on_lookup(self, header, request: rq.Lookup, caller, out, limit) -> int:
         entry = await self.fs.lookup(caller, header.nodeid, request.name)
         return self._entry_reply(out, entry)
 
+    @OPERATIONS.handles(Opcode.GETATTR, rq.decode_getattr)
     async def _on_getattr(self, header, request: rq.Getattr, caller, out, limit) -> int:
         replies.attr_out(out, HEADER, await self.fs.getattr(caller, header.nodeid, request.fh))
         return self.protocol.attr_out_size
 
+    @OPERATIONS.handles(Opcode.SETATTR, rq.decode_setattr)
     async def _on_setattr(self, header, request: rq.Setattr, caller, out, limit) -> int:
         reply = await self.fs.setattr(caller, header.nodeid, request.changes, request.fh)
         replies.attr_out(out, HEADER, reply)
         return self.protocol.attr_out_size
 
+    @OPERATIONS.handles(Opcode.READLINK, rq.decode_empty)
     async def _on_readlink(self, header, request, caller, out, limit) -> int:
         target = await self.fs.readlink(caller, header.nodeid)
         if HEADER + len(target) > limit:
@@ -314,45 +390,53 @@ class Dispatcher:
         out[HEADER : HEADER + len(target)] = target
         return len(target)
 
+    @OPERATIONS.handles(Opcode.SYMLINK, rq.decode_symlink)
     async def _on_symlink(self, header, request: rq.Symlink, caller, out, limit) -> int:
         entry = await self.fs.symlink(caller, header.nodeid, request.name, request.target)
         return self._entry_reply(out, entry)
 
+    @OPERATIONS.handles(Opcode.MKNOD, rq.decode_mknod)
     async def _on_mknod(self, header, request: rq.Mknod, caller, out, limit) -> int:
         entry = await self.fs.mknod(caller, header.nodeid, request.name, request.mode, request.rdev)
         return self._entry_reply(out, entry)
 
+    @OPERATIONS.handles(Opcode.MKDIR, rq.decode_mkdir)
     async def _on_mkdir(self, header, request: rq.Mkdir, caller, out, limit) -> int:
         entry = await self.fs.mkdir(caller, header.nodeid, request.name, request.mode)
         return self._entry_reply(out, entry)
 
+    @OPERATIONS.handles(Opcode.UNLINK, rq.decode_unlink)
     async def _on_unlink(self, header, request: rq.Unlink, caller, out, limit) -> int:
         await self.fs.unlink(caller, header.nodeid, request.name)
         return 0
 
+    @OPERATIONS.handles(Opcode.RMDIR, rq.decode_unlink)
     async def _on_rmdir(self, header, request: rq.Unlink, caller, out, limit) -> int:
         await self.fs.rmdir(caller, header.nodeid, request.name)
         return 0
 
+    @OPERATIONS.handles(Opcode.RENAME, rq.decode_rename)
+    @OPERATIONS.handles(Opcode.RENAME2, rq.decode_rename2)
     async def _on_rename(self, header, request: rq.Rename, caller, out, limit) -> int:
         await self.fs.rename(
             caller, header.nodeid, request.name, request.new_parent, request.new_name, request.flags
         )
         return 0
 
-    _on_rename2 = _on_rename
-
+    @OPERATIONS.handles(Opcode.LINK, rq.decode_link)
     async def _on_link(self, header, request: rq.Link, caller, out, limit) -> int:
         entry = await self.fs.link(caller, request.old_nodeid, header.nodeid, request.new_name)
         return self._entry_reply(out, entry)
 
     # -- files --------------------------------------------------------------
 
+    @OPERATIONS.handles(Opcode.OPEN, rq.decode_open)
     async def _on_open(self, header, request: rq.Open, caller, out, limit) -> int:
         opened = await self.fs.open(caller, header.nodeid, request.flags, request.kill_suidgid)
         replies.open_out(out, HEADER, opened, self._backing_id(header.nodeid, opened))
         return abi.OPEN_OUT.size
 
+    @OPERATIONS.handles(Opcode.CREATE, rq.decode_create)
     async def _on_create(self, header, request: rq.Create, caller, out, limit) -> int:
         entry, opened = await self.fs.create(
             caller, header.nodeid, request.name, request.mode, request.flags
@@ -368,6 +452,7 @@ class Dispatcher:
         fd = self.fs.backing_fd(opened.fh)
         return None if fd is None else self.backing.acquire(nodeid, opened.fh, fd)
 
+    @OPERATIONS.handles(Opcode.WRITE, rq.decode_write)
     async def _on_write(self, header, request: rq.Write, caller, out, limit) -> int:
         count = await self.fs.write(
             caller, header.nodeid, request.fh, request.offset, request.data, request.kill_suidgid
@@ -375,10 +460,12 @@ class Dispatcher:
         abi.WRITE_OUT.pack_into(out, HEADER, count, 0)
         return abi.WRITE_OUT.size
 
+    @OPERATIONS.handles(Opcode.FLUSH, rq.decode_flush)
     async def _on_flush(self, header, request: rq.Flush, caller, out, limit) -> int:
         await self.fs.flush(caller, header.nodeid, request.fh, request.lock_owner)
         return 0
 
+    @OPERATIONS.handles(Opcode.RELEASE, rq.decode_release)
     async def _on_release(self, header, request: rq.Release, caller, out, limit) -> int:
         try:
             await self.fs.release(
@@ -389,16 +476,19 @@ class Dispatcher:
                 self.backing.release(request.fh)
         return 0
 
+    @OPERATIONS.handles(Opcode.FSYNC, rq.decode_fsync)
     async def _on_fsync(self, header, request: rq.Fsync, caller, out, limit) -> int:
         await self.fs.fsync(caller, header.nodeid, request.fh, request.datasync)
         return 0
 
+    @OPERATIONS.handles(Opcode.FALLOCATE, rq.decode_fallocate)
     async def _on_fallocate(self, header, request: rq.Fallocate, caller, out, limit) -> int:
         await self.fs.fallocate(
             caller, header.nodeid, request.fh, request.mode, request.offset, request.length
         )
         return 0
 
+    @OPERATIONS.handles(Opcode.LSEEK, rq.decode_lseek)
     async def _on_lseek(self, header, request: rq.Lseek, caller, out, limit) -> int:
         offset = await self.fs.lseek(
             caller, header.nodeid, request.fh, request.offset, request.whence
@@ -406,6 +496,7 @@ class Dispatcher:
         abi.LSEEK_OUT.pack_into(out, HEADER, offset)
         return abi.LSEEK_OUT.size
 
+    @OPERATIONS.handles(Opcode.COPY_FILE_RANGE, rq.decode_copy_file_range)
     async def _on_copy_file_range(self, header, request: rq.CopyFileRange, caller, out, limit):
         count = await self.fs.copy_file_range(
             caller,
@@ -421,11 +512,14 @@ class Dispatcher:
         abi.WRITE_OUT.pack_into(out, HEADER, count, 0)
         return abi.WRITE_OUT.size
 
+    @OPERATIONS.handles(Opcode.GETLK, rq.decode_lk)
     async def _on_getlk(self, header, request: rq.Lk, caller, out, limit) -> int:
         lock = await self.fs.getlk(caller, header.nodeid, request.fh, request.owner, request.lock)
         replies.lk_out(out, HEADER, lock)
         return abi.FILE_LOCK.size
 
+    @OPERATIONS.handles(Opcode.SETLK, rq.decode_lk)
+    @OPERATIONS.handles(Opcode.SETLKW, rq.decode_lk)
     async def _on_setlk(self, header, request: rq.Lk, caller, out, limit) -> int:
         wait = header.opcode == Opcode.SETLKW
         async with parked() if wait else contextlib.nullcontext():
@@ -434,14 +528,15 @@ class Dispatcher:
             )
         return 0
 
-    _on_setlkw = _on_setlk
-
     # -- directories --------------------------------------------------------
 
+    @OPERATIONS.handles(Opcode.OPENDIR, rq.decode_open)
     async def _on_opendir(self, header, request: rq.Open, caller, out, limit) -> int:
         replies.open_out(out, HEADER, await self.fs.opendir(caller, header.nodeid, request.flags))
         return abi.OPEN_OUT.size
 
+    @OPERATIONS.handles(Opcode.READDIR, rq.decode_read)
+    @OPERATIONS.handles(Opcode.READDIRPLUS, rq.decode_read)
     async def _on_readdir(self, header, request: rq.Read, caller, out, limit) -> int:
         plus = header.opcode == Opcode.READDIRPLUS
         end = min(limit, HEADER + request.size)
@@ -461,22 +556,24 @@ class Dispatcher:
         await self.fs.readdir(caller, header.nodeid, request.fh, request.offset, add, plus)
         return position - HEADER
 
-    _on_readdirplus = _on_readdir
-
+    @OPERATIONS.handles(Opcode.RELEASEDIR, rq.decode_release)
     async def _on_releasedir(self, header, request: rq.Release, caller, out, limit) -> int:
         await self.fs.releasedir(caller, header.nodeid, request.fh)
         return 0
 
+    @OPERATIONS.handles(Opcode.FSYNCDIR, rq.decode_fsync)
     async def _on_fsyncdir(self, header, request: rq.Fsync, caller, out, limit) -> int:
         await self.fs.fsyncdir(caller, header.nodeid, request.fh, request.datasync)
         return 0
 
+    @OPERATIONS.handles(Opcode.ACCESS, rq.decode_access)
     async def _on_access(self, header, request: rq.Access, caller, out, limit) -> int:
         await self.fs.access(caller, header.nodeid, request.mask)
         return 0
 
     # -- extended attributes --------------------------------------------------
 
+    @OPERATIONS.handles(Opcode.SETXATTR, rq.decode_setxattr)
     async def _on_setxattr(self, header, request: rq.Setxattr, caller, out, limit) -> int:
         await self.fs.setxattr(caller, header.nodeid, request.name, request.value, request.flags)
         return 0
@@ -490,15 +587,18 @@ class Dispatcher:
         out[HEADER : HEADER + len(data)] = data
         return len(data)
 
+    @OPERATIONS.handles(Opcode.GETXATTR, rq.decode_getxattr)
     async def _on_getxattr(self, header, request: rq.Getxattr, caller, out, limit) -> int:
         value = await self.fs.getxattr(caller, header.nodeid, request.name)
         return self._xattr_reply(value, request.size, out, limit)
 
+    @OPERATIONS.handles(Opcode.LISTXATTR, rq.decode_listxattr)
     async def _on_listxattr(self, header, request: rq.Listxattr, caller, out, limit) -> int:
         names = await self.fs.listxattr(caller, header.nodeid)
         data = b"".join(name + b"\0" for name in names)
         return self._xattr_reply(data, request.size, out, limit)
 
+    @OPERATIONS.handles(Opcode.REMOVEXATTR, rq.decode_removexattr)
     async def _on_removexattr(self, header, request: rq.Removexattr, caller, out, limit) -> int:
         await self.fs.removexattr(caller, header.nodeid, request.name)
         return 0

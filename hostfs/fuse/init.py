@@ -52,11 +52,23 @@ class SessionConfig:
         return min(0xFFFF, max(1, -(-self.max_write // PAGE_SIZE)))
 
     @property
-    def buffer_size(self) -> int:
-        """A /dev/fuse read buffer that fits any request: the kernel insists on
-        ``max(FUSE_MIN_READ_BUFFER, in_header + write_in + max_write)``; a page more
-        covers SETXATTR names and values up to 64 KiB when max_write is small."""
+    def max_request(self) -> int:
+        """The longest request served; a longer ``in_header.len`` gets ENOMEM unread.
+
+        virtiofsd's rule: Rust virtiofsd (server.rs) answers ENOMEM when
+        ``in_header.len > MAX_BUFFER_SIZE + BUFFER_HEADER_SIZE``, i.e. its max_write
+        (1 MiB) plus 4 KiB.  No kernel sends more: /dev/fuse needs a read buffer of
+        only ``max(FUSE_MIN_READ_BUFFER, in_header + write_in + max_write)``
+        (fuse_dev_do_read) and fits BATCH_FORGET to the buffer
+        (fuse_read_batch_forget); virtio-fs caps a request at max_pages pages of data.
+        The 64 KiB floor keeps SETXATTR of a largest value (XATTR_SIZE_MAX) when
+        max_write is small."""
         return max(abi.MIN_READ_BUFFER, self.max_write, 65536) + PAGE_SIZE
+
+    @property
+    def buffer_size(self) -> int:
+        """A /dev/fuse read buffer that fits any request hostfs serves."""
+        return self.max_request
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,17 @@
 """Decode FUSE requests: buffers from the kernel or a guest -> typed, checked values.
 
-Sans-I/O.  :func:`parse` never raises: a request that is short, inconsistent
-or oversized becomes :class:`BadRequest` with the errno to answer, an opcode
-hostfs does not implement becomes ``BadRequest(ENOSYS)``.  Names are copied
-out as ``bytes`` (without their NUL); WRITE data stays memoryviews of the
-caller's buffers.
+Sans-I/O, and never raises: :func:`frame` checks a request's header, and
+:func:`decode` runs the decoder the dispatch table (hostfs/fuse/operations.py)
+names for its opcode; a request that is short, inconsistent or oversized
+becomes :class:`BadRequest` with the errno to answer.
+
+A request costs at most a small constant times its size, and it is never
+longer than ``SessionConfig.max_request``: a longer one is refused from its
+header alone.  Decoders read fields where they lie (:class:`Args`) and copy
+each byte at most once: names are copied out as ``bytes`` (without their NUL)
+from a window no longer than the longest name allowed; WRITE data stays
+memoryviews of the caller's buffers; BATCH_FORGET records stay in the request
+until the core iterates them.
 """
 
 from __future__ import annotations
@@ -12,16 +19,18 @@ from __future__ import annotations
 import errno
 import logging
 import struct
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 from hostfs.core.types import Lock, SetattrChanges
 from hostfs.fuse import abi
-from hostfs.fuse.abi import Opcode
-from hostfs.fuse.init import Protocol
-from hostfs.fuse.scatter import gather, slices, total_length
+from hostfs.fuse.args import Args
+from hostfs.fuse.init import Protocol, SessionConfig
+from hostfs.fuse.ratelimit import RateLimitedLog
+from hostfs.fuse.scatter import gather, total_length
 
 log = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(log)
 
 NAME_MAX = 255
 """Longest single path component (``NAME_MAX``)."""
@@ -61,7 +70,14 @@ class Forget(NamedTuple):
 
 
 class BatchForget(NamedTuple):
-    items: list[tuple[int, int]]
+    """``count`` ``fuse_forget_one`` records, left in the request until iterated."""
+
+    count: int
+    args: Args
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """(nodeid, nlookup) pairs, one tuple at a time: the core needs nothing more."""
+        return self.args.records(abi.FORGET_ONE, abi.BATCH_FORGET_IN.size, self.count)
 
 
 class Getattr(NamedTuple):
@@ -231,8 +247,14 @@ class CopyFileRange(NamedTuple):
     flags: int
 
 
-Request = Any
-"""One of the NamedTuples above, or :class:`BadRequest`."""
+Request = (
+    Lookup | Forget | BatchForget | Getattr | Setattr | Empty | Symlink | Mknod | Mkdir
+    | Unlink | Rename | Link | Open | Read | Write | Release | Fsync | Setxattr | Getxattr
+    | Listxattr | Removexattr | Flush | Init | Lk | Access | Create | Interrupt | Fallocate
+    | Lseek | CopyFileRange
+)  # fmt: skip
+"""Every decoded request; a decoder returns one of these, :func:`decode` may instead
+give :class:`BadRequest`."""
 
 EMPTY = Empty()
 
@@ -244,64 +266,56 @@ class _Invalid(Exception):
         self.errno = error
 
 
-def _strings(body: memoryview, offset: int, count: int) -> list[bytes]:
-    """``count`` NUL-terminated strings from ``offset`` (fuse.h: names follow the fixed
-    struct, each ending in ``\\0``)."""
-    raw = bytes(body[offset:])
-    strings = []
-    start = 0
-    for _ in range(count):
-        end = raw.find(b"\0", start)
-        if end < 0:
-            raise _Invalid(errno.EINVAL)
-        strings.append(raw[start:end])
-        start = end + 1
-    return strings
+def _cstring(args: Args, offset: int, longest: int, too_long: int) -> tuple[bytes, int]:
+    """The NUL-terminated string at ``offset`` and the offset after its NUL (fuse.h:
+    names follow the fixed struct, each ending in ``\\0``).
+
+    Only ``longest + 1`` bytes are looked at, so a megabyte without a NUL costs no
+    more than a legal name: no NUL there is ``too_long`` if the arguments go on,
+    else EINVAL.
+    """
+    window = bytes(args.view(offset, longest + 1))
+    end = window.find(b"\0")
+    if end < 0:
+        raise _Invalid(too_long if offset + len(window) < args.size else errno.EINVAL)
+    return window[:end], offset + end + 1
 
 
-def _name(body: memoryview, offset: int = 0) -> bytes:
-    name = _strings(body, offset, 1)[0]
-    return _checked_name(name)
-
-
-def _checked_name(name: bytes) -> bytes:
+def _name(args: Args, offset: int = 0) -> tuple[bytes, int]:
+    """A path component: 1..NAME_MAX bytes."""
+    name, after = _cstring(args, offset, NAME_MAX, errno.ENAMETOOLONG)
     if not name:
         raise _Invalid(errno.EINVAL)
-    if len(name) > NAME_MAX:
-        raise _Invalid(errno.ENAMETOOLONG)
-    return name
+    return name, after
 
 
-def _xattr_name(body: memoryview, offset: int = 0) -> bytes:
-    name = _strings(body, offset, 1)[0]
+def _xattr_name(args: Args, offset: int = 0) -> tuple[bytes, int]:
+    name, after = _cstring(args, offset, XATTR_NAME_MAX, errno.ERANGE)
     if not name:
         raise _Invalid(errno.EINVAL)
-    if len(name) > XATTR_NAME_MAX:
-        raise _Invalid(errno.ERANGE)
-    return name
+    return name, after
 
 
-def _lookup(proto: Protocol, body: memoryview) -> Lookup:
-    return Lookup(_name(body))
+def decode_lookup(proto: Protocol, args: Args) -> Lookup:
+    return Lookup(_name(args)[0])
 
 
-def _forget(proto: Protocol, body: memoryview) -> Forget:
-    return Forget(abi.FORGET_IN.unpack_from(body)[0])
+def decode_forget(proto: Protocol, args: Args) -> Forget:
+    return Forget(args.unpack(abi.FORGET_IN)[0])
 
 
-def _batch_forget(proto: Protocol, body: memoryview) -> BatchForget:
-    count = abi.BATCH_FORGET_IN.unpack_from(body)[0]
-    start = abi.BATCH_FORGET_IN.size
-    end = start + count * abi.FORGET_ONE.size
-    if end > len(body):
+def decode_batch_forget(proto: Protocol, args: Args) -> BatchForget:
+    """``count`` must fit in the request (virtiofsd checks ``count * 16`` likewise)."""
+    count = args.unpack(abi.BATCH_FORGET_IN)[0]
+    if abi.BATCH_FORGET_IN.size + count * abi.FORGET_ONE.size > args.size:
         raise _Invalid(errno.EINVAL)
-    return BatchForget(list(abi.FORGET_ONE.iter_unpack(body[start:end])))
+    return BatchForget(count, args)
 
 
-def _getattr(proto: Protocol, body: memoryview) -> Getattr:
+def decode_getattr(proto: Protocol, args: Args) -> Getattr:
     if proto.minor < 9:
         return Getattr(None)
-    flags, _, fh = abi.GETATTR_IN.unpack_from(body)
+    flags, _, fh = args.unpack(abi.GETATTR_IN)
     return Getattr(fh if flags & abi.GETATTR_FH else None)
 
 
@@ -313,9 +327,9 @@ def _time(valid: int, set_bit: int, now_bit: int, seconds: int, nsec: int) -> in
     return None
 
 
-def _setattr(proto: Protocol, body: memoryview) -> Setattr:
+def decode_setattr(proto: Protocol, args: Args) -> Setattr:
     (valid, _, fh, size, _, atime, mtime, _, atimensec, mtimensec, _, mode, _, uid, gid, _) = (
-        abi.SETATTR_IN.unpack_from(body)
+        args.unpack(abi.SETATTR_IN)
     )
     changes = SetattrChanges(
         mode=mode if valid & abi.FATTR_MODE else None,
@@ -329,257 +343,213 @@ def _setattr(proto: Protocol, body: memoryview) -> Setattr:
     return Setattr(changes, fh if valid & abi.FATTR_FH else None)
 
 
-def _empty(proto: Protocol, body: memoryview) -> Empty:
+def decode_empty(proto: Protocol, args: Args) -> Empty:
     return EMPTY
 
 
-def _symlink(proto: Protocol, body: memoryview) -> Symlink:
-    name, target = _strings(body, 0, 2)
+def decode_symlink(proto: Protocol, args: Args) -> Symlink:
+    name, after = _name(args)
+    target, _ = _cstring(args, after, PATH_MAX - 1, errno.ENAMETOOLONG)
     if not target:
         raise _Invalid(errno.EINVAL)
-    if len(target) >= PATH_MAX:
-        raise _Invalid(errno.ENAMETOOLONG)
-    return Symlink(_checked_name(name), target)
+    return Symlink(name, target)
 
 
-def _mknod(proto: Protocol, body: memoryview) -> Mknod:
+def decode_mknod(proto: Protocol, args: Args) -> Mknod:
     if proto.minor < 12:
-        mode, rdev = abi.MKDIR_IN.unpack_from(body)
-        return Mknod(_name(body, abi.COMPAT_MKNOD_IN_SIZE), mode, rdev, 0)
-    mode, rdev, umask, _ = abi.MKNOD_IN.unpack_from(body)
-    return Mknod(_name(body, abi.MKNOD_IN.size), mode, rdev, umask)
+        mode, rdev = args.unpack(abi.MKDIR_IN)
+        return Mknod(_name(args, abi.COMPAT_MKNOD_IN_SIZE)[0], mode, rdev, 0)
+    mode, rdev, umask, _ = args.unpack(abi.MKNOD_IN)
+    return Mknod(_name(args, abi.MKNOD_IN.size)[0], mode, rdev, umask)
 
 
-def _mkdir(proto: Protocol, body: memoryview) -> Mkdir:
-    mode, umask = abi.MKDIR_IN.unpack_from(body)
-    return Mkdir(_name(body, abi.MKDIR_IN.size), mode, umask)
+def decode_mkdir(proto: Protocol, args: Args) -> Mkdir:
+    mode, umask = args.unpack(abi.MKDIR_IN)
+    return Mkdir(_name(args, abi.MKDIR_IN.size)[0], mode, umask)
 
 
-def _unlink(proto: Protocol, body: memoryview) -> Unlink:
-    return Unlink(_name(body))
+def decode_unlink(proto: Protocol, args: Args) -> Unlink:
+    return Unlink(_name(args)[0])
 
 
-def _rename(proto: Protocol, body: memoryview) -> Rename:
-    (new_parent,) = abi.RENAME_IN.unpack_from(body)
-    name, new_name = _strings(body, abi.RENAME_IN.size, 2)
-    return Rename(new_parent, _checked_name(name), _checked_name(new_name), 0)
+def _two_names(args: Args, offset: int) -> tuple[bytes, bytes]:
+    name, after = _name(args, offset)
+    return name, _name(args, after)[0]
 
 
-def _rename2(proto: Protocol, body: memoryview) -> Rename:
-    new_parent, flags, _ = abi.RENAME2_IN.unpack_from(body)
-    name, new_name = _strings(body, abi.RENAME2_IN.size, 2)
-    return Rename(new_parent, _checked_name(name), _checked_name(new_name), flags)
+def decode_rename(proto: Protocol, args: Args) -> Rename:
+    (new_parent,) = args.unpack(abi.RENAME_IN)
+    return Rename(new_parent, *_two_names(args, abi.RENAME_IN.size), 0)
 
 
-def _link(proto: Protocol, body: memoryview) -> Link:
-    (old_nodeid,) = abi.LINK_IN.unpack_from(body)
-    return Link(old_nodeid, _name(body, abi.LINK_IN.size))
+def decode_rename2(proto: Protocol, args: Args) -> Rename:
+    new_parent, flags, _ = args.unpack(abi.RENAME2_IN)
+    return Rename(new_parent, *_two_names(args, abi.RENAME2_IN.size), flags)
 
 
-def _open(proto: Protocol, body: memoryview) -> Open:
-    flags, open_flags = abi.OPEN_IN.unpack_from(body)
+def decode_link(proto: Protocol, args: Args) -> Link:
+    (old_nodeid,) = args.unpack(abi.LINK_IN)
+    return Link(old_nodeid, _name(args, abi.LINK_IN.size)[0])
+
+
+def decode_open(proto: Protocol, args: Args) -> Open:
+    flags, open_flags = args.unpack(abi.OPEN_IN)
     return Open(flags, bool(open_flags & abi.OPEN_KILL_SUIDGID))
 
 
-def _read(proto: Protocol, body: memoryview) -> Read:
+def decode_read(proto: Protocol, args: Args) -> Read:
     if proto.minor < 9:
-        fh, offset, size, _ = abi.RW_IN_PREFIX.unpack_from(body)
+        fh, offset, size, _ = args.unpack(abi.RW_IN_PREFIX)
     else:
-        fh, offset, size, _, _, _, _ = abi.READ_IN.unpack_from(body)
+        fh, offset, size, _, _, _, _ = args.unpack(abi.READ_IN)
     return Read(fh, offset, size)
 
 
-def _release(proto: Protocol, body: memoryview) -> Release:
-    fh, _, release_flags, lock_owner = abi.RELEASE_IN.unpack_from(body)
+def decode_write(proto: Protocol, args: Args) -> Write:
+    """WRITE's data stays views of the request's buffers, however many it spans."""
+    head_size = abi.WRITE_IN.size if proto.minor >= 9 else abi.COMPAT_WRITE_IN_SIZE
+    if head_size > args.size:
+        raise _Invalid(errno.EINVAL)
+    fh, offset, size, write_flags = args.unpack(abi.RW_IN_PREFIX)
+    if head_size + size > args.size:
+        raise _Invalid(errno.EINVAL)
+    data = args.views(head_size, size)
+    return Write(fh, offset, data, bool(write_flags & abi.WRITE_KILL_SUIDGID))
+
+
+def decode_release(proto: Protocol, args: Args) -> Release:
+    fh, _, release_flags, lock_owner = args.unpack(abi.RELEASE_IN)
     return Release(fh, lock_owner, bool(release_flags & abi.RELEASE_FLOCK_UNLOCK))
 
 
-def _fsync(proto: Protocol, body: memoryview) -> Fsync:
-    fh, fsync_flags, _ = abi.FSYNC_IN.unpack_from(body)
+def decode_fsync(proto: Protocol, args: Args) -> Fsync:
+    fh, fsync_flags, _ = args.unpack(abi.FSYNC_IN)
     return Fsync(fh, bool(fsync_flags & abi.FSYNC_FDATASYNC))
 
 
-def _setxattr(proto: Protocol, body: memoryview) -> Setxattr:
+def decode_setxattr(proto: Protocol, args: Args) -> Setxattr:
     if proto.setxattr_ext:
-        size, flags, _, _ = abi.SETXATTR_IN.unpack_from(body)
+        size, flags, _, _ = args.unpack(abi.SETXATTR_IN)
         offset = abi.SETXATTR_IN.size
     else:
-        size, flags = abi.COMPAT_SETXATTR_IN.unpack_from(body)
+        size, flags = args.unpack(abi.COMPAT_SETXATTR_IN)
         offset = abi.COMPAT_SETXATTR_IN.size
     if size > XATTR_SIZE_MAX:
         raise _Invalid(errno.E2BIG)
-    name = _xattr_name(body, offset)
-    value_start = offset + len(name) + 1
-    if value_start + size > len(body):
+    name, value_start = _xattr_name(args, offset)
+    if value_start + size > args.size:
         raise _Invalid(errno.EINVAL)
-    return Setxattr(name, bytes(body[value_start : value_start + size]), flags)
+    return Setxattr(name, args.copy(value_start, size), flags)
 
 
-def _getxattr(proto: Protocol, body: memoryview) -> Getxattr:
-    size, _ = abi.GETXATTR_IN.unpack_from(body)
-    return Getxattr(_xattr_name(body, abi.GETXATTR_IN.size), size)
+def decode_getxattr(proto: Protocol, args: Args) -> Getxattr:
+    size, _ = args.unpack(abi.GETXATTR_IN)
+    return Getxattr(_xattr_name(args, abi.GETXATTR_IN.size)[0], size)
 
 
-def _listxattr(proto: Protocol, body: memoryview) -> Listxattr:
-    return Listxattr(abi.GETXATTR_IN.unpack_from(body)[0])
+def decode_listxattr(proto: Protocol, args: Args) -> Listxattr:
+    return Listxattr(args.unpack(abi.GETXATTR_IN)[0])
 
 
-def _removexattr(proto: Protocol, body: memoryview) -> Removexattr:
-    return Removexattr(_xattr_name(body))
+def decode_removexattr(proto: Protocol, args: Args) -> Removexattr:
+    return Removexattr(_xattr_name(args)[0])
 
 
-def _flush(proto: Protocol, body: memoryview) -> Flush:
-    fh, _, _, lock_owner = abi.FLUSH_IN.unpack_from(body)
+def decode_flush(proto: Protocol, args: Args) -> Flush:
+    fh, _, _, lock_owner = args.unpack(abi.FLUSH_IN)
     return Flush(fh, lock_owner)
 
 
-def _init(proto: Protocol, body: memoryview) -> Init:
-    major, minor = abi.INIT_IN_PREFIX.unpack_from(body)
+def decode_init(proto: Protocol, args: Args) -> Init:
+    major, minor = args.unpack(abi.INIT_IN_PREFIX)
     if major != abi.KERNEL_VERSION:
         return Init(major, minor, 0, 0)
-    if minor < 36 or len(body) < abi.INIT_IN.size:
-        _, _, max_readahead, flags = abi.COMPAT_INIT_IN.unpack_from(body)
+    if minor < 36 or args.size < abi.INIT_IN.size:
+        _, _, max_readahead, flags = args.unpack(abi.COMPAT_INIT_IN)
         return Init(major, minor, max_readahead, flags)
-    _, _, max_readahead, flags, flags2 = abi.INIT_IN.unpack_from(body)
+    _, _, max_readahead, flags, flags2 = args.unpack(abi.INIT_IN)
     if flags & abi.INIT_EXT:
         flags |= flags2 << 32
     return Init(major, minor, max_readahead, flags)
 
 
-def _lk(proto: Protocol, body: memoryview) -> Lk:
-    fh, owner, start, end, lock_type, pid, lk_flags, _ = abi.LK_IN.unpack_from(body)
+def decode_lk(proto: Protocol, args: Args) -> Lk:
+    fh, owner, start, end, lock_type, pid, lk_flags, _ = args.unpack(abi.LK_IN)
     return Lk(fh, owner, Lock(start, end, lock_type, pid), bool(lk_flags & abi.LK_FLOCK))
 
 
-def _access(proto: Protocol, body: memoryview) -> Access:
-    return Access(abi.ACCESS_IN.unpack_from(body)[0])
+def decode_access(proto: Protocol, args: Args) -> Access:
+    return Access(args.unpack(abi.ACCESS_IN)[0])
 
 
-def _create(proto: Protocol, body: memoryview) -> Create:
+def decode_create(proto: Protocol, args: Args) -> Create:
     if proto.minor < 12:
-        flags, mode = abi.OPEN_IN.unpack_from(body)
-        return Create(_name(body, abi.OPEN_IN.size), mode, flags, 0)
-    flags, mode, umask, _ = abi.CREATE_IN.unpack_from(body)
-    return Create(_name(body, abi.CREATE_IN.size), mode, flags, umask)
+        flags, mode = args.unpack(abi.OPEN_IN)
+        return Create(_name(args, abi.OPEN_IN.size)[0], mode, flags, 0)
+    flags, mode, umask, _ = args.unpack(abi.CREATE_IN)
+    return Create(_name(args, abi.CREATE_IN.size)[0], mode, flags, umask)
 
 
-def _interrupt(proto: Protocol, body: memoryview) -> Interrupt:
-    return Interrupt(abi.INTERRUPT_IN.unpack_from(body)[0])
+def decode_interrupt(proto: Protocol, args: Args) -> Interrupt:
+    return Interrupt(args.unpack(abi.INTERRUPT_IN)[0])
 
 
-def _fallocate(proto: Protocol, body: memoryview) -> Fallocate:
-    fh, offset, length, mode, _ = abi.FALLOCATE_IN.unpack_from(body)
+def decode_fallocate(proto: Protocol, args: Args) -> Fallocate:
+    fh, offset, length, mode, _ = args.unpack(abi.FALLOCATE_IN)
     return Fallocate(fh, offset, length, mode)
 
 
-def _lseek(proto: Protocol, body: memoryview) -> Lseek:
-    fh, offset, whence, _ = abi.LSEEK_IN.unpack_from(body)
+def decode_lseek(proto: Protocol, args: Args) -> Lseek:
+    fh, offset, whence, _ = args.unpack(abi.LSEEK_IN)
     return Lseek(fh, offset, whence)
 
 
-def _copy_file_range(proto: Protocol, body: memoryview) -> CopyFileRange:
-    return CopyFileRange(*abi.COPY_FILE_RANGE_IN.unpack_from(body))
+def decode_copy_file_range(proto: Protocol, args: Args) -> CopyFileRange:
+    return CopyFileRange(*args.unpack(abi.COPY_FILE_RANGE_IN))
 
 
-Decoder = Callable[[Protocol, memoryview], Request]
+Decoder = Callable[[Protocol, Args], Request]
 
-DECODERS: list[Decoder | None] = [None] * (abi.MAX_OPCODE + 1)
-for _opcode, _decoder in {
-    Opcode.LOOKUP: _lookup,
-    Opcode.FORGET: _forget,
-    Opcode.GETATTR: _getattr,
-    Opcode.SETATTR: _setattr,
-    Opcode.READLINK: _empty,
-    Opcode.SYMLINK: _symlink,
-    Opcode.MKNOD: _mknod,
-    Opcode.MKDIR: _mkdir,
-    Opcode.UNLINK: _unlink,
-    Opcode.RMDIR: _unlink,
-    Opcode.RENAME: _rename,
-    Opcode.LINK: _link,
-    Opcode.OPEN: _open,
-    Opcode.READ: _read,
-    Opcode.STATFS: _empty,
-    Opcode.RELEASE: _release,
-    Opcode.FSYNC: _fsync,
-    Opcode.SETXATTR: _setxattr,
-    Opcode.GETXATTR: _getxattr,
-    Opcode.LISTXATTR: _listxattr,
-    Opcode.REMOVEXATTR: _removexattr,
-    Opcode.FLUSH: _flush,
-    Opcode.INIT: _init,
-    Opcode.OPENDIR: _open,
-    Opcode.READDIR: _read,
-    Opcode.RELEASEDIR: _release,
-    Opcode.FSYNCDIR: _fsync,
-    Opcode.GETLK: _lk,
-    Opcode.SETLK: _lk,
-    Opcode.SETLKW: _lk,
-    Opcode.ACCESS: _access,
-    Opcode.CREATE: _create,
-    Opcode.INTERRUPT: _interrupt,
-    Opcode.DESTROY: _empty,
-    Opcode.BATCH_FORGET: _batch_forget,
-    Opcode.FALLOCATE: _fallocate,
-    Opcode.READDIRPLUS: _read,
-    Opcode.RENAME2: _rename2,
-    Opcode.LSEEK: _lseek,
-    Opcode.COPY_FILE_RANGE: _copy_file_range,
-    Opcode.SYNCFS: _empty,
-}.items():
-    DECODERS[_opcode] = _decoder
-"""Opcode -> decoder; None for opcodes answered with ENOSYS (BMAP, IOCTL, POLL, DAX
-mappings, TMPFILE, NOTIFY_REPLY, CUSE)."""
+MAX_REQUEST = SessionConfig().max_request
 
 
-def _write(proto: Protocol, readable: Sequence[memoryview], end: int) -> Write:
-    """WRITE's data stays views of ``readable``, however many buffers it spans."""
-    start = abi.IN_HEADER.size
-    head_size = abi.WRITE_IN.size if proto.minor >= 9 else abi.COMPAT_WRITE_IN_SIZE
-    if start + head_size > end:
-        raise _Invalid(errno.EINVAL)
-    head = gather(readable, start, abi.RW_IN_PREFIX.size)
-    fh, offset, size, write_flags = abi.RW_IN_PREFIX.unpack_from(head)
-    data_start = start + head_size
-    if data_start + size > end:
-        raise _Invalid(errno.EINVAL)
-    data = slices(readable, data_start, size)
-    return Write(fh, offset, data, bool(write_flags & abi.WRITE_KILL_SUIDGID))
-
-
-def parse(proto: Protocol, readable: Sequence[memoryview]) -> tuple[InHeader | None, Request]:
-    """Split a request into its header and its typed arguments.
+def frame(
+    readable: Sequence[memoryview], max_request: int = MAX_REQUEST
+) -> tuple[InHeader | None, Args | BadRequest]:
+    """The header and the arguments' range, checked against each other and the cap.
 
     The header is None only when fewer than ``sizeof(fuse_in_header)`` bytes
-    arrived: then there is no ``unique`` to answer to.
+    arrived: then there is no ``unique`` to answer to.  Nothing past the header
+    is read here, so an oversized request costs only its header.
     """
-    single = readable[0] if len(readable) == 1 else None
-    total = len(single) if single is not None else total_length(readable)
+    total = total_length(readable)
     if total < abi.IN_HEADER.size:
         return None, BadRequest(errno.EIO)
-    buffer = single if single is not None else gather(readable, 0, abi.IN_HEADER.size)
-    header = InHeader._make(abi.IN_HEADER.unpack_from(buffer))
+    header = InHeader._make(abi.IN_HEADER.unpack_from(gather(readable, 0, abi.IN_HEADER.size)))
+    if header.len > max_request:
+        return header, BadRequest(errno.ENOMEM)  # virtiofsd's errno for the same check
     if header.len != total:
         return header, BadRequest(errno.EINVAL)
     end = total - header.total_extlen * 8
-    opcode = header.opcode
-    try:
-        if opcode == Opcode.WRITE:
-            return header, _write(proto, readable, end)
-        decoder = DECODERS[opcode] if 0 <= opcode < len(DECODERS) else None
-        if decoder is None:
-            return header, BadRequest(errno.ENOSYS)
-        if end < abi.IN_HEADER.size:
-            return header, BadRequest(errno.EINVAL)
-        if single is not None:
-            body = single[abi.IN_HEADER.size : end]
-        else:
-            body = gather(readable, abi.IN_HEADER.size, end - abi.IN_HEADER.size)
-        return header, decoder(proto, body)
-    except _Invalid as invalid:
-        return header, BadRequest(invalid.errno)
-    except struct.error:
+    if end < abi.IN_HEADER.size:
         return header, BadRequest(errno.EINVAL)
+    return header, Args(readable, abi.IN_HEADER.size, end - abi.IN_HEADER.size)
+
+
+def decode(decoder: Decoder, proto: Protocol, args: Args) -> Request | BadRequest:
+    """Run ``decoder``; a request it cannot decode becomes :class:`BadRequest`."""
+    try:
+        return decoder(proto, args)
+    except _Invalid as invalid:
+        return BadRequest(invalid.errno)
+    except struct.error:
+        return BadRequest(errno.EINVAL)
     except Exception:
-        log.exception("decoding opcode %d failed", opcode)
-        return header, BadRequest(errno.EIO)
+        guest_errors.log(
+            "decoder failure",
+            logging.ERROR,
+            "decoding with %s failed",
+            decoder.__name__,
+            trace=True,
+        )
+        return BadRequest(errno.EIO)

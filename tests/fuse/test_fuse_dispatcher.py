@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import tracemalloc
 
 import pytest
 import trio
@@ -264,3 +265,119 @@ async def test_reply_that_does_not_fit(session) -> None:
     reply = await call(dispatcher, request(Opcode.LOOKUP, names(b"f")), size=100)
     assert reply.error == -errno.EIO
     assert await call(dispatcher, request(Opcode.LOOKUP, names(b"f")), size=10) is None
+
+
+# -- what a request may cost ------------------------------------------------------
+
+
+class CountingForgets(FakeFileSystem):
+    """Consumes BATCH_FORGET's items as the core does, keeping none."""
+
+    forgotten = 0
+
+    def batch_forget(self, items):
+        self.forgotten = sum(1 for _ in items)
+
+
+def pages(data: bytes | bytearray, size: int = 4096) -> list[memoryview]:
+    """A request in page-sized buffers, as a guest's descriptors carry it."""
+    view = memoryview(data)
+    return [view[i : i + size] for i in range(0, len(view), size)]
+
+
+async def peak_allocation(dispatcher: Dispatcher, readable: list[memoryview]) -> tuple[int, int]:
+    """(reply length, peak bytes Python allocated) for one request."""
+    reply = [memoryview(bytearray(4096))]
+    tracemalloc.start()
+    try:
+        written = await dispatcher.handle(readable, reply)
+        return written, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def initialized(fs: FakeFileSystem) -> Dispatcher:
+    dispatcher = Dispatcher(fs)
+    await call(dispatcher, request(Opcode.INIT, wire.init_in()))
+    return dispatcher
+
+
+LARGEST = Dispatcher(FakeFileSystem()).config.max_request
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_batch_forget_costs_less_than_its_size(split: bool) -> None:
+    fs = CountingForgets()
+    dispatcher = await initialized(fs)
+    count = (LARGEST - 48) // 16
+    items = b"".join(abi.FORGET_ONE.pack(1000 + i, 1) for i in range(count))
+    data = request(Opcode.BATCH_FORGET, abi.BATCH_FORGET_IN.pack(count, 0) + items)
+    readable = pages(data) if split else [memoryview(data)]
+    written, peak = await peak_allocation(dispatcher, readable)
+    assert written == 0 and fs.forgotten == count
+    assert peak <= len(data)  # today's code: 0.05x; a list of tuples was 6.6x
+
+
+@pytest.mark.parametrize(
+    "args", [b"a" * (1 << 20) + b"\0", b"name\0" + b"junk" * (1 << 18)], ids=["long", "tail"]
+)
+async def test_lookup_costs_less_than_its_size(args: bytes) -> None:
+    fs = FakeFileSystem()
+    dispatcher = await initialized(fs)
+    data = request(Opcode.LOOKUP, args)
+    _, peak = await peak_allocation(dispatcher, pages(data))
+    assert peak <= len(data)  # today's code: a few KiB; copying the body twice was 2-3x
+
+
+@pytest.mark.parametrize("opcode", [Opcode.LOOKUP, Opcode.BATCH_FORGET])
+async def test_request_over_the_cap_is_refused_unread(opcode: Opcode) -> None:
+    """Aliased descriptors: 64 views of one MiB claim a 64 MiB request."""
+    fs = FakeFileSystem()
+    dispatcher = await initialized(fs)
+    page = bytearray(b"a" * (1 << 20))
+    size = 64 << 20
+    abi.IN_HEADER.pack_into(page, 0, size, opcode, 8, 1, 0, 0, 0, 0, 0)
+    abi.BATCH_FORGET_IN.pack_into(page, 40, (size - 48) // 16, 0)
+    reply = bytearray(4096)
+    tracemalloc.start()
+    try:
+        written = await dispatcher.handle([memoryview(page)] * 64, [memoryview(reply)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if opcode == Opcode.LOOKUP:
+        assert wire.reply(reply, written)[1:3] == (-errno.ENOMEM, 8)
+    else:
+        assert written == 0  # FORGETs get no reply, not even an error
+    assert peak < 64 << 10 and fs.calls[-1][0] == "init"
+
+
+async def test_a_flood_of_failures_logs_a_few_lines_without_tracebacks(session, caplog) -> None:
+    dispatcher, _ = session
+    with caplog.at_level(logging.INFO, "hostfs"):
+        for _ in range(100):
+            reply = await call(dispatcher, request(Opcode.LOOKUP, names(b"boom")))
+            assert reply.error == -errno.EIO
+    failures = [r for r in caplog.records if "bug in the core" in r.getMessage()]
+    assert 1 <= len(failures) <= 10
+    assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_requests_without_replies_get_none_even_when_bad(session) -> None:
+    """fuse.h: FORGET and BATCH_FORGET are never answered, so not with an error either."""
+    dispatcher, fs = session
+    calls = len(fs.calls)
+    assert await call(dispatcher, request(Opcode.FORGET, b"\0" * 3)) is None
+    batch = abi.BATCH_FORGET_IN.pack(1000, 0)
+    assert await call(dispatcher, request(Opcode.BATCH_FORGET, batch)) is None
+    assert len(fs.calls) == calls
+    before_init = Dispatcher(FakeFileSystem())
+    assert await call(before_init, request(Opcode.FORGET, abi.FORGET_IN.pack(1))) is None
+
+
+async def test_init_again_while_running_starts_a_new_session(session) -> None:
+    """QEMU reboots a guest without a device reset: the next INIT must be served."""
+    dispatcher, fs = session
+    reply = await call(dispatcher, request(Opcode.INIT, wire.init_in()))
+    assert reply.error == 0 and dispatcher.initialized
+    assert [name for name, _ in fs.calls].count("init") == 2

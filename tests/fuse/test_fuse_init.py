@@ -80,3 +80,9 @@ def test_passthrough_only_when_asked_offered_and_without_writeback() -> None:
         fields = abi.INIT_OUT.unpack(reply.body)
         assert not reply.protocol.passthrough
         assert not fields[3] & abi.INIT_EXT and fields[10:12] == (0, 0)
+
+
+def test_the_request_cap_is_virtiofsds() -> None:
+    """Rust virtiofsd: in_header.len > MAX_BUFFER_SIZE (1 MiB) + 4 KiB -> ENOMEM."""
+    assert SessionConfig().max_request == (1 << 20) + 4096
+    assert SessionConfig(max_write=4096).max_request == 65536 + 4096
