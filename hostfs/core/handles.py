@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from hostfs.backends.base import BackendHandle
@@ -22,13 +22,16 @@ class OpenFile:
 class OpenDir:
     """A directory stream.
 
-    READDIR offsets are indexes into ``entries``, a snapshot taken when the
-    stream starts (or is rewound to offset 0), so a listing never repeats or
-    skips a name while the directory changes underneath it.
+    With a backend ``stream`` (see Backend.opendir), READDIR offsets are the
+    backend's own and the core holds nothing else. Without one, offsets index
+    ``entries``, a listing taken when the stream starts (or is rewound to
+    offset 0), so a listing never repeats or skips a name while the directory
+    changes underneath it; None when not taken yet or dropped (snapshots.py).
     """
 
     node: Node
-    entries: list[DirEntry] = field(default_factory=list)
+    stream: BackendHandle | None = None
+    entries: list[DirEntry] | None = None
 
 
 H = TypeVar("H", OpenFile, OpenDir)

@@ -16,13 +16,13 @@ import functools
 import os
 import resource
 import stat as stat_module
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import trio
 
 from hostfs.backends.base import Backend
-from hostfs.backends.local import syscalls
+from hostfs.backends.local import dirents, syscalls
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 T = TypeVar("T")
@@ -35,6 +35,17 @@ _REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
 
 def _proc(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
+
+
+class DirStream:
+    """An open directory read by getdents64 offsets: the fd and where it stands."""
+
+    __slots__ = ("fd", "position")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.position: int | None = 0
+        """The loff_t the fd is at, None when unknown (lseek before the next read)."""
 
 
 def _raise_nofile_limit() -> None:
@@ -61,6 +72,7 @@ class LocalBackend(Backend):
         self._is_root = os.geteuid() == 0
         self._use_openat2 = syscalls.has_openat2()
         self._limiter = trio.CapacityLimiter(thread_pool_size) if thread_pool_size else None
+        self._dirent_buffer = dirents.Buffer()
 
     @classmethod
     def from_path(cls, path: str, thread_pool_size: int = 0) -> LocalBackend:
@@ -281,6 +293,33 @@ class LocalBackend(Backend):
 
     def _open_dir(self, obj: int) -> int:
         return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=obj)
+
+    async def opendir(self, obj: int) -> DirStream:
+        return DirStream(self._open_dir(obj))
+
+    async def readdir(self, stream: DirStream, offset: int) -> Iterator[tuple[DirEntry, int]]:
+        return self._read_stream(stream, dirents.to_seek_offset(offset))
+
+    def _read_stream(self, stream: DirStream, offset: int) -> Iterator[tuple[DirEntry, int]]:
+        """getdents64 from ``offset`` on, lseek only where the fd is elsewhere: a
+        listing read straight through costs one getdents64 per READDIR."""
+        size = dirents.FIRST_READ
+        while True:
+            if stream.position != offset:
+                os.lseek(stream.fd, offset, os.SEEK_SET)
+                stream.position = offset
+            data = self._dirent_buffer.read(stream.fd, size)
+            if not data:
+                stream.position = None  # at the end, a file system may park the fd anywhere
+                return
+            stream.position = dirents.last_offset(data)
+            for entry, d_off in dirents.entries(data):
+                yield entry, dirents.to_fuse_offset(d_off)
+                offset = d_off
+            size = min(2 * size, dirents.LARGEST_READ)
+
+    async def releasedir(self, stream: DirStream) -> None:
+        os.close(stream.fd)
 
     async def listdir(self, obj: int) -> list[DirEntry]:
         fd = self._open_dir(obj)
