@@ -42,7 +42,8 @@ ReaddirAdd = Callable[[bytes, int, int, int, "Entry | None"], bool]
 Called once per directory entry, in order.  ``entry`` is None for a plain
 READDIR and for ``.``/``..`` in READDIRPLUS (encoded as nodeid 0: "no
 lookup").  Returning False means the reply buffer is full: the entry was not
-sent, the core takes back the lookup it counted for it, and stops.
+sent, the core takes back the lookup it counted for it, and stops.  Raising
+abandons the reply: the core takes back every lookup of the call.
 """
 
 _SUID_SGID = stat_module.S_ISUID | stat_module.S_ISGID
@@ -437,20 +438,42 @@ class FileSystem:
     async def readdir(
         self, caller: Caller, nodeid: int, fh: int, offset: int, add: ReaddirAdd, plus: bool
     ) -> None:
+        """Send entries from ``offset`` until the reply is full or the directory ends.
+
+        The lookups counted always equal the entries the kernel is told of: a
+        lookup that fails after entries were added ends the reply there (a short
+        reply; the kernel asks again from the last offset sent, and then gets the
+        error), and a reply abandoned for any other reason (``add`` raising, a
+        cancel) takes back every lookup it counted, or the kernel could never
+        forget those nodes and their fds would stay pinned.
+        """
         stream = self.dirs.get(fh)
-        for (name, ino, dtype), next_offset in await self._listing(stream, offset):
-            entry = None
-            if plus and name not in (b".", b".."):
-                try:
-                    obj, st = await self._find(stream.node.obj, name)
-                except FileNotFoundError:
-                    continue  # removed since it was listed: nothing to report
-                entry = self._entry(obj, st)
-                ino, dtype = st.ino, _dtype(st.mode)
-            if not add(name, ino, dtype, next_offset, entry):
-                if entry is not None:
-                    self.nodes.forget(entry.nodeid, 1)
-                return
+        counted: list[int] = []
+        sent = 0
+        try:
+            for (name, ino, dtype), next_offset in await self._listing(stream, offset):
+                entry = None
+                if plus and name not in (b".", b".."):
+                    try:
+                        obj, st = await self._find(stream.node.obj, name)
+                    except FileNotFoundError:
+                        continue  # removed since it was listed: nothing to report
+                    except OSError:
+                        if sent:
+                            return
+                        raise
+                    entry = self._entry(obj, st)
+                    counted.append(entry.nodeid)
+                    ino, dtype = st.ino, _dtype(st.mode)
+                if not add(name, ino, dtype, next_offset, entry):
+                    if entry is not None:
+                        self.nodes.forget(counted.pop(), 1)
+                    return
+                sent += 1
+        except BaseException:
+            for counted_nodeid in counted:
+                self.nodes.forget(counted_nodeid, 1)
+            raise
 
     async def _release_dir(self, stream: OpenDir) -> None:
         self.snapshots.drop(stream)
