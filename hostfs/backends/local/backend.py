@@ -331,6 +331,7 @@ class LocalBackend(Backend):
 
     async def releasedir(self, stream: DirStream) -> None:
         self._fds.close(stream.fd)
+        stream.fd = -1  # a READDIR still under way gets EBADF, never a reused fd number
 
     async def listdir(self, obj: int) -> list[DirEntry]:
         fd = self._open_dir(obj)

@@ -136,3 +136,19 @@ async def test_destroy_closes_every_stream(fs, share):
     assert open_fds() == fds + 10
     await fs.destroy()
     assert open_fds() == fds
+
+
+async def test_a_listing_under_way_when_its_stream_is_released_gets_ebadf(fs, share):
+    fill(share, 300)
+    fh = (await fs.opendir(ROOT, ROOT_NODEID, 0)).fh
+    stream = fs.dirs.get(fh).stream
+    listing = await fs.backend.readdir(stream, 0)
+    next(listing)
+    await fs.releasedir(ROOT, ROOT_NODEID, fh)
+    other = os.open(share, os.O_RDONLY | os.O_DIRECTORY)  # may take the released number
+    try:
+        with pytest.raises(OSError) as raised:
+            list(listing)
+        assert raised.value.errno == errno.EBADF
+    finally:
+        os.close(other)
