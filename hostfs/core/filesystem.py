@@ -293,6 +293,7 @@ class FileSystem:
             raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
         if node.is_symlink:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+        self.files.check()
         handle = await self.backend.open(node.obj, self._open_flags(flags), caller)
         opened = self._opened(self.files.add(OpenFile(node, handle, flags)))
         if kill_suidgid and flags & os.O_TRUNC:
@@ -307,6 +308,7 @@ class FileSystem:
     ) -> tuple[Entry, Opened]:
         directory = self._dir(parent)
         flags = self._open_flags(flags) | os.O_CREAT | (flags & os.O_EXCL)
+        self.files.check()
         obj, st, handle = await self.backend.create(
             directory.obj, check_name(name), flags, mode, caller
         )
@@ -412,6 +414,7 @@ class FileSystem:
 
     async def opendir(self, caller: Caller, nodeid: int, flags: int) -> Opened:
         node = self._dir(nodeid)
+        self.dirs.check()
         stream = await self.backend.opendir(node.obj)
         return self._opened(self.dirs.add(OpenDir(node, stream)), is_dir=True)
 

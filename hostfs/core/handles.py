@@ -37,17 +37,33 @@ class OpenDir:
 H = TypeVar("H", OpenFile, OpenDir)
 
 
+MAX_HANDLES = 1 << 20
+"""Open handles of one kind a session may hold: fs.nr_open's default (1,048,576),
+the most fds a Linux process can ever have open, and so the most an honest guest
+program could. A backend whose handles pin no host fd (NFS) is bounded by this."""
+
+
 class HandleTable(Generic[H]):
     """fh -> handle.  Numbers are never reused, so a stale fh cannot reach a new file."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_HANDLES) -> None:
         self._handles: dict[int, H] = {}
         self._next_fh = 1
+        self.limit = limit
 
     def __len__(self) -> int:
         return len(self._handles)
 
+    def check(self) -> None:
+        """Refuse a new handle before the backend opens one, so a refusal leaks nothing.
+
+        ENFILE, as the local backend's fd budget: the guest's limit, not the caller's.
+        """
+        if len(self._handles) >= self.limit:
+            raise OSError(errno.ENFILE, f"{len(self._handles)} handles open, the session's limit")
+
     def add(self, handle: H) -> int:
+        self.check()
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = handle
