@@ -40,12 +40,18 @@ def _proc(fd: int) -> str:
 class DirStream:
     """An open directory read by getdents64 offsets: the fd and where it stands."""
 
-    __slots__ = ("fd", "position")
+    __slots__ = ("fd", "position", "reads", "wanted")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.position: int | None = 0
         """The loff_t the fd is at, None when unknown (lseek before the next read)."""
+        self.reads = 0
+        """getdents64 calls so far: a listing that finds none but its own since its
+        last read knows the fd stands after the last entry it read."""
+        self.wanted = dirents.FIRST_READ
+        """Bytes of host entries the last READDIR took: the next one reads about that
+        much first (a READDIRPLUS reply holds a quarter of what a READDIR holds)."""
 
 
 class LocalBackend(Backend):
@@ -314,19 +320,24 @@ class LocalBackend(Backend):
     def _read_stream(self, stream: DirStream, offset: int) -> Iterator[tuple[DirEntry, int]]:
         """getdents64 from ``offset`` on, lseek only where the fd is elsewhere: a
         listing read straight through costs one getdents64 per READDIR."""
-        size = dirents.FIRST_READ
+        size = dirents.first_read(stream.wanted)
+        taken = 0
         while True:
             if stream.position != offset:
                 os.lseek(stream.fd, offset, os.SEEK_SET)
-                stream.position = offset
             data = self._dirent_buffer.read(stream.fd, size)
+            stream.reads += 1
+            mine = stream.reads
+            stream.position = None
             if not data:
-                stream.position = None  # at the end, a file system may park the fd anywhere
-                return
-            stream.position = dirents.last_offset(data)
-            for entry, d_off in dirents.entries(data):
+                return  # at the end a file system may park the fd anywhere
+            for entry, d_off, length in dirents.entries(data):
+                taken += length
+                stream.wanted = taken
                 yield entry, dirents.to_fuse_offset(d_off)
                 offset = d_off
+            if stream.reads == mine:
+                stream.position = offset  # where getdents64 left it (filldir64)
             size = min(2 * size, dirents.LARGEST_READ)
 
     async def releasedir(self, stream: DirStream) -> None:

@@ -22,11 +22,9 @@ _libc.getdents64.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 _DIRENT64 = struct.Struct("=QqHB")
 """``struct linux_dirent64`` (getdents64(2)): d_ino u64, d_off s64, d_reclen u16,
 d_type u8; ``d_name`` follows, NUL-terminated, padded to ``d_reclen``."""
-_RECLEN = struct.Struct("=H")
-_RECLEN_AT = 16
 
 FIRST_READ = 4096
-"""The first getdents64 of a READDIR asks for one page: the kernel's FUSE
+"""The first getdents64 of a READDIR asks for at most one page: the kernel's FUSE
 READDIR request is at least a page, and a linux_dirent64 is never larger
 than the fuse_dirent it becomes, so one page of host entries fills a page of reply."""
 LARGEST_READ = 32768
@@ -68,28 +66,27 @@ class Buffer:
         return ctypes.string_at(self._raw, count)
 
 
-def last_offset(data: bytes) -> int:
-    """The d_off of the last entry in ``data``: where getdents64 left the fd (filldir64
-    sets the fd's position to it), found by walking d_reclen without decoding names."""
-    position, last = 0, 0
-    while position < len(data):
-        last = position
-        reclen = _RECLEN.unpack_from(data, position + _RECLEN_AT)[0]
-        if reclen <= _DIRENT64.size:
-            break
-        position += reclen
-    return _DIRENT64.unpack_from(data, last)[1]
+def first_read(wanted: int) -> int:
+    """The size of a READDIR's first getdents64: what the stream's last READDIR took
+    (a reply takes as many entries again, and taking all it reads spares the next
+    READDIR an lseek), at least 1 KiB (a linux_dirent64 is at most 280 bytes), at
+    most FIRST_READ; further reads of the same READDIR double."""
+    return max(1024, min(wanted, FIRST_READ))
 
 
-def entries(data: bytes) -> Iterator[tuple[DirEntry, int]]:
-    """Each entry of one getdents64 result with its d_off, decoded only when asked for."""
+def entries(data: bytes) -> Iterator[tuple[DirEntry, int, int]]:
+    """Each entry of one getdents64 result with its d_off and d_reclen, decoded only
+    when asked for."""
     position, end = 0, len(data)
+    unpack = _DIRENT64.unpack_from
     while position + _DIRENT64.size < end:
-        ino, d_off, reclen, dtype = _DIRENT64.unpack_from(data, position)
-        if reclen <= _DIRENT64.size or position + reclen > end:
+        ino, d_off, reclen, dtype = unpack(data, position)
+        after = position + reclen
+        if reclen <= _DIRENT64.size or after > end:
             return  # the kernel never writes this; stop rather than loop or overrun
-        name_end = data.find(b"\0", position + _DIRENT64.size, position + reclen)
-        if name_end < 0:
-            name_end = position + reclen
-        yield DirEntry(data[position + _DIRENT64.size : name_end], ino, dtype), d_off
-        position += reclen
+        # d_name ends at its NUL; the padding after it is whatever the buffer held.
+        name_at = position + _DIRENT64.size
+        name_end = data.find(b"\0", name_at, after)
+        name = data[name_at : name_end if name_end >= 0 else after]
+        yield DirEntry(name, ino, dtype), d_off, reclen
+        position = after
