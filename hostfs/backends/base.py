@@ -18,7 +18,7 @@ contexts in worker threads.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
@@ -195,6 +195,25 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def listdir(self, obj: BackendObject) -> list[DirEntry]:
         """Every name in the directory except ``.`` and ``..``."""
+
+    async def opendir(self, obj: BackendObject) -> BackendHandle | None:
+        """A stream that reads the directory by offsets, or None (the default): the
+        core then lists the directory with :meth:`listdir` and keeps the listing.
+
+        A stream is what lets a listing cost nothing between two READDIRs: the
+        host's own directory offsets resume it, as virtiofsd resumes getdents64.
+        """
+        return None
+
+    async def readdir(self, stream: BackendHandle, offset: int) -> Iterator[tuple[DirEntry, int]]:
+        """The entries of ``stream`` from ``offset`` (0: the start; else an offset this
+        stream gave), ``.`` and ``..`` included, each with the offset that resumes
+        after it (a u64). Lazily: the core takes only the entries its reply holds."""
+        raise NotImplementedError
+
+    async def releasedir(self, stream: BackendHandle) -> None:
+        """Close a stream :meth:`opendir` returned."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     async def fsyncdir(self, obj: BackendObject, datasync: bool) -> None: ...

@@ -110,6 +110,14 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         "which measures fastest for one stream)",
     )
     parser.add_argument(
+        "--rlimit-nofile",
+        type=int,
+        metavar="N",
+        help="set the open-file limit (soft and hard) to N at start, as virtiofsd; 0 leaves "
+        "it alone (default: lift the soft limit to the hard one). The share may hold all "
+        "but 64 of them; beyond, the guest gets ENFILE",
+    )
+    parser.add_argument(
         "--log-level",
         choices=sorted(LOG_LEVELS),
         default="info",
@@ -190,8 +198,14 @@ async def open_filesystem(args: argparse.Namespace) -> FileSystem:
     options = filesystem_options(args)
     if args.thread_pool_size < 0:
         raise UsageError("--thread-pool-size must be 0 or more")
+    if args.rlimit_nofile is not None and args.rlimit_nofile < 0:
+        raise UsageError("--rlimit-nofile must be 0 or more")
     try:
-        backend = await open_backend(args.shared_dir, thread_pool_size=args.thread_pool_size)
+        backend = await open_backend(
+            args.shared_dir,
+            thread_pool_size=args.thread_pool_size,
+            rlimit_nofile=args.rlimit_nofile,
+        )
     except BackendUnavailable as error:
         raise UsageError(str(error)) from None
     except OSError as error:

@@ -11,7 +11,7 @@ import errno
 import logging
 import os
 import stat as stat_module
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from hostfs.backends.base import Backend, BackendObject
 from hostfs.core.handles import HandleTable, OpenDir, OpenFile
@@ -21,6 +21,7 @@ from hostfs.core.nodes import ROOT_NODEID, Node, NodeTable
 from hostfs.core.options import FsOptions
 from hostfs.core.permissions import check_access
 from hostfs.core.readonly import make_read_only
+from hostfs.core.snapshots import SnapshotCache
 from hostfs.core.types import (
     AttrReply,
     Caller,
@@ -43,7 +44,8 @@ ReaddirAdd = Callable[[bytes, int, int, int, "Entry | None"], bool]
 Called once per directory entry, in order.  ``entry`` is None for a plain
 READDIR and for ``.``/``..`` in READDIRPLUS (encoded as nodeid 0: "no
 lookup").  Returning False means the reply buffer is full: the entry was not
-sent, the core takes back the lookup it counted for it, and stops.
+sent, the core takes back the lookup it counted for it, and stops.  Raising
+abandons the reply: the core takes back every lookup of the call.
 """
 
 _SUID_SGID = stat_module.S_ISUID | stat_module.S_ISGID
@@ -86,6 +88,7 @@ class FileSystem:
         self.nodes = NodeTable(backend.forget, backend.same_object)
         self.files: HandleTable[OpenFile] = HandleTable()
         self.dirs: HandleTable[OpenDir] = HandleTable()
+        self.snapshots = SnapshotCache()
         self.posix_locks = LockTable()
         self.flocks = FlockTable()
         self._root: Node | None = None
@@ -116,7 +119,8 @@ class FileSystem:
         self.flocks.release_all()
         for open_file in self.files.drain():
             await self._close_quietly(open_file)
-        self.dirs.drain()
+        for stream in self.dirs.drain():
+            await self._release_dir(stream)
         self.nodes.forget_all()
 
     async def close(self) -> None:
@@ -298,6 +302,7 @@ class FileSystem:
             raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
         if node.is_symlink:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+        self.files.check()
         handle = await self.backend.open(node.obj, self._open_flags(flags), caller)
         opened = self._opened(self.files.add(OpenFile(node, handle, flags)))
         if kill_suidgid and flags & os.O_TRUNC:
@@ -312,6 +317,7 @@ class FileSystem:
     ) -> tuple[Entry, Opened]:
         directory = self._dir(parent)
         flags = self._open_flags(flags) | os.O_CREAT | (flags & os.O_EXCL)
+        self.files.check()
         obj, st, handle = await self.backend.create(
             directory.obj, check_name(name), flags, mode, caller
         )
@@ -417,7 +423,9 @@ class FileSystem:
 
     async def opendir(self, caller: Caller, nodeid: int, flags: int) -> Opened:
         node = self._dir(nodeid)
-        return self._opened(self.dirs.add(OpenDir(node)), is_dir=True)
+        self.dirs.check()
+        stream = await self.backend.opendir(node.obj)
+        return self._opened(self.dirs.add(OpenDir(node, stream)), is_dir=True)
 
     async def _snapshot(self, stream: OpenDir) -> list[DirEntry]:
         node = stream.node
@@ -425,32 +433,67 @@ class FileSystem:
         parent = DirEntry(b"..", node.key[1], _DT_DIR)
         return [here, parent, *await self.backend.listdir(node.obj)]
 
+    async def _listing(self, stream: OpenDir, offset: int) -> Iterator[tuple[DirEntry, int]]:
+        """The entries from ``offset`` on, each with the offset that resumes after it."""
+        if stream.stream is not None:
+            return await self.backend.readdir(stream.stream, offset)
+        if offset == 0 or stream.entries is None:
+            self.snapshots.keep(stream, await self._snapshot(stream))
+        else:
+            self.snapshots.touch(stream)
+        entries = stream.entries
+        assert entries is not None
+        if offset < 0 or offset > len(entries):
+            raise OSError(errno.EINVAL, f"readdir offset {offset} out of range")
+        return ((entries[index], index + 1) for index in range(offset, len(entries)))
+
     async def readdir(
         self, caller: Caller, nodeid: int, fh: int, offset: int, add: ReaddirAdd, plus: bool
     ) -> None:
+        """Send entries from ``offset`` until the reply is full or the directory ends.
+
+        The lookups counted always equal the entries the kernel is told of: a
+        lookup that fails after entries were added ends the reply there (a short
+        reply; the kernel asks again from the last offset sent, and then gets the
+        error), and a reply abandoned for any other reason (``add`` raising, a
+        cancel) takes back every lookup it counted, or the kernel could never
+        forget those nodes and their fds would stay pinned.
+        """
         stream = self.dirs.get(fh)
-        if offset == 0 or not stream.entries:
-            stream.entries = await self._snapshot(stream)
-        entries = stream.entries
-        if offset < 0 or offset > len(entries):
-            raise OSError(errno.EINVAL, f"readdir offset {offset} out of range")
-        for index in range(offset, len(entries)):
-            name, ino, dtype = entries[index]
-            entry = None
-            if plus and index >= 2:
-                try:
-                    obj, st = await self._find(stream.node.obj, name)
-                except FileNotFoundError:
-                    continue  # removed since the snapshot: nothing to report
-                entry = self._entry(obj, st)
-                ino, dtype = st.ino, _dtype(st.mode)
-            if not add(name, ino, dtype, index + 1, entry):
-                if entry is not None:
-                    self.nodes.forget(entry.nodeid, 1)
-                return
+        counted: list[int] = []
+        sent = 0
+        try:
+            for (name, ino, dtype), next_offset in await self._listing(stream, offset):
+                entry = None
+                if plus and name not in (b".", b".."):
+                    try:
+                        obj, st = await self._find(stream.node.obj, name)
+                    except FileNotFoundError:
+                        continue  # removed since it was listed: nothing to report
+                    except OSError:
+                        if sent:
+                            return
+                        raise
+                    entry = self._entry(obj, st)
+                    counted.append(entry.nodeid)
+                    ino, dtype = st.ino, _dtype(st.mode)
+                if not add(name, ino, dtype, next_offset, entry):
+                    if entry is not None:
+                        self.nodes.forget(counted.pop(), 1)
+                    return
+                sent += 1
+        except BaseException:
+            for counted_nodeid in counted:
+                self.nodes.forget(counted_nodeid, 1)
+            raise
+
+    async def _release_dir(self, stream: OpenDir) -> None:
+        self.snapshots.drop(stream)
+        if stream.stream is not None:
+            await self.backend.releasedir(stream.stream)
 
     async def releasedir(self, caller: Caller, nodeid: int, fh: int) -> None:
-        self.dirs.pop(fh)
+        await self._release_dir(self.dirs.pop(fh))
 
     async def fsyncdir(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None:
         await self.backend.fsyncdir(self.dirs.get(fh).node.obj, datasync)

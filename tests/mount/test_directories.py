@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import os
 
+import pytest
+
 from tests.mount.compare import fails_in_mount, in_both, same, write_file
 
 j = os.path.join
@@ -133,3 +135,31 @@ def test_removed_directory_lists_empty_through_its_open_handle(twin):
         fails_in_mount(twin, run, errno.ESTALE)
     else:
         assert same(twin, run) == []
+
+
+def daemon_rss(mount) -> int:
+    with open(f"/proc/{mount.process.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) << 10
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_many_open_listings_of_a_large_directory_cost_the_daemon_no_memory(twin):
+    """Each handle is a host directory stream, not a copy of the listing: 100 handles
+    part-way through 2000 names held ~35 MiB of listings before."""
+    for i in range(2000):
+        os.close(os.open(j(twin.host, name_for(i)), os.O_CREAT | os.O_WRONLY, 0o644))
+    before = daemon_rss(twin.mount)
+    scans = []
+    try:
+        for _ in range(100):
+            scan = os.scandir(twin.mnt)
+            scans.append(scan)
+            next(scan)  # the first READDIR of this handle
+        grown = daemon_rss(twin.mount) - before
+    finally:
+        for scan in scans:
+            scan.close()
+    assert grown < 8 << 20, f"the daemon grew by {grown >> 20} MiB"

@@ -14,15 +14,15 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import resource
 import stat as stat_module
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import trio
 
 from hostfs.backends.base import Backend
-from hostfs.backends.local import syscalls
+from hostfs.backends.local import dirents, syscalls
+from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 T = TypeVar("T")
@@ -37,11 +37,21 @@ def _proc(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _raise_nofile_limit() -> None:
-    """One O_PATH fd per node: lift the soft limit to the hard one, as virtiofsd does."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+class DirStream:
+    """An open directory read by getdents64 offsets: the fd and where it stands."""
+
+    __slots__ = ("fd", "position", "reads", "wanted")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.position: int | None = 0
+        """The loff_t the fd is at, None when unknown (lseek before the next read)."""
+        self.reads = 0
+        """getdents64 calls so far: a listing that finds none but its own since its
+        last read knows the fd stands after the last entry it read."""
+        self.wanted = dirents.FIRST_READ
+        """Bytes of host entries the last READDIR took: the next one reads about that
+        much first (a READDIRPLUS reply holds a quarter of what a READDIR holds)."""
 
 
 class LocalBackend(Backend):
@@ -56,18 +66,30 @@ class LocalBackend(Backend):
     calls_wait = False
     """Inline syscalls finish promptly, and a worker thread cannot be cancelled."""
 
-    def __init__(self, root_fd: int, thread_pool_size: int = 0) -> None:
+    def __init__(
+        self, root_fd: int, thread_pool_size: int = 0, fds: FdBudget | None = None
+    ) -> None:
         self._root_fd = root_fd
+        self._fds = fds if fds is not None else FdBudget.from_rlimit()
+        """Every fd the guest makes the backend hold (nodes, open files, directory
+        streams) is counted here and refused beyond the budget (fd_budget.py)."""
         self._is_root = os.geteuid() == 0
         self._use_openat2 = syscalls.has_openat2()
         self._limiter = trio.CapacityLimiter(thread_pool_size) if thread_pool_size else None
+        self._dirent_buffer = dirents.Buffer()
 
     @classmethod
-    def from_path(cls, path: str, thread_pool_size: int = 0) -> LocalBackend:
-        """Open ``path`` as the shared directory; OSError if it is not one."""
+    def from_path(
+        cls, path: str, thread_pool_size: int = 0, rlimit_nofile: int | None = None
+    ) -> LocalBackend:
+        """Open ``path`` as the shared directory; OSError if it is not one.
+
+        ``rlimit_nofile`` is ``--rlimit-nofile`` (fd_budget.set_nofile_limit); the
+        fd budget is what the resulting soft limit leaves.
+        """
         root_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        _raise_nofile_limit()
-        return cls(root_fd, thread_pool_size)
+        set_nofile_limit(rlimit_nofile)
+        return cls(root_fd, thread_pool_size, FdBudget.from_rlimit())
 
     async def _blocking(self, function: Callable[..., T], *args: object) -> T:
         if self._limiter is None:
@@ -79,11 +101,13 @@ class LocalBackend(Backend):
     # -- lifetime -----------------------------------------------------------
 
     async def root(self) -> tuple[int, Stat]:
-        fd = os.open(_proc(self._root_fd), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = self._fds.open(
+            os.open, _proc(self._root_fd), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+        )
         return fd, Stat.from_os(os.stat(fd))
 
     def forget(self, obj: int) -> None:
-        os.close(obj)
+        self._fds.close(obj)
 
     async def close(self) -> None:
         os.close(self._root_fd)
@@ -92,15 +116,15 @@ class LocalBackend(Backend):
 
     def _open_path(self, parent: int, name: bytes) -> int:
         if self._use_openat2:
-            return syscalls.openat2(parent, name, _PATH_FLAGS, 0, _RESOLVE)
-        return os.open(name, _PATH_FLAGS, dir_fd=parent)
+            return self._fds.open(syscalls.openat2, parent, name, _PATH_FLAGS, 0, _RESOLVE)
+        return self._fds.open(os.open, name, _PATH_FLAGS, dir_fd=parent)
 
     def _lookup(self, parent: int, name: bytes) -> tuple[int, Stat]:
         fd = self._open_path(parent, name)
         try:
             return fd, Stat.from_os(os.stat(fd))
         except BaseException:
-            os.close(fd)
+            self._fds.close(fd)
             raise
 
     async def lookup(self, parent: int, name: bytes) -> tuple[int, Stat]:
@@ -169,7 +193,7 @@ class LocalBackend(Backend):
         try:
             return fd, self._settle(parent, fd, caller, mode)
         except BaseException:
-            os.close(fd)
+            self._fds.close(fd)
             if stat_module.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
                 os.rmdir(name, dir_fd=parent)
             else:
@@ -179,20 +203,24 @@ class LocalBackend(Backend):
     async def mknod(
         self, parent: int, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[int, Stat]:
+        self._fds.check()
         os.mknod(name, mode, rdev, dir_fd=parent)
         return self._new_object(parent, name, caller, mode)
 
     async def mkdir(self, parent: int, name: bytes, mode: int, caller: Caller) -> tuple[int, Stat]:
+        self._fds.check()
         os.mkdir(name, mode, dir_fd=parent)
         return self._new_object(parent, name, caller, mode)
 
     async def symlink(
         self, parent: int, name: bytes, target: bytes, caller: Caller
     ) -> tuple[int, Stat]:
+        self._fds.check()
         os.symlink(target, name, dir_fd=parent)
         return self._new_object(parent, name, caller, None)
 
     async def link(self, obj: int, new_parent: int, new_name: bytes) -> tuple[int, Stat]:
+        self._fds.check()
         if self._is_root:
             syscalls.linkat_empty_path(obj, new_parent, new_name)
         else:
@@ -217,25 +245,26 @@ class LocalBackend(Backend):
     # -- files --------------------------------------------------------------
 
     async def open(self, obj: int, flags: int, caller: Caller) -> int:
-        return os.open(_proc(obj), (flags & ~_REOPEN_DROPPED) | os.O_CLOEXEC)
+        return self._fds.open(os.open, _proc(obj), (flags & ~_REOPEN_DROPPED) | os.O_CLOEXEC)
 
     async def create(
         self, parent: int, name: bytes, flags: int, mode: int, caller: Caller
     ) -> tuple[int, Stat, int]:
         # O_NOFOLLOW: a symlink planted under ``name`` must not redirect the create.
         flags = (flags & ~os.O_NOCTTY) | os.O_CLOEXEC | os.O_NOFOLLOW
+        self._fds.check(2)  # the open file and the node's O_PATH fd
         try:
-            handle = os.open(name, flags | os.O_EXCL, mode, dir_fd=parent)
+            handle = self._fds.open(os.open, name, flags | os.O_EXCL, mode, dir_fd=parent)
             created = True
         except FileExistsError:
             if flags & os.O_EXCL:
                 raise
-            handle = os.open(name, flags & ~os.O_CREAT, mode, dir_fd=parent)
+            handle = self._fds.open(os.open, name, flags & ~os.O_CREAT, mode, dir_fd=parent)
             created = False
         try:
-            obj = os.open(_proc(handle), os.O_PATH | os.O_CLOEXEC)
+            obj = self._fds.open(os.open, _proc(handle), os.O_PATH | os.O_CLOEXEC)
         except BaseException:
-            os.close(handle)
+            self._fds.close(handle)
             raise
         if created:
             return obj, self._settle(parent, obj, caller, mode), handle
@@ -262,7 +291,7 @@ class LocalBackend(Backend):
         await self._blocking(os.fdatasync if datasync else os.fsync, handle)
 
     async def release(self, handle: int) -> None:
-        os.close(handle)
+        self._fds.close(handle)
 
     async def fallocate(self, handle: int, mode: int, offset: int, length: int) -> None:
         await self._blocking(syscalls.fallocate, handle, mode, offset, length)
@@ -281,6 +310,39 @@ class LocalBackend(Backend):
 
     def _open_dir(self, obj: int) -> int:
         return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=obj)
+
+    async def opendir(self, obj: int) -> DirStream:
+        return DirStream(self._fds.open(self._open_dir, obj))
+
+    async def readdir(self, stream: DirStream, offset: int) -> Iterator[tuple[DirEntry, int]]:
+        return self._read_stream(stream, dirents.to_seek_offset(offset))
+
+    def _read_stream(self, stream: DirStream, offset: int) -> Iterator[tuple[DirEntry, int]]:
+        """getdents64 from ``offset`` on, lseek only where the fd is elsewhere: a
+        listing read straight through costs one getdents64 per READDIR."""
+        size = dirents.first_read(stream.wanted)
+        taken = 0
+        while True:
+            if stream.position != offset:
+                os.lseek(stream.fd, offset, os.SEEK_SET)
+            data = self._dirent_buffer.read(stream.fd, size)
+            stream.reads += 1
+            mine = stream.reads
+            stream.position = None
+            if not data:
+                return  # at the end a file system may park the fd anywhere
+            for entry, d_off, length in dirents.entries(data):
+                taken += length
+                stream.wanted = taken
+                yield entry, dirents.to_fuse_offset(d_off)
+                offset = d_off
+            if stream.reads == mine:
+                stream.position = offset  # where getdents64 left it (filldir64)
+            size = min(2 * size, dirents.LARGEST_READ)
+
+    async def releasedir(self, stream: DirStream) -> None:
+        self._fds.close(stream.fd)
+        stream.fd = -1  # a READDIR still under way gets EBADF, never a reused fd number
 
     async def listdir(self, obj: int) -> list[DirEntry]:
         fd = self._open_dir(obj)
