@@ -15,6 +15,7 @@ from typing import NoReturn
 from hostfs.backends import BackendUnavailable, open_backend
 from hostfs.core.filesystem import FileSystem
 from hostfs.core.options import CACHE_POLICIES, FsOptions
+from hostfs.sandbox import SANDBOX_MODES
 
 LOG_LEVELS = {
     # virtiofsd's names (Rust: error/warn/info/debug/trace/off; C: err/warn/info/debug)
@@ -107,6 +108,8 @@ def _apply_compat_options(args: argparse.Namespace) -> None:
                 args.xattr = key == "xattr" if args.xattr is None else args.xattr
             elif key in ("writeback", "no_writeback"):
                 args.writeback = key == "writeback" if args.writeback is None else args.writeback
+            elif key == "sandbox" and value in SANDBOX_MODES and hasattr(args, "sandbox"):
+                args.sandbox = args.sandbox or value  # libvirt's <sandbox mode=.../>
             elif key in ("posix_lock", "no_posix_lock", "flock", "no_flock"):
                 locks = not key.startswith("no_") if locks is None else locks
             else:
