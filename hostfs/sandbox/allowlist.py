@@ -81,6 +81,7 @@ REASONS: dict[str, str] = {
     "symlinkat": "SYMLINK",
     "linkat": "LINK (AT_EMPTY_PATH and through /proc/self/fd/N)",
     "unlinkat": "UNLINK, RMDIR",
+    "unlink": "--sandbox none removes its socket on exit (sandboxed, the supervisor does)",
     "renameat": "RENAME",
     "renameat2": "*code*: RENAME2 with NOREPLACE/EXCHANGE",
     "chmod": "SETATTR mode through /proc/self/fd/N",
