@@ -6,12 +6,14 @@ import ctypes
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
 from hostfs.sandbox.allowlist import ALLOWED
 from hostfs.sandbox.seccomp import install_filter, syscall_number
 from tests.sandbox.daemon import serving
+from tests.vhost.test_serve_cli import SERVE
 
 SECCOMP_MODE_FILTER = "2"
 """proc(5), /proc/PID/status ``Seccomp:``."""
@@ -74,3 +76,16 @@ async def test_seccomp_none_installs_no_filter(tmp_path: Path) -> None:
     share.mkdir()
     async with serving(tmp_path, str(share), "--seccomp", "none") as daemon:
         assert daemon.status("Seccomp") == "0"
+
+
+def test_log_mode_says_so_in_hostfs_log(tmp_path: Path) -> None:
+    ours, theirs = socket.socketpair()
+    command = [*SERVE, "--shared-dir", str(tmp_path), "--fd", str(theirs.fileno())]
+    process = subprocess.Popen(
+        [*command, "--seccomp", "log"], pass_fds=[theirs.fileno()], stderr=subprocess.PIPE
+    )
+    theirs.close()
+    ours.close()  # the front-end leaves at once: the daemon sets up, logs, and exits
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert b"--seccomp log: system calls outside the allow-list are only logged" in stderr
