@@ -17,6 +17,7 @@ from hostfs.core.filesystem import FileSystem
 from hostfs.core.idmap import IdMap, IdMapError, IdMapping
 from hostfs.core.options import CACHE_POLICIES, FsOptions
 from hostfs.core.xattrmap import PASS_THROUGH, XattrMap, XattrMapError
+from hostfs.sandbox import SANDBOX_MODES
 
 LOG_LEVELS = {
     # virtiofsd's names (Rust: error/warn/info/debug/trace/off; C: err/warn/info/debug)
@@ -141,6 +142,8 @@ def _apply_compat_options(args: argparse.Namespace) -> None:
                 args.xattrmap = args.xattrmap or value
             elif key in ("writeback", "no_writeback"):
                 args.writeback = key == "writeback" if args.writeback is None else args.writeback
+            elif key == "sandbox" and value in SANDBOX_MODES and hasattr(args, "sandbox"):
+                args.sandbox = args.sandbox or value  # libvirt's <sandbox mode=.../>
             elif key in ("posix_lock", "no_posix_lock", "flock", "no_flock"):
                 locks = not key.startswith("no_") if locks is None else locks
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib
 import json
 import logging
 import os
@@ -16,6 +17,9 @@ from hostfs.cli import common
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
+from hostfs.sandbox import SANDBOX_MODES, capabilities, seccomp
+from hostfs.sandbox.enter import enter_sandbox
+from hostfs.sandbox.namespaces import SandboxError
 from hostfs.vhost.device import TAG_SIZE, VhostUserFsDevice
 from hostfs.vhost.server import (
     SocketSetupError,
@@ -70,6 +74,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(the backend half of QEMU's -chardev socket,reconnect=N)",
     )
     parser.add_argument(
+        "--sandbox",
+        choices=SANDBOX_MODES,
+        help="confine the daemon to the shared directory: namespace (new mount, pid and network "
+        "namespaces, pivot_root; the default, as in virtiofsd), chroot (for containers that "
+        "forbid namespaces), none; also -o sandbox=MODE",
+    )
+    parser.add_argument(
+        "--seccomp",
+        choices=seccomp.SECCOMP_MODES,
+        default="kill",
+        help="what a system call outside the allow-list does: kill the daemon (the default, as "
+        "in virtiofsd), log it and go on, trap (SIGSYS), or none (no filter)",
+    )
+    parser.add_argument(
+        "--modcaps",
+        metavar="+CAP:-CAP",
+        help="edit the capabilities kept (chown, dac_override, dac_read_search, fowner, fsetid, "
+        "setgid, setuid, mknod, setfcap), as virtiofsd: e.g. --modcaps=-mknod:+sys_admin",
+    )
+    parser.add_argument(
         "--print-capabilities",
         action="store_true",
         help="print the vhost-user backend capabilities as JSON (for libvirt) and exit",
@@ -95,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Everything that needs the host runs first, single-threaded: the checks, the socket, the
+    sandbox (a fork), the capabilities and the seccomp filter; then trio serves."""
     if args.print_capabilities:
         print(json.dumps(CAPABILITIES, indent=2))
         return 0
@@ -102,45 +128,96 @@ def run(args: argparse.Namespace) -> int:
         raise common.UsageError("give exactly one of --socket-path and --fd")
     if args.tag is not None and not 0 < len(args.tag.encode()) <= TAG_SIZE:
         raise common.UsageError(f"--tag must be 1 to {TAG_SIZE} bytes")
-    trio.run(_serve, args)
+    common.filesystem_options(args)
+    try:
+        keep = capabilities.serving_capabilities(args.modcaps)
+    except capabilities.CapabilityError as error:
+        raise common.UsageError(str(error)) from None
+    nfs = args.shared_dir.startswith("nfs://")
+    root = None if nfs else _shared_directory(args.shared_dir)
+    _load_backend(nfs)
+    listener = _open_socket(args)
+    mode = args.sandbox or "namespace"
+    try:
+        status = enter_sandbox(mode, root, network=nfs, cleanup=functools.partial(_cleanup, args))
+    except SandboxError as error:
+        raise common.UsageError(str(error)) from None
+    if status is not None:
+        return status
+    if root is not None and mode != "none":
+        args.shared_dir = "/"
+    try:
+        capabilities.keep_only(keep)
+        seccomp.install_filter(args.seccomp)
+    except (capabilities.CapabilityError, seccomp.SeccompError) as error:
+        raise common.UsageError(str(error)) from None
+    if args.seccomp == "log":
+        log.warning("--seccomp log: system calls outside the allow-list are only logged")
+    trio.run(_serve, args, listener, mode == "none")
     return 0
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def _shared_directory(path: str) -> str:
+    """The absolute path the sandbox pivots into; checked here, while errors are usage errors."""
+    if not os.path.isdir(path):
+        raise common.UsageError(f"cannot share {path!r}: not a directory")
+    return os.path.realpath(path)
+
+
+def _load_backend(nfs: bool) -> None:
+    """Import the backend now: after the sandbox, no module file (nor libnfs) can be read."""
+    if nfs:
+        importlib.import_module("hostfs.backends.nfs")
+    else:
+        importlib.import_module("hostfs.backends.local")
+
+
+def _open_socket(args: argparse.Namespace) -> tuple[trio.socket.SocketType, bool]:
+    """The listening (or connected) socket, made before the sandbox hides its path.
+
+    ``listen_on_path`` is async; a trio.run of its own starts no thread, so fork stays safe.
+    """
+    try:
+        if args.fd is not None:
+            return socket_from_fd(args.fd)
+        listener = trio.run(listen_on_path, args.socket_path, args.socket_group)
+    except SocketSetupError as error:
+        raise common.UsageError(str(error)) from None
+    log.info("waiting for a vhost-user front-end on %s", args.socket_path)
+    return listener, True
+
+
+def _cleanup(args: argparse.Namespace) -> None:
+    """In the supervisor, after the daemon: only the host side can name the socket's path."""
+    if args.socket_path is not None:
+        _remove_socket(args.socket_path)
+
+
+async def _serve(
+    args: argparse.Namespace, socket: tuple[trio.socket.SocketType, bool], remove_socket: bool
+) -> None:
     fs = await common.open_filesystem(args)
     try:
         server = VhostUserServer(make_device(fs, tag=args.tag), reconnect=args.reconnect)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(shutdown_on_signals, server)
-            await _serve_socket(args, server)
+            await _serve_socket(server, *socket)
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await fs.close()
+        if remove_socket:
+            _cleanup(args)
 
 
-async def _serve_socket(args: argparse.Namespace, server: VhostUserServer) -> None:
-    if args.fd is not None:
-        try:
-            sock, listening = socket_from_fd(args.fd)
-        except SocketSetupError as error:
-            raise common.UsageError(str(error)) from None
-        with sock:
-            if listening:
-                await server.serve_listener(sock)
-            else:
-                await server.serve_connection(sock)
-        return
-    try:
-        listener = await listen_on_path(args.socket_path, args.socket_group)
-    except SocketSetupError as error:
-        raise common.UsageError(str(error)) from None
-    log.info("waiting for a vhost-user front-end on %s", args.socket_path)
-    try:
-        with listener:
-            await server.serve_listener(listener)
-    finally:
-        _remove_socket(args.socket_path)
+async def _serve_socket(
+    server: VhostUserServer, sock: trio.socket.SocketType, listening: bool
+) -> None:
+    with sock:
+        if listening:
+            await server.serve_listener(sock)
+        else:
+            await server.serve_connection(sock)
 
 
 def _remove_socket(path: str) -> None:

@@ -47,20 +47,33 @@ def _call(function: str, header: _Header, data: ctypes.Array) -> None:
         raise OSError(code, f"{function}: {os.strerror(code)}")
 
 
+CapabilitySets = _Sets
+"""effective/permitted/inheritable, as two 32-bit words each (capget(2))."""
+
+
+def get_capabilities() -> ctypes.Array:
+    """This thread's capability sets (``hostfs.sandbox.capabilities`` reduces them)."""
+    sets = _Sets()
+    _call("capget", _Header(_VERSION_3, 0), sets)
+    return sets
+
+
+def set_capabilities(sets: ctypes.Array) -> None:
+    _call("capset", _Header(_VERSION_3, 0), sets)
+
+
 @contextlib.contextmanager
 def without_capability(capability: int) -> Iterator[None]:
     """Run the body with ``capability`` out of this thread's effective set."""
-    header = _Header(_VERSION_3, 0)
-    saved = _Sets()
-    _call("capget", header, saved)
+    saved = get_capabilities()
     word, bit = divmod(capability, 32)
     if not saved[word].effective & (1 << bit):
         yield
         return
     lowered = _Sets.from_buffer_copy(saved)
     lowered[word].effective &= ~(1 << bit)
-    _call("capset", header, lowered)
+    set_capabilities(lowered)
     try:
         yield
     finally:
-        _call("capset", header, saved)
+        set_capabilities(saved)

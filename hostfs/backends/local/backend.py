@@ -33,8 +33,13 @@ _REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
 """Flags meaningless when re-opening a known inode through /proc/self/fd."""
 
 
+PROC_SELF_FD = "/proc/self/fd/"
+"""How descriptors are named as paths.  A sandboxed daemon cannot name /proc any more; its
+working directory is then that very directory and ``hostfs.sandbox`` sets this to ""."""
+
+
 def _proc(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
+    return f"{PROC_SELF_FD}{fd}"
 
 
 class DirStream:

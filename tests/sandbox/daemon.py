@@ -1,0 +1,70 @@
+"""A real ``hostfs serve`` process, found from outside, and a simulated guest talking to it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from hostfs.fuse.abi import ROOT_ID
+from hostfs.testing.frontend import Frontend
+from hostfs.testing.fuse_client import GuestFuseClient
+from tests.vhost.test_serve_cli import SERVE, wait_for_socket
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    pid: int
+    """The process that serves: the supervisor's child when sandboxed, else the process."""
+    fuse: GuestFuseClient
+
+    def status(self, field: str) -> str:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == field:
+                return value.strip()
+        raise KeyError(field)
+
+    def namespace(self, kind: str) -> str:
+        return os.readlink(f"/proc/{self.pid}/ns/{kind}")
+
+
+def _serving_pid(process: subprocess.Popen[bytes]) -> int:
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    return int(children[0]) if children else process.pid
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, shared_dir: str, *flags: str) -> AsyncIterator[Daemon]:
+    """``hostfs serve`` up to an answered FUSE INIT, so its set-up is over; then SIGTERM."""
+    sock = tmp_path / "vhost.sock"
+    command = [*SERVE, "--shared-dir", shared_dir, "--socket-path", str(sock), *flags]
+    process = subprocess.Popen(command)
+    try:
+        await wait_for_socket(sock)
+        async with Frontend.connect(str(sock)) as frontend:
+            await frontend.realize()
+            await frontend.start(2)
+            fuse = GuestFuseClient(frontend)
+            await fuse.init()
+            yield Daemon(process, _serving_pid(process), fuse)
+            frontend.close_queues()
+        assert await trio.to_thread.run_sync(process.wait, 10) == 0
+        assert not sock.exists()
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def round_trip(fuse: GuestFuseClient, name: bytes, data: bytes) -> None:
+    """Create, write, read back through the daemon."""
+    nodeid, fh = await fuse.create(ROOT_ID, name)
+    assert await fuse.write(nodeid, fh, 0, data) == len(data)
+    assert await fuse.read(nodeid, fh, 0, 4096) == data
+    await fuse.release(nodeid, fh)
