@@ -13,6 +13,7 @@ import sys
 
 import trio
 
+from hostfs.backends.local.fd_budget import set_nofile_limit
 from hostfs.cli import common
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
@@ -137,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
     root = None if nfs else _shared_directory(args.shared_dir)
     _load_backend(nfs)
     listener = _open_socket(args)
+    try:
+        # Before the capabilities go: raising the hard limit needs CAP_SYS_RESOURCE.
+        set_nofile_limit(args.rlimit_nofile)
+    except OSError as error:
+        raise common.UsageError(f"--rlimit-nofile: {error.strerror}") from None
     mode = args.sandbox or "namespace"
     try:
         status = enter_sandbox(mode, root, network=nfs, cleanup=functools.partial(_cleanup, args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from hostfs.backends.local import backend as local_backend
+from hostfs.backends.local import procfd
 from hostfs.sandbox import libc
 from hostfs.sandbox.namespaces import SandboxError, enter_chroot, enter_namespaces
 from hostfs.sandbox.supervisor import prepare_child, supervise
@@ -42,5 +42,5 @@ def enter_sandbox(
             enter_chroot(root)
     except SandboxError as error:
         raise SandboxError(f"{error} ({FALLBACK[mode]})") from None
-    local_backend.PROC_SELF_FD = ""
+    procfd.relative_to_cwd()
     return None

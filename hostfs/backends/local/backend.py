@@ -21,7 +21,7 @@ from typing import TypeVar
 import trio
 
 from hostfs.backends.base import Backend
-from hostfs.backends.local import dirents, syscalls
+from hostfs.backends.local import dirents, procfd, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
@@ -33,13 +33,7 @@ _REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
 """Flags meaningless when re-opening a known inode through /proc/self/fd."""
 
 
-PROC_SELF_FD = "/proc/self/fd/"
-"""How descriptors are named as paths.  A sandboxed daemon cannot name /proc any more; its
-working directory is then that very directory and ``hostfs.sandbox`` sets this to ""."""
-
-
-def _proc(fd: int) -> str:
-    return f"{PROC_SELF_FD}{fd}"
+_proc = procfd.fd_path
 
 
 class DirStream:

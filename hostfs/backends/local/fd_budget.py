@@ -15,6 +15,8 @@ import os
 import resource
 from collections.abc import Callable
 
+from hostfs.backends.local import procfd
+
 CONTROL_PLANE_RESERVE = 64
 """fds kept free of the guest's objects, for what the daemon itself opens later:
 16 for memory regions (SET_MEM_TABLE brings up to 8, VHOST_MEMORY_BASELINE_NREGIONS,
@@ -48,7 +50,7 @@ def set_nofile_limit(limit: int | None) -> None:
 
 def open_fd_count() -> int:
     """The fds this process has open now (the listing's own fd not counted)."""
-    return len(os.listdir("/proc/self/fd")) - 1
+    return len(os.listdir(procfd.fd_directory())) - 1
 
 
 class FdBudget:
