@@ -17,7 +17,7 @@ from typing import Protocol
 
 import trio
 
-from hostfs.fuse.parking import current_slot
+from hostfs.fuse.parking import ParkedWaits, current_slot, current_waits
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
 from hostfs.vhost.virtqueue import (
@@ -78,6 +78,7 @@ class Ring:
         self.broken = False
         self.queue: SplitQueue | None = None
         self._stopping = False
+        self._parked = ParkedWaits()
         self._wait_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
         self._stopped.set()
@@ -85,6 +86,11 @@ class Ring:
     @property
     def running(self) -> bool:
         return not self._stopped.is_set()
+
+    @property
+    def parked_waits(self) -> int:
+        """Requests of this ring parked in a lock wait now."""
+        return len(self._parked)
 
     def close_fds(self) -> None:
         for fd in (self.kick_fd, self.call_fd, self.err_fd):
@@ -142,9 +148,12 @@ class Ring:
 
         ``concurrency`` 0 handles one chain at a time in this task (virtiofsd's
         ``--thread-pool-size=0``); N > 0 lets up to N chains run at once.
+        Requests parked in a lock wait (hostfs.fuse.parking) do not hold up a stop.
         """
         self.queue = queue
         self._stopping = False
+        self._parked = ParkedWaits()
+        current_waits.set(self._parked)  # inherited by every request task started below
         self._stopped = trio.Event()
         task_status.started()
         limiter = trio.CapacityLimiter(concurrency) if concurrency else None
@@ -235,9 +244,15 @@ class Ring:
         self._wait_scope = None
 
     async def stop(self) -> int:
-        """GET_VRING_BASE: take no new chains, let in-flight ones finish, return the next index."""
+        """GET_VRING_BASE: take no new chains, let in-flight ones finish, return the next index.
+
+        A parked lock wait may never end, and QEMU waits for this reply to pause,
+        stop or migrate the VM: such waits end now with EINTR, and those replies
+        reach the used ring before the stop completes, so the guest sees them.
+        """
         if self.running:
             self._stopping = True
+            self._parked.end()
             self._wake()
             await self._stopped.wait()
         return self.base

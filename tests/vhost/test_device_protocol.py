@@ -280,3 +280,30 @@ async def test_memory_slots(served: Served) -> None:
         assert await ack(frontend, Request.REM_MEM_REG, region) == 0
         assert served.device.memory.regions == []
         assert await ack(frontend, Request.REM_MEM_REG, region) != 0
+
+
+async def test_shutdown_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    """SIGTERM (``server.shutdown()``) stops taking messages but does not cancel requests."""
+    handler = GatedHandler()
+    device = VhostUserFsDevice(NullFileSystem(), lambda: handler, concurrency=4)  # type: ignore[arg-type]
+    server = VhostUserServer(device, reconnect=True)
+    path = str(tmp_path / "gated.sock")
+    listener = await listen_on_path(path)
+    async with Frontend.connect(path) as frontend:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.serve_listener, listener)
+            await frontend.realize()
+            await frontend.start(2)
+            queue = frontend.queues[1]
+            submitted = queue.submit([b"request"], [16])
+            queue.kick()
+            with trio.fail_after(5):
+                while handler.started < 1:
+                    await trio.sleep(0.001)
+            server.shutdown()
+            await trio.sleep(0.01)
+            handler.release.set()
+        listener.close()
+        queue.collect()
+        assert submitted.reply == b"done"
+        frontend.close_queues()
