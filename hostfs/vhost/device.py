@@ -16,6 +16,7 @@ import trio
 
 from hostfs.core.filesystem import FileSystem
 from hostfs.vhost.channel import Message
+from hostfs.vhost.eventfd import NotAnEventfd, adopt_eventfd, close_fd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import (
     ConfigSpace,
@@ -32,7 +33,7 @@ from hostfs.vhost.messages import (
     encode_u64,
     request_name,
 )
-from hostfs.vhost.ring import RequestHandler, Ring, close_fd
+from hostfs.vhost.ring import RequestHandler, Ring
 from hostfs.vhost.virtqueue import (
     MAX_QUEUE_SIZE,
     VIRTIO_RING_F_EVENT_IDX,
@@ -288,15 +289,22 @@ class VhostUserFsDevice:
         close_fd(old)
 
     def _vring_file(self, message: Message) -> tuple[Ring, int | None]:
-        """SET_VRING_KICK/CALL/ERR: an fd, unless the NOFD bit says the ring is polled."""
+        """SET_VRING_KICK/CALL/ERR: an eventfd, unless the NOFD bit says the ring is polled.
+
+        Any other kind of fd is refused (and closed with the message): the ring
+        keeps the fd it had.
+        """
         vring_file = VringFile.decode(message.payload)
         ring = self._ring(vring_file.index)
         if vring_file.nofd:
             return ring, None
-        fd = message.take_fd()
-        if fd is None:
+        if not message.fds:
             raise MessageError("no fd and no NOFD flag")
-        return ring, fd
+        try:
+            adopt_eventfd(message.fds[0])
+        except NotAnEventfd as error:
+            raise DeviceError(str(error)) from error
+        return ring, message.take_fd()
 
     @handles(Request.SET_VRING_ENABLE)
     async def _set_vring_enable(self, message: Message) -> None:
