@@ -243,7 +243,10 @@ class VhostUserFsDevice:
     async def _set_vring_num(self, message: Message) -> None:
         state = VringState.decode(message.payload)
         if not 0 < state.num <= MAX_QUEUE_SIZE:
-            raise DeviceError(f"queue size {state.num}")
+            raise DeviceError(f"queue size {state.num} outside 1..{MAX_QUEUE_SIZE}")
+        if state.num & (state.num - 1):
+            # Virtio 1.2 §2.7: a split ring's "Queue Size ... must be a power of 2".
+            raise DeviceError(f"queue size {state.num} is not a power of 2")
         self._idle_ring(state.index).size = state.num
 
     @handles(Request.SET_VRING_ADDR)

@@ -60,6 +60,8 @@ async def test_features_and_config(served: Served) -> None:
         (Request.SET_FEATURES, encode_u64(1 << 40)),  # not offered
         (Request.SET_VRING_NUM, VringState(NUM_QUEUES, 64).encode()),  # no such queue
         (Request.SET_VRING_NUM, VringState(1, 0).encode()),  # size 0
+        (Request.SET_VRING_NUM, VringState(1, 100).encode()),  # not a power of 2
+        (Request.SET_VRING_NUM, VringState(1, 65536).encode()),  # beyond 32768
         (Request.SET_VRING_NUM, b"\x01"),  # short
         (Request.SET_VRING_KICK, encode_u64(1)),  # neither an fd nor NOFD
         (Request.SET_MEM_TABLE, encode_memory_table([])[:4]),
@@ -307,3 +309,9 @@ async def test_shutdown_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         queue.collect()
         assert submitted.reply == b"done"
         frontend.close_queues()
+
+
+async def test_power_of_two_queue_sizes_are_taken(served: Served) -> None:
+    async with Frontend.connect(served.socket_path) as frontend:
+        for size in (1, 2, 256, 32768):
+            assert await ack(frontend, Request.SET_VRING_NUM, VringState(1, size).encode()) == 0
