@@ -1,1 +1,25 @@
-"""A simulated guest: a vhost-user front-end and virtio-fs driver written in Python."""
+"""A simulated guest: a vhost-user front-end and virtio-fs driver written in Python.
+
+This is the public API for testing your own set-up against a vhost-user-fs
+device (hostfs's or another): :class:`Frontend` connects and plays QEMU's
+messages (or any message, fd and ring you make it send), :class:`DriverQueue`
+fills split rings as the Linux driver does (raw setters for broken ones),
+:class:`GuestFuseClient` sends FUSE requests on them, :class:`GuestRam` is the
+shared guest memory (a sealable memfd).  Names listed here stay stable.
+"""
+
+from hostfs.testing.driver_queue import DriverQueue, Submitted
+from hostfs.testing.frontend import Frontend, FrontendError
+from hostfs.testing.fuse_client import FuseError, FuseReply, GuestFuseClient
+from hostfs.testing.guest_ram import GuestRam
+
+__all__ = [
+    "DriverQueue",
+    "Frontend",
+    "FrontendError",
+    "FuseError",
+    "FuseReply",
+    "GuestFuseClient",
+    "GuestRam",
+    "Submitted",
+]

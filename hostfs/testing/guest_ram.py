@@ -22,7 +22,8 @@ class GuestRam:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.fd = os.memfd_create("hostfs-guest-ram", os.MFD_CLOEXEC)
+        # Sealable, as QEMU's memory-backend-memfd: the device seals it against shrinking.
+        self.fd = os.memfd_create("hostfs-guest-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self.fd, size)
         self._mmap = mmap.mmap(self.fd, size)
         self.view = memoryview(self._mmap)

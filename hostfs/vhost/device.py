@@ -16,6 +16,7 @@ import trio
 
 from hostfs.core.filesystem import FileSystem
 from hostfs.vhost.channel import Message
+from hostfs.vhost.eventfd import NotAnEventfd, adopt_eventfd, close_fd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import (
     ConfigSpace,
@@ -32,7 +33,7 @@ from hostfs.vhost.messages import (
     encode_u64,
     request_name,
 )
-from hostfs.vhost.ring import RequestHandler, Ring, close_fd
+from hostfs.vhost.ring import RequestHandler, Ring
 from hostfs.vhost.virtqueue import (
     MAX_QUEUE_SIZE,
     VIRTIO_RING_F_EVENT_IDX,
@@ -242,7 +243,10 @@ class VhostUserFsDevice:
     async def _set_vring_num(self, message: Message) -> None:
         state = VringState.decode(message.payload)
         if not 0 < state.num <= MAX_QUEUE_SIZE:
-            raise DeviceError(f"queue size {state.num}")
+            raise DeviceError(f"queue size {state.num} outside 1..{MAX_QUEUE_SIZE}")
+        if state.num & (state.num - 1):
+            # Virtio 1.2 §2.7: a split ring's "Queue Size ... must be a power of 2".
+            raise DeviceError(f"queue size {state.num} is not a power of 2")
         self._idle_ring(state.index).size = state.num
 
     @handles(Request.SET_VRING_ADDR)
@@ -288,15 +292,22 @@ class VhostUserFsDevice:
         close_fd(old)
 
     def _vring_file(self, message: Message) -> tuple[Ring, int | None]:
-        """SET_VRING_KICK/CALL/ERR: an fd, unless the NOFD bit says the ring is polled."""
+        """SET_VRING_KICK/CALL/ERR: an eventfd, unless the NOFD bit says the ring is polled.
+
+        Any other kind of fd is refused (and closed with the message): the ring
+        keeps the fd it had.
+        """
         vring_file = VringFile.decode(message.payload)
         ring = self._ring(vring_file.index)
         if vring_file.nofd:
             return ring, None
-        fd = message.take_fd()
-        if fd is None:
+        if not message.fds:
             raise MessageError("no fd and no NOFD flag")
-        return ring, fd
+        try:
+            adopt_eventfd(message.fds[0])
+        except NotAnEventfd as error:
+            raise DeviceError(str(error)) from error
+        return ring, message.take_fd()
 
     @handles(Request.SET_VRING_ENABLE)
     async def _set_vring_enable(self, message: Message) -> None:

@@ -14,6 +14,7 @@ import mmap
 import os
 
 from hostfs.vhost.messages import MemoryRegionDesc
+from hostfs.vhost.region_fd import RegionFdError, check_region_fd
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,16 @@ class GuestMemory:
         for region in self.regions:
             if desc.guest_phys_addr < region.guest_end and region.guest_start < end:
                 raise GuestMemoryError(f"region at {desc.guest_phys_addr:#x} overlaps another")
+        try:
+            sealed = check_region_fd(desc, fd)
+        except RegionFdError as error:
+            raise GuestMemoryError(str(error)) from error
+        if not sealed:
+            logger.warning(
+                "memory region %#x: its fd cannot be sealed against shrinking; a front-end "
+                "that truncates it can crash the daemon (hostfs.vhost.region_fd)",
+                desc.guest_phys_addr,
+            )
         self.regions.append(MappedRegion(desc, fd))
         self.regions.sort(key=lambda r: r.guest_start)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from collections.abc import Sequence
 from typing import Protocol
 
 import trio
 
-from hostfs.fuse.parking import current_slot
+from hostfs.fuse.parking import ParkedWaits, current_slot, current_waits
+from hostfs.vhost.eventfd import EVENTFD_VALUE, close_fd, signal_eventfd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
 from hostfs.vhost.virtqueue import (
@@ -31,9 +31,6 @@ from hostfs.vhost.virtqueue import (
 
 logger = logging.getLogger(__name__)
 
-EVENTFD_VALUE = struct.Struct("<Q")
-"""An eventfd is read and written as one native u64 (eventfd(2))."""
-
 POLL_INTERVAL = 0.001
 """How often a ring without a kick fd (SET_VRING_KICK with NOFD) is polled."""
 
@@ -44,22 +41,6 @@ class RequestHandler(Protocol):
     async def handle(
         self, readable: Sequence[memoryview], writable: Sequence[memoryview]
     ) -> int: ...
-
-
-def signal_eventfd(fd: int) -> None:
-    try:
-        os.write(fd, EVENTFD_VALUE.pack(1))
-    except BlockingIOError:
-        pass  # the counter is saturated: the other side has a notification pending anyway
-    except OSError as error:
-        logger.warning("cannot signal eventfd %d: %s", fd, error)
-
-
-def close_fd(fd: int | None) -> None:
-    """Close an eventfd a trio task may be waiting on."""
-    if fd is not None:
-        trio.lowlevel.notify_closing(fd)
-        os.close(fd)
 
 
 class Ring:
@@ -78,6 +59,7 @@ class Ring:
         self.broken = False
         self.queue: SplitQueue | None = None
         self._stopping = False
+        self._parked = ParkedWaits()
         self._wait_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
         self._stopped.set()
@@ -86,15 +68,19 @@ class Ring:
     def running(self) -> bool:
         return not self._stopped.is_set()
 
+    @property
+    def parked_waits(self) -> int:
+        """Requests of this ring parked in a lock wait now."""
+        return len(self._parked)
+
     def close_fds(self) -> None:
         for fd in (self.kick_fd, self.call_fd, self.err_fd):
             close_fd(fd)
         self.kick_fd = self.call_fd = self.err_fd = None
 
     def replace_kick(self, fd: int | None) -> None:
+        """A new kick fd (checked by :func:`~hostfs.vhost.eventfd.adopt_eventfd`), or polling."""
         old, self.kick_fd = self.kick_fd, fd
-        if fd is not None:
-            os.set_blocking(fd, False)
         self._wake()
         close_fd(old)
 
@@ -142,9 +128,12 @@ class Ring:
 
         ``concurrency`` 0 handles one chain at a time in this task (virtiofsd's
         ``--thread-pool-size=0``); N > 0 lets up to N chains run at once.
+        Requests parked in a lock wait (hostfs.fuse.parking) do not hold up a stop.
         """
         self.queue = queue
         self._stopping = False
+        self._parked = ParkedWaits()
+        current_waits.set(self._parked)  # inherited by every request task started below
         self._stopped = trio.Event()
         task_status.started()
         limiter = trio.CapacityLimiter(concurrency) if concurrency else None
@@ -226,18 +215,31 @@ class Ring:
                 return
             try:
                 await trio.lowlevel.wait_readable(self.kick_fd)
-                os.read(self.kick_fd, EVENTFD_VALUE.size)
+                value = os.read(self.kick_fd, EVENTFD_VALUE.size)
             except (BlockingIOError, trio.ClosedResourceError):
                 pass
             except OSError as error:
-                self.mark_broken(f"kick fd: {error}")
-                self._stopping = True
+                self._kick_failed(str(error))
+            else:
+                if len(value) != EVENTFD_VALUE.size:
+                    # Readable forever: waiting again would spin a core.
+                    self._kick_failed(f"read {len(value)} bytes (end of file)")
         self._wait_scope = None
 
+    def _kick_failed(self, reason: str) -> None:
+        self.mark_broken(f"kick fd: {reason}")
+        self._stopping = True
+
     async def stop(self) -> int:
-        """GET_VRING_BASE: take no new chains, let in-flight ones finish, return the next index."""
+        """GET_VRING_BASE: take no new chains, let in-flight ones finish, return the next index.
+
+        A parked lock wait may never end, and QEMU waits for this reply to pause,
+        stop or migrate the VM: such waits end now with EINTR, and those replies
+        reach the used ring before the stop completes, so the guest sees them.
+        """
         if self.running:
             self._stopping = True
+            self._parked.end()
             self._wake()
             await self._stopped.wait()
         return self.base

@@ -89,23 +89,37 @@ class VhostUserServer:
     def __init__(self, device: VhostUserFsDevice, *, reconnect: bool = False) -> None:
         self.device = device
         self.reconnect = reconnect
-        self._scope = trio.CancelScope()
+        self._shutting_down = False
+        self._accept_scope: trio.CancelScope | None = None
         self._connection_scope: trio.CancelScope | None = None
 
     def shutdown(self) -> None:
-        """Take no more messages or connections; in-flight requests still finish."""
-        self._scope.cancel()
-        if self._connection_scope is not None:
-            self._connection_scope.cancel()
+        """Take no more messages or connections; in-flight requests still finish.
+
+        Only the waits for a connection and for a message are cancelled, never
+        the rings: they stop as on a disconnect, parked lock waits answered EINTR.
+        """
+        self._shutting_down = True
+        for scope in (self._accept_scope, self._connection_scope):
+            if scope is not None:
+                scope.cancel()
 
     async def serve_listener(self, listener: trio.socket.SocketType) -> None:
-        with self._scope:
-            while True:
-                sock, _ = await listener.accept()
-                logger.info("front-end connected")
-                await self.serve_connection(sock)
-                if not self.reconnect:
-                    return
+        while not self._shutting_down:
+            sock = await self._accept(listener)
+            if sock is None:
+                return
+            logger.info("front-end connected")
+            await self.serve_connection(sock)
+            if not self.reconnect:
+                return
+
+    async def _accept(self, listener: trio.socket.SocketType) -> trio.socket.SocketType | None:
+        """The next front-end, or None on shutdown."""
+        with trio.CancelScope() as self._accept_scope:
+            sock, _ = await listener.accept()
+            return sock
+        return None
 
     async def serve_connection(self, sock: trio.socket.SocketType) -> None:
         """Until the front-end hangs up (or shutdown); then reset the device."""
@@ -113,7 +127,7 @@ class VhostUserServer:
             async with trio.open_nursery() as nursery:
                 self.device.attach(nursery)
                 with trio.CancelScope() as self._connection_scope:
-                    if self._scope.cancel_called:
+                    if self._shutting_down:
                         self._connection_scope.cancel()
                     await self._message_loop(sock)
                 self._connection_scope = None

@@ -60,6 +60,8 @@ async def test_features_and_config(served: Served) -> None:
         (Request.SET_FEATURES, encode_u64(1 << 40)),  # not offered
         (Request.SET_VRING_NUM, VringState(NUM_QUEUES, 64).encode()),  # no such queue
         (Request.SET_VRING_NUM, VringState(1, 0).encode()),  # size 0
+        (Request.SET_VRING_NUM, VringState(1, 100).encode()),  # not a power of 2
+        (Request.SET_VRING_NUM, VringState(1, 65536).encode()),  # beyond 32768
         (Request.SET_VRING_NUM, b"\x01"),  # short
         (Request.SET_VRING_KICK, encode_u64(1)),  # neither an fd nor NOFD
         (Request.SET_MEM_TABLE, encode_memory_table([])[:4]),
@@ -280,3 +282,36 @@ async def test_memory_slots(served: Served) -> None:
         assert await ack(frontend, Request.REM_MEM_REG, region) == 0
         assert served.device.memory.regions == []
         assert await ack(frontend, Request.REM_MEM_REG, region) != 0
+
+
+async def test_shutdown_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    """SIGTERM (``server.shutdown()``) stops taking messages but does not cancel requests."""
+    handler = GatedHandler()
+    device = VhostUserFsDevice(NullFileSystem(), lambda: handler, concurrency=4)  # type: ignore[arg-type]
+    server = VhostUserServer(device, reconnect=True)
+    path = str(tmp_path / "gated.sock")
+    listener = await listen_on_path(path)
+    async with Frontend.connect(path) as frontend:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.serve_listener, listener)
+            await frontend.realize()
+            await frontend.start(2)
+            queue = frontend.queues[1]
+            submitted = queue.submit([b"request"], [16])
+            queue.kick()
+            with trio.fail_after(5):
+                while handler.started < 1:
+                    await trio.sleep(0.001)
+            server.shutdown()
+            await trio.sleep(0.01)
+            handler.release.set()
+        listener.close()
+        queue.collect()
+        assert submitted.reply == b"done"
+        frontend.close_queues()
+
+
+async def test_power_of_two_queue_sizes_are_taken(served: Served) -> None:
+    async with Frontend.connect(served.socket_path) as frontend:
+        for size in (1, 2, 256, 32768):
+            assert await ack(frontend, Request.SET_VRING_NUM, VringState(1, size).encode()) == 0

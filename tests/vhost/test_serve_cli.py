@@ -26,9 +26,23 @@ def serve_command(tmp_path: Path, *extra: str) -> list[str]:
     return [*SERVE, "--shared-dir", str(share), *extra]
 
 
+SO_ACCEPTCON = 0x10000
+"""``__SO_ACCEPTCON`` in the Flags column of /proc/net/unix: the socket listens."""
+
+
+def listening(path: Path) -> bool:
+    """The file appears at bind(), before listen(): a connect() then is refused."""
+    with open("/proc/net/unix") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if len(fields) == 8 and fields[7] == str(path) and int(fields[3], 16) & SO_ACCEPTCON:
+                return True
+    return False
+
+
 async def wait_for_socket(path: Path) -> None:
     with trio.fail_after(10):
-        while not path.exists():
+        while not listening(path):
             await trio.sleep(0.02)
 
 
