@@ -14,6 +14,8 @@ import struct
 
 import trio
 
+from hostfs import procfd
+
 logger = logging.getLogger(__name__)
 
 EVENTFD_VALUE = struct.Struct("<Q")
@@ -35,7 +37,7 @@ def adopt_eventfd(fd: int) -> None:
     a write to a counter at its maximum then fails with EAGAIN instead of blocking.
     """
     try:
-        link = os.readlink(f"/proc/self/fd/{fd}")
+        link = os.readlink(procfd.fd_path(fd))
     except OSError as error:
         raise NotAnEventfd(f"fd {fd}: {error}") from error
     if link != EVENTFD_LINK:

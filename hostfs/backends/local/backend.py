@@ -20,8 +20,9 @@ from typing import TypeVar
 
 import trio
 
+from hostfs import procfd
 from hostfs.backends.base import Backend
-from hostfs.backends.local import dirents, procfd, syscalls
+from hostfs.backends.local import dirents, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 

@@ -15,7 +15,7 @@ import os
 import resource
 from collections.abc import Callable
 
-from hostfs.backends.local import procfd
+from hostfs import procfd
 
 CONTROL_PLANE_RESERVE = 64
 """fds kept free of the guest's objects, for what the daemon itself opens later:
