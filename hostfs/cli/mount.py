@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -85,7 +86,7 @@ async def _serve(args: argparse.Namespace) -> None:
             await fs.close()
 
 
-async def _cancel_on_signal(signals: trio.abc.ReceiveChannel, scope: trio.CancelScope) -> None:
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
     async for signum in signals:
         log.info("%s: unmounting", signal.Signals(signum).name)
         scope.cancel()

@@ -93,6 +93,7 @@ class IdMap:
                 start, target, count = numbers
             for direction in directions:
                 if direction == "to_guest" and kind == "map":
+                    assert target is not None  # only forbid-guest has none, and it is one-way
                     span = Span(target, count, start)  # the reverse of the guest range
                 else:
                     span = Span(start, count, target, squash)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from hostfs.fuse.scatter import gather, slices
 
@@ -36,7 +37,7 @@ class Args:
             return self._one[start : start + length]
         return gather(self._buffers, start, length)
 
-    def unpack(self, layout: struct.Struct, offset: int = 0) -> tuple:
+    def unpack(self, layout: struct.Struct, offset: int = 0) -> tuple[Any, ...]:
         """A fixed struct at ``offset``; ``struct.error`` when the arguments end first."""
         return layout.unpack_from(self.view(offset, layout.size))
 
@@ -51,7 +52,7 @@ class Args:
         length = max(0, min(length, self.size - offset))
         return slices(self._buffers, self._start + offset, length)
 
-    def records(self, layout: struct.Struct, offset: int, count: int) -> Iterator[tuple]:
+    def records(self, layout: struct.Struct, offset: int, count: int) -> Iterator[tuple[Any, ...]]:
         """``count`` consecutive structs, decoded one at a time as the caller iterates:
         no list, and a copy only of a record that straddles two buffers."""
         size = layout.size

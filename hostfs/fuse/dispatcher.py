@@ -29,6 +29,7 @@ from hostfs.core.types import Caller, Opened
 from hostfs.fuse import abi, replies
 from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
+from hostfs.fuse.args import Args
 from hostfs.fuse.init import Protocol, SessionConfig, negotiate
 from hostfs.fuse.operations import Operation, OperationTable, ReplyKind
 from hostfs.fuse.parking import parked
@@ -116,9 +117,10 @@ class Dispatcher:
         opcode = header.opcode
         operation = OPERATIONS.get(opcode)
         request = self._decode(operation, opcode, args)
-        if type(request) is rq.BadRequest:
+        if isinstance(request, rq.BadRequest):
             length, error = 0, request.errno
         else:
+            assert operation is not None  # without one, _decode answered ENOSYS
             length, error = await self._call(operation, header, request, writable)
         if self._debug:
             log.debug(
@@ -140,11 +142,11 @@ class Dispatcher:
     # -- plumbing ---------------------------------------------------------------
 
     def _decode(
-        self, operation: Operation | None, opcode: int, args: rq.Args | rq.BadRequest
+        self, operation: Operation | None, opcode: int, args: Args | rq.BadRequest
     ) -> rq.Request | rq.BadRequest:
         """The typed request, or the errno to answer: ENOSYS for an opcode without an
         operation, EIO for one the session does not admit yet."""
-        if type(args) is rq.BadRequest:
+        if isinstance(args, rq.BadRequest):
             return args
         if operation is None:
             return rq.BadRequest(errno.ENOSYS)
@@ -242,7 +244,8 @@ class Dispatcher:
             return await self._reply_in_buffer(operation.handler, header, request, writable)
         if reply is ReplyKind.DATA:
             caller = Caller(header.uid, header.gid, header.pid)
-            return await operation.handler(self, header, request, caller, writable)
+            length: int = await operation.handler(self, header, request, caller, writable)
+            return length
         await operation.handler(self, header, request)
         return 0
 
@@ -291,7 +294,9 @@ class Dispatcher:
     # -- session ----------------------------------------------------------------
 
     @OPERATIONS.handles(Opcode.INIT, rq.decode_init)
-    async def _on_init(self, header: rq.InHeader, request: rq.Init, caller: Caller, out, limit):
+    async def _on_init(
+        self, header: rq.InHeader, request: rq.Init, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         reply = negotiate(
             request.major,
             request.minor,
@@ -326,7 +331,9 @@ class Dispatcher:
         return len(reply.body)
 
     @OPERATIONS.handles(Opcode.DESTROY, rq.decode_empty)
-    async def _on_destroy(self, header, request, caller, out, limit) -> int:
+    async def _on_destroy(
+        self, header: rq.InHeader, request: rq.Empty, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         self.session.destroyed()
         self.stats.log(logging.DEBUG)
         await self.fs.destroy()
@@ -351,12 +358,16 @@ class Dispatcher:
         self.fs.batch_forget(request.items())
 
     @OPERATIONS.handles(Opcode.SYNCFS, rq.decode_empty)
-    async def _on_syncfs(self, header, request, caller, out, limit) -> int:
+    async def _on_syncfs(
+        self, header: rq.InHeader, request: rq.Empty, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.syncfs(caller)
         return 0
 
     @OPERATIONS.handles(Opcode.STATFS, rq.decode_empty)
-    async def _on_statfs(self, header, request, caller, out, limit) -> int:
+    async def _on_statfs(
+        self, header: rq.InHeader, request: rq.Empty, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         replies.statfs_out(out, HEADER, await self.fs.statfs(caller, header.nodeid))
         return self.protocol.statfs_out_size
 
@@ -367,23 +378,31 @@ class Dispatcher:
         return self.protocol.entry_out_size
 
     @OPERATIONS.handles(Opcode.LOOKUP, rq.decode_lookup)
-    async def _on_lookup(self, header, request: rq.Lookup, caller, out, limit) -> int:
+    async def _on_lookup(
+        self, header: rq.InHeader, request: rq.Lookup, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         entry = await self.fs.lookup(caller, header.nodeid, request.name)
         return self._entry_reply(out, entry)
 
     @OPERATIONS.handles(Opcode.GETATTR, rq.decode_getattr)
-    async def _on_getattr(self, header, request: rq.Getattr, caller, out, limit) -> int:
+    async def _on_getattr(
+        self, header: rq.InHeader, request: rq.Getattr, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         replies.attr_out(out, HEADER, await self.fs.getattr(caller, header.nodeid, request.fh))
         return self.protocol.attr_out_size
 
     @OPERATIONS.handles(Opcode.SETATTR, rq.decode_setattr)
-    async def _on_setattr(self, header, request: rq.Setattr, caller, out, limit) -> int:
+    async def _on_setattr(
+        self, header: rq.InHeader, request: rq.Setattr, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         reply = await self.fs.setattr(caller, header.nodeid, request.changes, request.fh)
         replies.attr_out(out, HEADER, reply)
         return self.protocol.attr_out_size
 
     @OPERATIONS.handles(Opcode.READLINK, rq.decode_empty)
-    async def _on_readlink(self, header, request, caller, out, limit) -> int:
+    async def _on_readlink(
+        self, header: rq.InHeader, request: rq.Empty, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         target = await self.fs.readlink(caller, header.nodeid)
         if HEADER + len(target) > limit:
             raise OSError(errno.ENAMETOOLONG, "symlink target larger than the reply buffer")
@@ -391,53 +410,71 @@ class Dispatcher:
         return len(target)
 
     @OPERATIONS.handles(Opcode.SYMLINK, rq.decode_symlink)
-    async def _on_symlink(self, header, request: rq.Symlink, caller, out, limit) -> int:
+    async def _on_symlink(
+        self, header: rq.InHeader, request: rq.Symlink, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         entry = await self.fs.symlink(caller, header.nodeid, request.name, request.target)
         return self._entry_reply(out, entry)
 
     @OPERATIONS.handles(Opcode.MKNOD, rq.decode_mknod)
-    async def _on_mknod(self, header, request: rq.Mknod, caller, out, limit) -> int:
+    async def _on_mknod(
+        self, header: rq.InHeader, request: rq.Mknod, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         entry = await self.fs.mknod(caller, header.nodeid, request.name, request.mode, request.rdev)
         return self._entry_reply(out, entry)
 
     @OPERATIONS.handles(Opcode.MKDIR, rq.decode_mkdir)
-    async def _on_mkdir(self, header, request: rq.Mkdir, caller, out, limit) -> int:
+    async def _on_mkdir(
+        self, header: rq.InHeader, request: rq.Mkdir, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         entry = await self.fs.mkdir(caller, header.nodeid, request.name, request.mode)
         return self._entry_reply(out, entry)
 
     @OPERATIONS.handles(Opcode.UNLINK, rq.decode_unlink)
-    async def _on_unlink(self, header, request: rq.Unlink, caller, out, limit) -> int:
+    async def _on_unlink(
+        self, header: rq.InHeader, request: rq.Unlink, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.unlink(caller, header.nodeid, request.name)
         return 0
 
     @OPERATIONS.handles(Opcode.RMDIR, rq.decode_unlink)
-    async def _on_rmdir(self, header, request: rq.Unlink, caller, out, limit) -> int:
+    async def _on_rmdir(
+        self, header: rq.InHeader, request: rq.Unlink, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.rmdir(caller, header.nodeid, request.name)
         return 0
 
     @OPERATIONS.handles(Opcode.RENAME, rq.decode_rename)
     @OPERATIONS.handles(Opcode.RENAME2, rq.decode_rename2)
-    async def _on_rename(self, header, request: rq.Rename, caller, out, limit) -> int:
+    async def _on_rename(
+        self, header: rq.InHeader, request: rq.Rename, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.rename(
             caller, header.nodeid, request.name, request.new_parent, request.new_name, request.flags
         )
         return 0
 
     @OPERATIONS.handles(Opcode.LINK, rq.decode_link)
-    async def _on_link(self, header, request: rq.Link, caller, out, limit) -> int:
+    async def _on_link(
+        self, header: rq.InHeader, request: rq.Link, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         entry = await self.fs.link(caller, request.old_nodeid, header.nodeid, request.new_name)
         return self._entry_reply(out, entry)
 
     # -- files --------------------------------------------------------------
 
     @OPERATIONS.handles(Opcode.OPEN, rq.decode_open)
-    async def _on_open(self, header, request: rq.Open, caller, out, limit) -> int:
+    async def _on_open(
+        self, header: rq.InHeader, request: rq.Open, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         opened = await self.fs.open(caller, header.nodeid, request.flags, request.kill_suidgid)
         replies.open_out(out, HEADER, opened, self._backing_id(header.nodeid, opened))
         return abi.OPEN_OUT.size
 
     @OPERATIONS.handles(Opcode.CREATE, rq.decode_create)
-    async def _on_create(self, header, request: rq.Create, caller, out, limit) -> int:
+    async def _on_create(
+        self, header: rq.InHeader, request: rq.Create, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         entry, opened = await self.fs.create(
             caller, header.nodeid, request.name, request.mode, request.flags
         )
@@ -453,7 +490,9 @@ class Dispatcher:
         return None if fd is None else self.backing.acquire(nodeid, opened.fh, fd)
 
     @OPERATIONS.handles(Opcode.WRITE, rq.decode_write)
-    async def _on_write(self, header, request: rq.Write, caller, out, limit) -> int:
+    async def _on_write(
+        self, header: rq.InHeader, request: rq.Write, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         count = await self.fs.write(
             caller, header.nodeid, request.fh, request.offset, request.data, request.kill_suidgid
         )
@@ -461,12 +500,16 @@ class Dispatcher:
         return abi.WRITE_OUT.size
 
     @OPERATIONS.handles(Opcode.FLUSH, rq.decode_flush)
-    async def _on_flush(self, header, request: rq.Flush, caller, out, limit) -> int:
+    async def _on_flush(
+        self, header: rq.InHeader, request: rq.Flush, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.flush(caller, header.nodeid, request.fh, request.lock_owner)
         return 0
 
     @OPERATIONS.handles(Opcode.RELEASE, rq.decode_release)
-    async def _on_release(self, header, request: rq.Release, caller, out, limit) -> int:
+    async def _on_release(
+        self, header: rq.InHeader, request: rq.Release, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         try:
             await self.fs.release(
                 caller, header.nodeid, request.fh, request.lock_owner, request.flock_release
@@ -477,19 +520,30 @@ class Dispatcher:
         return 0
 
     @OPERATIONS.handles(Opcode.FSYNC, rq.decode_fsync)
-    async def _on_fsync(self, header, request: rq.Fsync, caller, out, limit) -> int:
+    async def _on_fsync(
+        self, header: rq.InHeader, request: rq.Fsync, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.fsync(caller, header.nodeid, request.fh, request.datasync)
         return 0
 
     @OPERATIONS.handles(Opcode.FALLOCATE, rq.decode_fallocate)
-    async def _on_fallocate(self, header, request: rq.Fallocate, caller, out, limit) -> int:
+    async def _on_fallocate(
+        self,
+        header: rq.InHeader,
+        request: rq.Fallocate,
+        caller: Caller,
+        out: memoryview,
+        limit: int,
+    ) -> int:
         await self.fs.fallocate(
             caller, header.nodeid, request.fh, request.mode, request.offset, request.length
         )
         return 0
 
     @OPERATIONS.handles(Opcode.LSEEK, rq.decode_lseek)
-    async def _on_lseek(self, header, request: rq.Lseek, caller, out, limit) -> int:
+    async def _on_lseek(
+        self, header: rq.InHeader, request: rq.Lseek, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         offset = await self.fs.lseek(
             caller, header.nodeid, request.fh, request.offset, request.whence
         )
@@ -497,7 +551,14 @@ class Dispatcher:
         return abi.LSEEK_OUT.size
 
     @OPERATIONS.handles(Opcode.COPY_FILE_RANGE, rq.decode_copy_file_range)
-    async def _on_copy_file_range(self, header, request: rq.CopyFileRange, caller, out, limit):
+    async def _on_copy_file_range(
+        self,
+        header: rq.InHeader,
+        request: rq.CopyFileRange,
+        caller: Caller,
+        out: memoryview,
+        limit: int,
+    ) -> int:
         count = await self.fs.copy_file_range(
             caller,
             header.nodeid,
@@ -513,14 +574,18 @@ class Dispatcher:
         return abi.WRITE_OUT.size
 
     @OPERATIONS.handles(Opcode.GETLK, rq.decode_lk)
-    async def _on_getlk(self, header, request: rq.Lk, caller, out, limit) -> int:
+    async def _on_getlk(
+        self, header: rq.InHeader, request: rq.Lk, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         lock = await self.fs.getlk(caller, header.nodeid, request.fh, request.owner, request.lock)
         replies.lk_out(out, HEADER, lock)
         return abi.FILE_LOCK.size
 
     @OPERATIONS.handles(Opcode.SETLK, rq.decode_lk)
     @OPERATIONS.handles(Opcode.SETLKW, rq.decode_lk)
-    async def _on_setlk(self, header, request: rq.Lk, caller, out, limit) -> int:
+    async def _on_setlk(
+        self, header: rq.InHeader, request: rq.Lk, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         wait = header.opcode == Opcode.SETLKW
         async with parked() if wait else contextlib.nullcontext():
             await self.fs.setlk(
@@ -531,13 +596,17 @@ class Dispatcher:
     # -- directories --------------------------------------------------------
 
     @OPERATIONS.handles(Opcode.OPENDIR, rq.decode_open)
-    async def _on_opendir(self, header, request: rq.Open, caller, out, limit) -> int:
+    async def _on_opendir(
+        self, header: rq.InHeader, request: rq.Open, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         replies.open_out(out, HEADER, await self.fs.opendir(caller, header.nodeid, request.flags))
         return abi.OPEN_OUT.size
 
     @OPERATIONS.handles(Opcode.READDIR, rq.decode_read)
     @OPERATIONS.handles(Opcode.READDIRPLUS, rq.decode_read)
-    async def _on_readdir(self, header, request: rq.Read, caller, out, limit) -> int:
+    async def _on_readdir(
+        self, header: rq.InHeader, request: rq.Read, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         plus = header.opcode == Opcode.READDIRPLUS
         end = min(limit, HEADER + request.size)
         position = HEADER
@@ -557,24 +626,32 @@ class Dispatcher:
         return position - HEADER
 
     @OPERATIONS.handles(Opcode.RELEASEDIR, rq.decode_release)
-    async def _on_releasedir(self, header, request: rq.Release, caller, out, limit) -> int:
+    async def _on_releasedir(
+        self, header: rq.InHeader, request: rq.Release, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.releasedir(caller, header.nodeid, request.fh)
         return 0
 
     @OPERATIONS.handles(Opcode.FSYNCDIR, rq.decode_fsync)
-    async def _on_fsyncdir(self, header, request: rq.Fsync, caller, out, limit) -> int:
+    async def _on_fsyncdir(
+        self, header: rq.InHeader, request: rq.Fsync, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.fsyncdir(caller, header.nodeid, request.fh, request.datasync)
         return 0
 
     @OPERATIONS.handles(Opcode.ACCESS, rq.decode_access)
-    async def _on_access(self, header, request: rq.Access, caller, out, limit) -> int:
+    async def _on_access(
+        self, header: rq.InHeader, request: rq.Access, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.access(caller, header.nodeid, request.mask)
         return 0
 
     # -- extended attributes --------------------------------------------------
 
     @OPERATIONS.handles(Opcode.SETXATTR, rq.decode_setxattr)
-    async def _on_setxattr(self, header, request: rq.Setxattr, caller, out, limit) -> int:
+    async def _on_setxattr(
+        self, header: rq.InHeader, request: rq.Setxattr, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         await self.fs.setxattr(caller, header.nodeid, request.name, request.value, request.flags)
         return 0
 
@@ -588,17 +665,33 @@ class Dispatcher:
         return len(data)
 
     @OPERATIONS.handles(Opcode.GETXATTR, rq.decode_getxattr)
-    async def _on_getxattr(self, header, request: rq.Getxattr, caller, out, limit) -> int:
+    async def _on_getxattr(
+        self, header: rq.InHeader, request: rq.Getxattr, caller: Caller, out: memoryview, limit: int
+    ) -> int:
         value = await self.fs.getxattr(caller, header.nodeid, request.name)
         return self._xattr_reply(value, request.size, out, limit)
 
     @OPERATIONS.handles(Opcode.LISTXATTR, rq.decode_listxattr)
-    async def _on_listxattr(self, header, request: rq.Listxattr, caller, out, limit) -> int:
+    async def _on_listxattr(
+        self,
+        header: rq.InHeader,
+        request: rq.Listxattr,
+        caller: Caller,
+        out: memoryview,
+        limit: int,
+    ) -> int:
         names = await self.fs.listxattr(caller, header.nodeid)
         data = b"".join(name + b"\0" for name in names)
         return self._xattr_reply(data, request.size, out, limit)
 
     @OPERATIONS.handles(Opcode.REMOVEXATTR, rq.decode_removexattr)
-    async def _on_removexattr(self, header, request: rq.Removexattr, caller, out, limit) -> int:
+    async def _on_removexattr(
+        self,
+        header: rq.InHeader,
+        request: rq.Removexattr,
+        caller: Caller,
+        out: memoryview,
+        limit: int,
+    ) -> int:
         await self.fs.removexattr(caller, header.nodeid, request.name)
         return 0

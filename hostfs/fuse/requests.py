@@ -20,7 +20,7 @@ import errno
 import logging
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from hostfs.core.types import Lock, SetattrChanges
 from hostfs.fuse import abi
@@ -70,14 +70,15 @@ class Forget(NamedTuple):
 
 
 class BatchForget(NamedTuple):
-    """``count`` ``fuse_forget_one`` records, left in the request until iterated."""
+    """``records`` ``fuse_forget_one`` records (``fuse_batch_forget_in.count``), left in
+    the request until iterated."""
 
-    count: int
+    records: int
     args: Args
 
     def items(self) -> Iterator[tuple[int, int]]:
         """(nodeid, nlookup) pairs, one tuple at a time: the core needs nothing more."""
-        return self.args.records(abi.FORGET_ONE, abi.BATCH_FORGET_IN.size, self.count)
+        return self.args.records(abi.FORGET_ONE, abi.BATCH_FORGET_IN.size, self.records)
 
 
 class Getattr(NamedTuple):
@@ -319,7 +320,9 @@ def decode_getattr(proto: Protocol, args: Args) -> Getattr:
     return Getattr(fh if flags & abi.GETATTR_FH else None)
 
 
-def _time(valid: int, set_bit: int, now_bit: int, seconds: int, nsec: int) -> int | str | None:
+def _time(
+    valid: int, set_bit: int, now_bit: int, seconds: int, nsec: int
+) -> int | Literal["now"] | None:
     if valid & now_bit:
         return "now"
     if valid & set_bit:

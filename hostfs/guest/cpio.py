@@ -63,7 +63,7 @@ def write_newc(entries: list[CpioEntry]) -> bytes:
 
 def read_newc(archive: bytes) -> list[CpioEntry]:
     """Parse a ``newc`` archive back into entries (up to the trailer)."""
-    entries = []
+    entries: list[CpioEntry] = []
     offset = 0
     while True:
         if archive[offset : offset + len(MAGIC)] != MAGIC:

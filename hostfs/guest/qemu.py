@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -136,7 +137,7 @@ async def run_guest(
         )
 
 
-async def _spawn(command: list[str], **options: object) -> trio.Process:
+async def _spawn(command: list[str], **options: Any) -> trio.Process:
     try:
         return await trio.lowlevel.open_process(
             command, start_new_session=True, stderr=subprocess.STDOUT, **options

@@ -9,9 +9,10 @@ read+write, and fallocate fails with EOPNOTSUPP.  The devfuse engine has them al
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import ParamSpec, TypeVar
 
 import pyfuse3
@@ -32,7 +33,7 @@ def _errors_as_fuse_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awa
         try:
             return await method(*args, **kwargs)
         except OSError as error:
-            raise pyfuse3.FUSEError(error.errno) from None
+            raise pyfuse3.FUSEError(error.errno or errno.EIO) from None
 
     return wrapper
 
@@ -84,7 +85,9 @@ class CoreOperations(pyfuse3.Operations):
         self.fs = fs
         self.enable_writeback_cache = fs.options.writeback
 
-    def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    # pyfuse3 awaits a coroutine if one is returned (save_retval) and takes None too:
+    # forgetting costs no I/O, so it stays synchronous.
+    def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:  # type: ignore[override]
         self.fs.batch_forget(inode_list)
 
     @_errors_as_fuse_errors

@@ -8,7 +8,7 @@ import trio
 from hostfs.core.filesystem import FileSystem
 from hostfs.libfuse.operations import CoreOperations
 
-MOUNT_OPTIONS = frozenset({"fsname=hostfs", "subtype=hostfs", "default_permissions", "allow_other"})
+MOUNT_OPTIONS = {"fsname=hostfs", "subtype=hostfs", "default_permissions", "allow_other"}
 """default_permissions: the kernel checks permissions from our attributes, as
 virtiofs always does; allow_other: every user on the host may use the mount."""
 

@@ -12,6 +12,7 @@ CAP_SYS_PTRACE, no CAP_NET_ADMIN, no CAP_SYS_MODULE.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from hostfs.devfuse.capabilities import get_capabilities, set_capabilities
 from hostfs.sandbox import libc
@@ -111,6 +112,6 @@ def _drop_bounding(number: int) -> None:
         raise CapabilityError(f"cannot drop cap_{NAMES[number]}: {error.strerror}") from None
 
 
-def _has(sets: object, number: int) -> bool:
+def _has(sets: Any, number: int) -> bool:
     word, bit = divmod(number, 32)
     return bool(sets[word].permitted & (1 << bit))

@@ -166,8 +166,9 @@ class NfsBackend(Backend):
     async def mknod(
         self, parent: NfsNode, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
-        if stat_module.S_ISREG(mode) and self._fast_parent(parent):
-            made = await self.fast.create(parent.fh, name, mode & 0o7777, *self._ids(caller))
+        fh = self._fast_parent(parent) if stat_module.S_ISREG(mode) else None
+        if fh is not None:
+            made = await self.fast.create(fh, name, mode & 0o7777, *self._ids(caller))
             return self._found(parent, name, made)
         path = parent.child_path(name)
 
@@ -183,8 +184,9 @@ class NfsBackend(Backend):
     async def mkdir(
         self, parent: NfsNode, name: bytes, mode: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
-        if self._fast_parent(parent):
-            made = await self.fast.mkdir(parent.fh, name, mode & 0o7777, *self._ids(caller))
+        fh = self._fast_parent(parent)
+        if fh is not None:
+            made = await self.fast.mkdir(fh, name, mode & 0o7777, *self._ids(caller))
             return self._found(parent, name, made)
         path = parent.child_path(name)
 
@@ -205,11 +207,11 @@ class NfsBackend(Backend):
 
         return self._found(parent, name, await self.pool.run(make))
 
-    def _fast_parent(self, parent: NfsNode) -> bool:
-        """Whether a new child can be made by one RPC on the event loop: the parent's
-        filehandle is known, and the parent is not setgid (then the child's group
-        is the parent's, which is not at hand: the path API and :meth:`_own` do it)."""
-        return parent.fh is not None and not parent.mode & stat_module.S_ISGID
+    def _fast_parent(self, parent: NfsNode) -> bytes | None:
+        """The parent's filehandle when a new child can be made by one RPC on the event
+        loop: the filehandle is known, and the parent is not setgid (then the child's
+        group is the parent's, which is not at hand: the path API and :meth:`_own` do it)."""
+        return None if parent.mode & stat_module.S_ISGID else parent.fh
 
     def _ids(self, caller: Caller) -> tuple[int | None, int | None]:
         """uid and gid for a new object's sattr3: None where the RPC's credentials
@@ -292,14 +294,15 @@ class NfsBackend(Backend):
     ) -> tuple[NfsNode, Stat, NfsHandle]:
         # GUARDED (RFC 1813 §3.3.8) so we know whether we made it: only a file we
         # created gets the caller as owner; an existing one is opened as it is.
-        if not self._fast_parent(parent):
+        parent_fh = self._fast_parent(parent)
+        if parent_fh is None:
             path = parent.child_path(name)
             fh, st = await self.pool.run(
                 lambda c: self._create_by_path(c, parent, name, path, flags, mode, caller)
             )
         else:
             try:
-                made = await self.fast.create(parent.fh, name, mode & 0o7777, *self._ids(caller))
+                made = await self.fast.create(parent_fh, name, mode & 0o7777, *self._ids(caller))
             except FileExistsError:
                 if flags & os.O_EXCL:
                     raise
