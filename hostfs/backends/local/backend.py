@@ -29,12 +29,33 @@ T = TypeVar("T")
 
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _RESOLVE = syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_MAGICLINKS
-_REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
+_REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 """Flags meaningless when re-opening a known inode through /proc/self/fd."""
+_OPEN_ALWAYS = os.O_CLOEXEC | os.O_NOCTTY
+"""On every open: a tty must never become the daemon's controlling terminal."""
 
 
 def _proc(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
+
+
+def _require_regular(mode: int) -> None:
+    """Open only regular files for I/O (CVE-2020-35517).
+
+    A device node would hand the guest a host device, and open(2) of a FIFO
+    blocks until a writer comes.  virtiofsd's ``is_safe_inode`` allows only
+    regular files and directories and ``open_inode`` answers EBADF otherwise;
+    directories and symlinks get what open(2) itself would answer.
+    """
+    if stat_module.S_ISREG(mode):
+        return
+    if stat_module.S_ISDIR(mode):
+        code = errno.EISDIR
+    elif stat_module.S_ISLNK(mode):
+        code = errno.ELOOP
+    else:
+        code = errno.EBADF
+    raise OSError(code, f"not a regular file: {os.strerror(code)}")
 
 
 def _raise_nofile_limit() -> None:
@@ -179,6 +200,9 @@ class LocalBackend(Backend):
     async def mknod(
         self, parent: int, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[int, Stat]:
+        if (stat_module.S_ISCHR(mode) or stat_module.S_ISBLK(mode)) and caller.uid != 0:
+            # mknod(2): device nodes need CAP_MKNOD, which only root callers hold.
+            raise OSError(errno.EPERM, "only root may create device nodes")
         os.mknod(name, mode, rdev, dir_fd=parent)
         return self._new_object(parent, name, caller, mode)
 
@@ -217,29 +241,41 @@ class LocalBackend(Backend):
     # -- files --------------------------------------------------------------
 
     async def open(self, obj: int, flags: int, caller: Caller) -> int:
-        return os.open(_proc(obj), (flags & ~_REOPEN_DROPPED) | os.O_CLOEXEC)
+        # The type of an inode never changes, so the fstat of its O_PATH object
+        # decides for the open that follows.
+        _require_regular(os.fstat(obj).st_mode)
+        return os.open(_proc(obj), (flags & ~_REOPEN_DROPPED) | _OPEN_ALWAYS)
 
     async def create(
         self, parent: int, name: bytes, flags: int, mode: int, caller: Caller
     ) -> tuple[int, Stat, int]:
-        # O_NOFOLLOW: a symlink planted under ``name`` must not redirect the create.
-        flags = (flags & ~os.O_NOCTTY) | os.O_CLOEXEC | os.O_NOFOLLOW
+        # O_EXCL never follows a symlink nor opens an existing FIFO or device.
+        flags = flags | _OPEN_ALWAYS | os.O_NOFOLLOW
         try:
             handle = os.open(name, flags | os.O_EXCL, mode, dir_fd=parent)
-            created = True
         except FileExistsError:
             if flags & os.O_EXCL:
                 raise
-            handle = os.open(name, flags & ~os.O_CREAT, mode, dir_fd=parent)
-            created = False
+            return self._open_existing(parent, name, flags)
         try:
             obj = os.open(_proc(handle), os.O_PATH | os.O_CLOEXEC)
         except BaseException:
             os.close(handle)
             raise
-        if created:
-            return obj, self._settle(parent, obj, caller, mode), handle
-        return obj, Stat.from_os(os.stat(handle)), handle
+        return obj, self._settle(parent, obj, caller, mode), handle
+
+    def _open_existing(self, parent: int, name: bytes, flags: int) -> tuple[int, Stat, int]:
+        """CREATE without O_EXCL of a name that exists: pin it, check it is a
+        regular file, and open that very inode, so no rename can swap in a FIFO
+        or a device between the check and the open."""
+        obj = self._open_path(parent, name)
+        try:
+            _require_regular(os.fstat(obj).st_mode)
+            handle = os.open(_proc(obj), flags & ~_REOPEN_DROPPED)
+        except BaseException:
+            os.close(obj)
+            raise
+        return obj, Stat.from_os(os.fstat(handle)), handle
 
     def passthrough_fd(self, handle: int) -> int:
         return handle
