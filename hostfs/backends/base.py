@@ -115,7 +115,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def link(
-        self, obj: BackendObject, new_parent: BackendObject, new_name: bytes
+        self, obj: BackendObject, new_parent: BackendObject, new_name: bytes, caller: Caller
     ) -> tuple[BackendObject, Stat]: ...
 
     @abc.abstractmethod
@@ -229,7 +229,9 @@ class Backend(abc.ABC):
     # -- extended attributes -----------------------------------------------
 
     @abc.abstractmethod
-    async def setxattr(self, obj: BackendObject, name: bytes, value: bytes, flags: int) -> None: ...
+    async def setxattr(
+        self, obj: BackendObject, name: bytes, value: bytes, flags: int, caller: Caller
+    ) -> None: ...
 
     @abc.abstractmethod
     async def getxattr(self, obj: BackendObject, name: bytes) -> bytes: ...
@@ -238,4 +240,4 @@ class Backend(abc.ABC):
     async def listxattr(self, obj: BackendObject) -> list[bytes]: ...
 
     @abc.abstractmethod
-    async def removexattr(self, obj: BackendObject, name: bytes) -> None: ...
+    async def removexattr(self, obj: BackendObject, name: bytes, caller: Caller) -> None: ...

@@ -19,7 +19,7 @@ from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable
 from hostfs.core.nodes import ROOT_NODEID, Node, NodeTable
 from hostfs.core.options import FsOptions
-from hostfs.core.permissions import check_access
+from hostfs.core.permissions import check_access, check_xattr_write, xattr_visible
 from hostfs.core.readonly import make_read_only
 from hostfs.core.snapshots import SnapshotCache
 from hostfs.core.types import (
@@ -281,7 +281,7 @@ class FileSystem:
         if node.is_dir:
             raise OSError(errno.EPERM, "hard links to directories are not allowed")
         directory = self._dir(new_parent)
-        obj, st = await self.backend.link(node.obj, directory.obj, check_name(new_name))
+        obj, st = await self.backend.link(node.obj, directory.obj, check_name(new_name), caller)
         return self._entry(obj, st)
 
     # -- files --------------------------------------------------------------
@@ -516,23 +516,29 @@ class FileSystem:
         self, caller: Caller, nodeid: int, name: bytes, value: bytes, flags: int
     ) -> None:
         self._require_xattr()
+        check_xattr_write(caller, name)
         name = self.options.xattrmap.to_server(name)
-        await self.backend.setxattr(self.nodes.get(nodeid).obj, name, value, flags)
+        await self.backend.setxattr(self.nodes.get(nodeid).obj, name, value, flags, caller)
 
     async def getxattr(self, caller: Caller, nodeid: int, name: bytes) -> bytes:
         self._require_xattr()
+        if not xattr_visible(caller, name):
+            raise OSError(errno.ENODATA, os.strerror(errno.ENODATA))
         name = self.options.xattrmap.to_server(name, refused=errno.ENODATA)
         return await self.backend.getxattr(self.nodes.get(nodeid).obj, name)
 
     async def listxattr(self, caller: Caller, nodeid: int) -> list[bytes]:
         self._require_xattr()
         names = await self.backend.listxattr(self.nodes.get(nodeid).obj)
-        return self.options.xattrmap.to_client(names)
+        return [
+            name for name in self.options.xattrmap.to_client(names) if xattr_visible(caller, name)
+        ]
 
     async def removexattr(self, caller: Caller, nodeid: int, name: bytes) -> None:
         self._require_xattr()
+        check_xattr_write(caller, name)
         name = self.options.xattrmap.to_server(name)
-        await self.backend.removexattr(self.nodes.get(nodeid).obj, name)
+        await self.backend.removexattr(self.nodes.get(nodeid).obj, name, caller)
 
     # -- locks ----------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Permission checks the core makes itself (FUSE_ACCESS).
+"""Permission checks the core makes itself: FUSE_ACCESS, privileged xattr namespaces.
 
 Mounts use ``default_permissions`` (virtiofs always does), so the kernel checks
 permissions from the attributes we return; ACCESS is only asked for
@@ -33,3 +33,25 @@ def check_access(st: Stat, caller: Caller, mask: int) -> None:
         granted = st.mode & 7
     if mask & ~granted:
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+
+_TRUSTED = b"trusted."
+_SECURITY = b"security."
+
+
+def check_xattr_write(caller: Caller, name: bytes) -> None:
+    """EPERM for a caller other than root setting or removing a privileged
+    attribute: ``trusted.*`` needs CAP_SYS_ADMIN (xattr(7), the kernel's
+    xattr_permission), ``security.*`` CAP_SYS_ADMIN or, for
+    ``security.capability``, CAP_SETFCAP (cap_inode_setxattr).  Acting under
+    the caller's filesystem ids does not drop those capabilities, so the core
+    checks them itself."""
+    if caller.uid != 0 and name.startswith((_TRUSTED, _SECURITY)):
+        raise OSError(errno.EPERM, f"{name!r} needs privilege")
+
+
+def xattr_visible(caller: Caller, name: bytes) -> bool:
+    """Whether ``caller`` sees attribute ``name``: ``trusted.*`` is hidden from
+    callers without CAP_SYS_ADMIN (getxattr answers ENODATA, listxattr leaves
+    it out, as the kernel's xattr_permission and trusted list handlers do)."""
+    return caller.uid == 0 or not name.startswith(_TRUSTED)

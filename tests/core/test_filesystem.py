@@ -162,6 +162,7 @@ async def test_destroy_releases_every_handle_and_node(share):
 
 async def test_created_objects_belong_to_the_caller(fs, share):
     user = Caller(1234, 5678, 1)
+    os.chmod(share, 0o777)  # the host checks the caller may write there
     entry, _ = await fs.create(user, ROOT_NODEID, b"f", 0o644, os.O_WRONLY)
     directory = await fs.mkdir(user, ROOT_NODEID, b"d", 0o755)
     link = await fs.symlink(user, ROOT_NODEID, b"l", b"f")

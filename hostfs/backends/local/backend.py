@@ -11,6 +11,7 @@ has it), creation uses ``O_NOFOLLOW``, and symlink nodes are never opened.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -22,7 +23,7 @@ import trio
 
 from hostfs import procfd
 from hostfs.backends.base import Backend
-from hostfs.backends.local import dirents, syscalls
+from hostfs.backends.local import credentials, dirents, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
@@ -30,11 +31,34 @@ T = TypeVar("T")
 
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _RESOLVE = syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_MAGICLINKS
-_REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
+_REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 """Flags meaningless when re-opening a known inode through /proc/self/fd."""
+_OPEN_ALWAYS = os.O_CLOEXEC | os.O_NOCTTY
+"""On every open: a tty must never become the daemon's controlling terminal."""
+_SUID_SGID = stat_module.S_ISUID | stat_module.S_ISGID
+_UNCHANGED: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 
 
 _proc = procfd.fd_path
+
+
+def _require_regular(mode: int) -> None:
+    """Open only regular files for I/O (CVE-2020-35517).
+
+    A device node would hand the guest a host device, and open(2) of a FIFO
+    blocks until a writer comes.  virtiofsd's ``is_safe_inode`` allows only
+    regular files and directories and ``open_inode`` answers EBADF otherwise;
+    directories and symlinks get what open(2) itself would answer.
+    """
+    if stat_module.S_ISREG(mode):
+        return
+    if stat_module.S_ISDIR(mode):
+        code = errno.EISDIR
+    elif stat_module.S_ISLNK(mode):
+        code = errno.ELOOP
+    else:
+        code = errno.EBADF
+    raise OSError(code, f"not a regular file: {os.strerror(code)}")
 
 
 class DirStream:
@@ -91,6 +115,15 @@ class LocalBackend(Backend):
         set_nofile_limit(rlimit_nofile)
         return cls(root_fd, thread_pool_size, FdBudget.from_rlimit())
 
+    def _acting_as(self, caller: Caller) -> contextlib.AbstractContextManager[None]:
+        """The host kernel's permission checks for ``caller`` on the calls made
+        inside (see :mod:`credentials`).  Free when nothing would change: a
+        root caller (the common case), or a daemon that is not root and so
+        acts as its own user whoever asks."""
+        if not self._is_root or (caller.uid == 0 and caller.gid == 0):
+            return _UNCHANGED
+        return credentials.acting_as(caller.uid, caller.gid)
+
     async def _blocking(self, function: Callable[..., T], *args: object) -> T:
         if self._limiter is None:
             return function(*args)
@@ -141,57 +174,70 @@ class LocalBackend(Backend):
     async def setattr(
         self, obj: int, changes: SetattrChanges, handle: int | None, caller: Caller
     ) -> Stat:
-        if changes.mode is not None:
-            if handle is not None:
-                os.fchmod(handle, changes.mode)
-            elif stat_module.S_ISLNK(os.stat(obj).st_mode):
-                raise OSError(errno.EOPNOTSUPP, "symlinks have no mode of their own")
-            else:
-                os.chmod(_proc(obj), changes.mode)
-        if changes.uid is not None or changes.gid is not None:
-            uid = -1 if changes.uid is None else changes.uid
-            gid = -1 if changes.gid is None else changes.gid
-            syscalls.fchown_empty_path(obj, uid, gid)
-        if changes.size is not None:
-            if handle is not None:
-                os.ftruncate(handle, changes.size)
-            else:
-                os.truncate(_proc(obj), changes.size)
-        if changes.atime is not None or changes.mtime is not None:
-            now = {n for n, v in (("atime", changes.atime), ("mtime", changes.mtime)) if v == "now"}
-            atime = changes.atime if isinstance(changes.atime, int) else None
-            mtime = changes.mtime if isinstance(changes.mtime, int) else None
-            syscalls.utimens_empty_path(obj, atime, mtime, now)
+        mode = changes.mode
+        if mode is not None and changes.kill_suidgid and self._drops_privileges_only(obj, mode):
+            # FATTR_KILL_SUIDGID, which the core turned into this mode: the
+            # kernel drops the bits for a write or truncate by anyone who may
+            # write (should_remove_suid), not only the owner, so not as the caller.
+            self._chmod(obj, handle, mode)
+            mode = None
+        with self._acting_as(caller):
+            if mode is not None:
+                self._chmod(obj, handle, mode)
+            if changes.uid is not None or changes.gid is not None:
+                uid = -1 if changes.uid is None else changes.uid
+                gid = -1 if changes.gid is None else changes.gid
+                syscalls.fchown_empty_path(obj, uid, gid)
+            if changes.size is not None:
+                if handle is not None:
+                    os.ftruncate(handle, changes.size)
+                else:
+                    os.truncate(_proc(obj), changes.size)
+            if changes.atime is not None or changes.mtime is not None:
+                now = {
+                    n for n, v in (("atime", changes.atime), ("mtime", changes.mtime)) if v == "now"
+                }
+                atime = changes.atime if isinstance(changes.atime, int) else None
+                mtime = changes.mtime if isinstance(changes.mtime, int) else None
+                syscalls.utimens_empty_path(obj, atime, mtime, now)
         return Stat.from_os(os.stat(obj))
+
+    @staticmethod
+    def _drops_privileges_only(obj: int, mode: int) -> bool:
+        """Whether ``mode`` is the current mode less setuid/setgid bits."""
+        current = stat_module.S_IMODE(os.stat(obj).st_mode)
+        new = stat_module.S_IMODE(mode)
+        return new & ~current == 0 and (current ^ new) & ~_SUID_SGID == 0
+
+    @staticmethod
+    def _chmod(obj: int, handle: int | None, mode: int) -> None:
+        if handle is not None:
+            os.fchmod(handle, mode)
+        elif stat_module.S_ISLNK(os.stat(obj).st_mode):
+            raise OSError(errno.EOPNOTSUPP, "symlinks have no mode of their own")
+        else:
+            os.chmod(_proc(obj), mode)
 
     async def readlink(self, obj: int) -> bytes:
         return os.readlink(b"", dir_fd=obj)
 
-    def _settle(self, parent: int, fd: int, caller: Caller, mode: int | None) -> Stat:
-        """Make a new object what its creator asked for, as on a local file system.
-
-        It belongs to the caller (in a setgid directory the group comes from the
-        directory, as the host kernel already arranged), and it has exactly the
-        permission bits requested: the kernel applied the caller's umask already
-        (no FUSE_DONT_MASK), so this process's own umask must not apply again.
-        """
-        if self._is_root:
-            gid = -1 if os.stat(parent).st_mode & stat_module.S_ISGID else caller.gid
-            if caller.uid != 0 or gid not in (-1, 0):
-                syscalls.fchown_empty_path(fd, caller.uid, gid)
+    def _settle(self, fd: int, mode: int | None) -> Stat:
+        """Give a new object exactly the permission bits requested: the kernel
+        applied the caller's umask already (no FUSE_DONT_MASK), so this
+        process's own umask must not apply again.  Its owner is right already:
+        it was created under the caller's filesystem ids (:meth:`_acting_as`),
+        and the host kernel gave it a setgid directory's group."""
         st = os.stat(fd)
         if mode is not None and stat_module.S_IMODE(st.st_mode) & 0o777 != mode & 0o777:
             os.chmod(_proc(fd), stat_module.S_IMODE(st.st_mode) & 0o7000 | mode & 0o777)
             st = os.stat(fd)
         return Stat.from_os(st)
 
-    def _new_object(
-        self, parent: int, name: bytes, caller: Caller, mode: int | None
-    ) -> tuple[int, Stat]:
+    def _new_object(self, parent: int, name: bytes, mode: int | None) -> tuple[int, Stat]:
         """Pin and settle ``name``, just created in ``parent``; undo it on failure."""
         fd = self._open_path(parent, name)
         try:
-            return fd, self._settle(parent, fd, caller, mode)
+            return fd, self._settle(fd, mode)
         except BaseException:
             self._fds.close(fd)
             if stat_module.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
@@ -203,29 +249,39 @@ class LocalBackend(Backend):
     async def mknod(
         self, parent: int, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[int, Stat]:
+        if (stat_module.S_ISCHR(mode) or stat_module.S_ISBLK(mode)) and caller.uid != 0:
+            # mknod(2): device nodes need CAP_MKNOD, which only root callers hold.
+            raise OSError(errno.EPERM, "only root may create device nodes")
         self._fds.check()
-        os.mknod(name, mode, rdev, dir_fd=parent)
-        return self._new_object(parent, name, caller, mode)
+        with self._acting_as(caller):
+            os.mknod(name, mode, rdev, dir_fd=parent)
+        return self._new_object(parent, name, mode)
 
     async def mkdir(self, parent: int, name: bytes, mode: int, caller: Caller) -> tuple[int, Stat]:
         self._fds.check()
-        os.mkdir(name, mode, dir_fd=parent)
-        return self._new_object(parent, name, caller, mode)
+        with self._acting_as(caller):
+            os.mkdir(name, mode, dir_fd=parent)
+        return self._new_object(parent, name, mode)
 
     async def symlink(
         self, parent: int, name: bytes, target: bytes, caller: Caller
     ) -> tuple[int, Stat]:
         self._fds.check()
-        os.symlink(target, name, dir_fd=parent)
-        return self._new_object(parent, name, caller, None)
+        with self._acting_as(caller):
+            os.symlink(target, name, dir_fd=parent)
+        return self._new_object(parent, name, None)
 
-    async def link(self, obj: int, new_parent: int, new_name: bytes) -> tuple[int, Stat]:
+    async def link(
+        self, obj: int, new_parent: int, new_name: bytes, caller: Caller
+    ) -> tuple[int, Stat]:
         self._fds.check()
-        if self._is_root:
-            syscalls.linkat_empty_path(obj, new_parent, new_name)
-        else:
-            # AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the magic link needs nothing.
-            os.link(_proc(obj), new_name, dst_dir_fd=new_parent, follow_symlinks=True)
+        with self._acting_as(caller):
+            if self._is_root and caller.uid == 0:
+                syscalls.linkat_empty_path(obj, new_parent, new_name)
+            else:
+                # AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (which a filesystem uid
+                # other than 0 drops); the magic link needs nothing.
+                os.link(_proc(obj), new_name, dst_dir_fd=new_parent, follow_symlinks=True)
         return self._lookup(new_parent, new_name)
 
     async def unlink(self, parent: int, name: bytes) -> None:
@@ -245,30 +301,43 @@ class LocalBackend(Backend):
     # -- files --------------------------------------------------------------
 
     async def open(self, obj: int, flags: int, caller: Caller) -> int:
-        return self._fds.open(os.open, _proc(obj), (flags & ~_REOPEN_DROPPED) | os.O_CLOEXEC)
+        # The type of an inode never changes, so the fstat of its O_PATH object
+        # decides for the open that follows.
+        _require_regular(os.fstat(obj).st_mode)
+        return self._fds.open(os.open, _proc(obj), (flags & ~_REOPEN_DROPPED) | _OPEN_ALWAYS)
 
     async def create(
         self, parent: int, name: bytes, flags: int, mode: int, caller: Caller
     ) -> tuple[int, Stat, int]:
-        # O_NOFOLLOW: a symlink planted under ``name`` must not redirect the create.
-        flags = (flags & ~os.O_NOCTTY) | os.O_CLOEXEC | os.O_NOFOLLOW
+        # O_EXCL never follows a symlink nor opens an existing FIFO or device.
+        flags = flags | _OPEN_ALWAYS | os.O_NOFOLLOW
         self._fds.check(2)  # the open file and the node's O_PATH fd
-        try:
-            handle = self._fds.open(os.open, name, flags | os.O_EXCL, mode, dir_fd=parent)
-            created = True
-        except FileExistsError:
-            if flags & os.O_EXCL:
-                raise
-            handle = self._fds.open(os.open, name, flags & ~os.O_CREAT, mode, dir_fd=parent)
-            created = False
+        with self._acting_as(caller):
+            try:
+                handle = self._fds.open(os.open, name, flags | os.O_EXCL, mode, dir_fd=parent)
+            except FileExistsError:
+                if flags & os.O_EXCL:
+                    raise
+                return self._open_existing(parent, name, flags)
         try:
             obj = self._fds.open(os.open, _proc(handle), os.O_PATH | os.O_CLOEXEC)
         except BaseException:
             self._fds.close(handle)
             raise
-        if created:
-            return obj, self._settle(parent, obj, caller, mode), handle
-        return obj, Stat.from_os(os.stat(handle)), handle
+        return obj, self._settle(obj, mode), handle
+
+    def _open_existing(self, parent: int, name: bytes, flags: int) -> tuple[int, Stat, int]:
+        """CREATE without O_EXCL of a name that exists: pin it, check it is a
+        regular file, and open that very inode, so no rename can swap in a FIFO
+        or a device between the check and the open."""
+        obj = self._open_path(parent, name)
+        try:
+            _require_regular(os.fstat(obj).st_mode)
+            handle = self._fds.open(os.open, _proc(obj), flags & ~_REOPEN_DROPPED)
+        except BaseException:
+            self._fds.close(obj)
+            raise
+        return obj, Stat.from_os(os.fstat(handle)), handle
 
     def passthrough_fd(self, handle: int) -> int:
         return handle
@@ -385,8 +454,11 @@ class LocalBackend(Backend):
     # Through /proc/self/fd/N: the magic link lands on the inode itself, so a
     # symlink node gets its own attributes (as lsetxattr would), never its target's.
 
-    async def setxattr(self, obj: int, name: bytes, value: bytes, flags: int) -> None:
-        os.setxattr(_proc(obj), name, value, flags)
+    async def setxattr(
+        self, obj: int, name: bytes, value: bytes, flags: int, caller: Caller
+    ) -> None:
+        with self._acting_as(caller):
+            os.setxattr(_proc(obj), name, value, flags)
 
     async def getxattr(self, obj: int, name: bytes) -> bytes:
         return os.getxattr(_proc(obj), name)
@@ -394,8 +466,9 @@ class LocalBackend(Backend):
     async def listxattr(self, obj: int) -> list[bytes]:
         return [os.fsencode(name) for name in os.listxattr(_proc(obj))]
 
-    async def removexattr(self, obj: int, name: bytes) -> None:
-        os.removexattr(_proc(obj), name)
+    async def removexattr(self, obj: int, name: bytes, caller: Caller) -> None:
+        with self._acting_as(caller):
+            os.removexattr(_proc(obj), name)
 
 
 def _dtype(entry: os.DirEntry[str]) -> int:

@@ -238,7 +238,7 @@ class NfsBackend(Backend):
         return fh, st
 
     async def link(
-        self, obj: NfsNode, new_parent: NfsNode, new_name: bytes
+        self, obj: NfsNode, new_parent: NfsNode, new_name: bytes, caller: Caller
     ) -> tuple[NfsNode, Stat]:
         old, new = obj.path, new_parent.child_path(new_name)
 
@@ -479,7 +479,9 @@ class NfsBackend(Backend):
 
     # -- extended attributes: NFSv3 has none (RFC 8276 added them to NFSv4.2) --
 
-    async def setxattr(self, obj: NfsNode, name: bytes, value: bytes, flags: int) -> None:
+    async def setxattr(
+        self, obj: NfsNode, name: bytes, value: bytes, flags: int, caller: Caller
+    ) -> None:
         raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
 
     async def getxattr(self, obj: NfsNode, name: bytes) -> bytes:
@@ -488,7 +490,7 @@ class NfsBackend(Backend):
     async def listxattr(self, obj: NfsNode) -> list[bytes]:
         raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
 
-    async def removexattr(self, obj: NfsNode, name: bytes) -> None:
+    async def removexattr(self, obj: NfsNode, name: bytes, caller: Caller) -> None:
         raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
 
 

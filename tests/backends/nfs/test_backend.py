@@ -92,9 +92,9 @@ async def test_errors_map_to_errno(backend: NfsBackend) -> None:
         (errno.ENOTDIR, lambda: backend.rmdir(directory, b"f")),
         (errno.EINVAL, lambda: backend.rename(root, b"d", root, b"e", 1)),
         (errno.EOPNOTSUPP, lambda: backend.getxattr(file, b"user.x")),
-        (errno.EOPNOTSUPP, lambda: backend.setxattr(file, b"user.x", b"1", 0)),
+        (errno.EOPNOTSUPP, lambda: backend.setxattr(file, b"user.x", b"1", 0, USER)),
         (errno.EOPNOTSUPP, lambda: backend.listxattr(file)),
-        (errno.EOPNOTSUPP, lambda: backend.removexattr(file, b"user.x")),
+        (errno.EOPNOTSUPP, lambda: backend.removexattr(file, b"user.x", USER)),
     ]
     for expected, call in cases:
         with pytest.raises(OSError) as info:
@@ -138,7 +138,7 @@ async def test_hard_links_share_identity(backend: NfsBackend) -> None:
     root, _ = await backend.root()
     node, attr, handle = await backend.create(root, b"one", os.O_WRONLY, 0o644, USER)
     await backend.release(handle)
-    linked, link_attr = await backend.link(node, root, b"two")
+    linked, link_attr = await backend.link(node, root, b"two", USER)
     assert linked is node
     assert (link_attr.dev, link_attr.ino, link_attr.nlink) == (attr.dev, attr.ino, 2)
     found, found_attr = await backend.lookup(root, b"two")
