@@ -43,8 +43,13 @@ def writer_for(path: str) -> Iterator[None]:
     try:
         yield
     finally:
-        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
-        thread.join()
+        # Held open until the writer's open(2) has returned: a reader that came and
+        # went before the writer started would leave it blocked for good.
+        reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            thread.join()
+        finally:
+            os.close(reader)
 
 
 @pytest.mark.parametrize(
