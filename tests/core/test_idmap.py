@@ -101,6 +101,9 @@ def mapping(uids: list[str], gids: list[str]) -> IdMapping:
 
 @pytest.fixture
 async def translated(share):
+    # The host checks the mapped ids' permissions (the backend acts as them): the
+    # share must let any host uid create, as a share for a mapped guest would.
+    os.chmod(share, 0o1777)
     ids = mapping(["map:0:100000:65536", "forbid-guest:70000:1"], ["map:0:200000:65536"])
     core = FileSystem(LocalBackend.from_path(share), FsOptions(ids=ids))
     await core.start()
@@ -128,12 +131,28 @@ async def test_mkdir_as_guest_root(translated, share):
     assert (entry.attr.uid, entry.attr.gid) == (0, 0)
 
 
-async def test_chown_takes_guest_ids(translated, share):
-    entry = await translated.mkdir(ROOT, ROOT_NODEID, b"d", 0o755)
-    reply = await translated.setattr(ROOT, entry.nodeid, SetattrChanges(uid=5, gid=6))
+async def test_chown_takes_guest_ids(share):
+    # Guest root stays host root here: a guest root mapped to an unprivileged host uid
+    # acts with that uid's rights (the backend runs as it), so it may not chown at all.
+    ids = mapping(["map:0:0:1", "map:1:100001:65535"], ["map:0:0:1", "map:1:200001:65535"])
+    core = FileSystem(LocalBackend.from_path(share), FsOptions(ids=ids))
+    await core.start()
+    try:
+        entry = await core.mkdir(ROOT, ROOT_NODEID, b"d", 0o755)
+        reply = await core.setattr(ROOT, entry.nodeid, SetattrChanges(uid=5, gid=6))
+    finally:
+        await core.close()
     host = os.stat(os.path.join(share, "d"))
     assert (host.st_uid, host.st_gid) == (100005, 200006)
     assert (reply.attr.uid, reply.attr.gid) == (5, 6)
+
+
+async def test_a_mapped_guest_root_cannot_chown(translated, share):
+    entry = await translated.mkdir(ROOT, ROOT_NODEID, b"d", 0o755)
+    with pytest.raises(PermissionError):
+        await translated.setattr(ROOT, entry.nodeid, SetattrChanges(uid=5, gid=6))
+    host = os.stat(os.path.join(share, "d"))
+    assert (host.st_uid, host.st_gid) == (100000, 200000)
 
 
 async def test_readdirplus_entries_show_guest_ids(translated, share):
