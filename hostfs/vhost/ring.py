@@ -159,6 +159,10 @@ class Ring:
     ) -> None:
         while not self._stopping:
             try:
+                # Ask for a kick, then look again (virtqueue_pop after
+                # virtio_queue_set_notification in QEMU): a chain added after the
+                # last pop but before avail_event moved is not kicked, so we must
+                # see it here, not sleep on the kick fd.
                 queue.request_kick()
                 chains = queue.pop_all()
             except RingError as error:

@@ -6,6 +6,10 @@ fills (``struct vring_avail`` + ``used_event``) and the used ring the device
 fills (``struct vring_used`` + ``avail_event``).  Every value read from the
 rings is the guest's and is checked; a violation raises :class:`RingError`
 and the caller marks the queue broken.
+
+Memory ordering (virtio 1.2 §2.7.13.3 and §2.7.14, QEMU hw/virtio/virtio.c):
+the barriers QEMU needs against the driver on another CPU are here, beside
+the code; the full ones are :func:`~hostfs.vhost.fence.full_fence`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import struct
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from hostfs.vhost.fence import full_fence
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 
 VIRTIO_RING_F_INDIRECT_DESC = 1 << 28
@@ -133,7 +138,12 @@ class SplitQueue:
         return count
 
     def pop_all(self) -> list[Chain]:
-        """Every chain made available since the last call (virtio 1.2 §2.7.13)."""
+        """Every chain made available since the last call (virtio 1.2 §2.7.13).
+
+        The ring entries and descriptors are read after ``avail->idx``: QEMU's
+        ``smp_rmb()`` in ``virtqueue_split_pop``.  x86 does not reorder a load
+        with a later load, and CPython runs the unpacks in program order.
+        """
         chains = []
         for _ in range(self.pending()):
             slot = RING_HEADER + 2 * (self.last_avail_idx % self.size)
@@ -206,6 +216,9 @@ class SplitQueue:
         """Return a chain: write the element, then publish it by moving ``used->idx``."""
         slot = RING_HEADER + USED_ELEM.size * (self.used_idx % self.size)
         USED_ELEM.pack_into(self._used, slot, head, written)
+        # Virtio 1.2 §2.7.13.3 wants a write barrier here (QEMU's smp_wmb() in
+        # virtqueue_split_flush) so the driver never sees the index before the element:
+        # x86 keeps stores in order (TSO) and CPython runs the two pack_into calls in order.
         self.used_idx = (self.used_idx + 1) & 0xFFFF
         U16.pack_into(self._used, 2, self.used_idx)
 
@@ -216,6 +229,10 @@ class SplitQueue:
         if old == new:
             return False
         self._signalled_used = new
+        # QEMU's smp_mb() at the top of virtio_split_should_notify: our used->idx store
+        # must be visible before we load used_event / flags, or the driver, having just
+        # written used_event and seen the old used->idx, sleeps and we skip the interrupt.
+        full_fence()
         if self.event_idx:
             used_event = U16.unpack_from(self._avail, self._used_event_offset)[0]
             return need_event(used_event, new, old)
@@ -224,7 +241,12 @@ class SplitQueue:
     def request_kick(self) -> None:
         """Ask for a kick once the driver adds past what we have seen (``avail_event``, §2.7.10).
 
+        The caller must then check :meth:`pending` again before it sleeps on the kick fd.
         Without EVENT_IDX we never set ``VRING_USED_F_NO_NOTIFY``, so nothing to undo.
         """
         if self.event_idx:
             U16.pack_into(self._used, self._avail_event_offset, self.last_avail_idx)
+            # QEMU's smp_mb() in virtio_queue_split_set_notification: avail_event must be
+            # visible before the caller re-reads avail->idx, or a chain the driver adds in
+            # between finds the old avail_event, is not kicked, and waits for ever.
+            full_fence()
