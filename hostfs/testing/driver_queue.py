@@ -132,19 +132,17 @@ class DriverQueue:
         slot = RING_HEADER + 2 * (self.avail_idx % self.size)
         self.ram.write(self.avail_addr + slot, U16.pack(head))
         self.avail_idx = (self.avail_idx + advance) & 0xFFFF
-        self.ram.write(self.avail_addr + 2, U16.pack(self.avail_idx))
+        self.ram.write_u16(self.avail_addr + 2, self.avail_idx)
 
     def set_used_event(self, value: int) -> None:
         """``used_event`` (VIRTIO_RING_F_EVENT_IDX): interrupt me when used idx passes it."""
-        self.ram.write(self.avail_addr + RING_HEADER + 2 * self.size, U16.pack(value))
+        self.ram.write_u16(self.avail_addr + RING_HEADER + 2 * self.size, value)
 
     def set_avail_flags(self, flags: int) -> None:
-        self.ram.write(self.avail_addr, U16.pack(flags))
+        self.ram.write_u16(self.avail_addr, flags)
 
     def avail_event(self) -> int:
-        return U16.unpack(
-            self.ram.read(self.used_addr + RING_HEADER + USED_ELEM.size * self.size, 2)
-        )[0]
+        return self.ram.read_u16(self.used_addr + RING_HEADER + USED_ELEM.size * self.size)
 
     def kick(self) -> None:
         os.write(self.kick_fd, EVENTFD_VALUE.pack(1))
@@ -160,7 +158,7 @@ class DriverQueue:
         if event_idx:
             needed = need_event(self.avail_event(), new, old)
         else:
-            flags = U16.unpack(self.ram.read(self.used_addr, 2))[0]
+            flags = self.ram.read_u16(self.used_addr)
             needed = not flags & VRING_USED_F_NO_NOTIFY
         if needed:
             self.kick()
@@ -169,7 +167,7 @@ class DriverQueue:
     # -- completions ----------------------------------------------------------
 
     def used_idx(self) -> int:
-        return U16.unpack(self.ram.read(self.used_addr + 2, 2))[0]
+        return self.ram.read_u16(self.used_addr + 2)
 
     def collect(self) -> list[Submitted]:
         """Chains the device returned since last time, their ``reply`` filled in."""
