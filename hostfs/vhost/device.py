@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from hostfs.core.filesystem import FileSystem
+from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.vhost.channel import Message
 from hostfs.vhost.eventfd import NotAnEventfd, adopt_eventfd, close_fd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
@@ -42,6 +43,8 @@ from hostfs.vhost.virtqueue import (
 )
 
 logger = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(logger)
+"""Refused messages: a front-end can send them in a loop."""
 
 VIRTIO_F_VERSION_1 = 1 << 32
 VHOST_USER_F_PROTOCOL_FEATURES = 1 << 30
@@ -150,13 +153,13 @@ class VhostUserFsDevice:
         ok = False
         try:
             if handler is None:
-                logger.warning("refusing %s", name)
+                guest_errors.log("refused messages", logging.WARNING, "refusing %s", name)
             else:
                 logger.debug("%s (%d bytes, %d fds)", name, len(message.payload), len(message.fds))
                 payload = await handler(self, message)
                 ok = True
         except (MessageError, DeviceError, GuestMemoryError, RingError) as error:
-            logger.error("%s refused: %s", name, error)
+            guest_errors.log("refused messages", logging.ERROR, "%s refused: %s", name, error)
         finally:
             message.close_fds()
         if request in _ERROR_REPLIES:

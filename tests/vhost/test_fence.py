@@ -8,32 +8,14 @@ guest memory by then, and its load must come after, so it sees that store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import trio
 
-from hostfs.testing.driver_queue import DriverQueue
-from hostfs.testing.guest_ram import GuestRam
 from hostfs.vhost import ring as ring_module
 from hostfs.vhost import virtqueue
 from hostfs.vhost.fence import full_fence
-from hostfs.vhost.memory import GuestMemory
 from hostfs.vhost.ring import Ring
 from tests.vhost.test_ring import EchoHandler
 from tests.vhost.test_virtqueue import device_queue, serve
-
-
-@pytest.fixture
-def rings() -> Iterator[tuple[GuestMemory, DriverQueue]]:
-    ram = GuestRam(1 << 20)
-    memory = GuestMemory()
-    memory.add(ram.region(), ram.fd)
-    driver = DriverQueue(ram, 1, 16)
-    yield memory, driver
-    driver.close()
-    memory.clear()
-    ram.close()
 
 
 def test_fence_runs() -> None:
