@@ -74,6 +74,15 @@ VIRTIO_FS_CONFIG = struct.Struct(f"<{TAG_SIZE}sI")
 
 HIPRIO_QUEUES = 1
 
+MAX_REQUEST_QUEUES = 1023
+"""QEMU's ``VIRTIO_QUEUE_MAX`` (1024 virtqueues a device) less the hiprio queue."""
+
+DEFAULT_REQUEST_QUEUES = 1
+"""QEMU's ``num-request-queues`` default and virtiofsd's only value.  Not larger: the
+count is also ``num_request_queues`` in our config space, which a front-end reading it
+(PROTOCOL_F_CONFIG, the ``--tag`` case) hands to the guest as the queues to set up, so
+it must equal the front-end's count, not exceed it."""
+
 
 class DeviceError(Exception):
     """A message that is well formed but cannot be honoured now."""
@@ -117,11 +126,13 @@ class VhostUserFsDevice:
         new_session: Callable[[], RequestHandler],
         *,
         tag: str | None = None,
-        num_request_queues: int = 1,
+        num_request_queues: int = DEFAULT_REQUEST_QUEUES,
         concurrency: int = 0,
     ) -> None:
         if tag is not None and len(tag.encode()) > TAG_SIZE:
             raise ValueError(f"tag longer than {TAG_SIZE} bytes")
+        if not 1 <= num_request_queues <= MAX_REQUEST_QUEUES:
+            raise ValueError(f"request queues {num_request_queues} outside 1..{MAX_REQUEST_QUEUES}")
         self.fs = fs
         self.new_session = new_session
         self.handler = new_session()
