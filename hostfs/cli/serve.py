@@ -21,7 +21,12 @@ from hostfs.fuse.init import SessionConfig
 from hostfs.sandbox import SANDBOX_MODES, capabilities, seccomp
 from hostfs.sandbox.enter import enter_sandbox
 from hostfs.sandbox.namespaces import SandboxError
-from hostfs.vhost.device import TAG_SIZE, VhostUserFsDevice
+from hostfs.vhost.device import (
+    DEFAULT_REQUEST_QUEUES,
+    MAX_REQUEST_QUEUES,
+    TAG_SIZE,
+    VhostUserFsDevice,
+)
 from hostfs.vhost.server import (
     SocketSetupError,
     VhostUserServer,
@@ -67,6 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the file system's tag in the device config space (at most {TAG_SIZE} bytes); "
         "offers VHOST_USER_PROTOCOL_F_CONFIG. QEMU 7.2 takes the tag from its own -device "
         "option instead",
+    )
+    parser.add_argument(
+        "--num-request-queues",
+        type=_request_queues,
+        default=DEFAULT_REQUEST_QUEUES,
+        metavar="N",
+        help="request queues served at once, at most (GET_QUEUE_NUM; also num_request_queues "
+        "in the config space): at least QEMU's -device vhost-user-fs-pci,num-request-queues=N "
+        f"(default {DEFAULT_REQUEST_QUEUES}, as QEMU's)",
     )
     parser.add_argument(
         "--reconnect",
@@ -178,6 +192,13 @@ def _load_backend(nfs: bool) -> None:
         importlib.import_module("hostfs.backends.local")
 
 
+def _request_queues(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= MAX_REQUEST_QUEUES:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_REQUEST_QUEUES}")
+    return count
+
+
 def _open_socket(args: argparse.Namespace) -> tuple[trio.socket.SocketType, bool]:
     """The listening (or connected) socket, made before the sandbox hides its path.
 
@@ -204,7 +225,10 @@ async def _serve(
 ) -> None:
     fs = await common.open_filesystem(args)
     try:
-        server = VhostUserServer(make_device(fs, tag=args.tag), reconnect=args.reconnect)
+        server = VhostUserServer(
+            make_device(fs, tag=args.tag, num_request_queues=args.num_request_queues),
+            reconnect=args.reconnect,
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(shutdown_on_signals, server)
             await _serve_socket(server, *socket)
@@ -232,13 +256,13 @@ def _remove_socket(path: str) -> None:
 
 
 def make_device(
-    fs: FileSystem, *, tag: str | None = None, num_request_queues: int = 1
+    fs: FileSystem, *, tag: str | None = None, num_request_queues: int = DEFAULT_REQUEST_QUEUES
 ) -> VhostUserFsDevice:
     """The device ``hostfs serve`` runs (tests drive it in-process).
 
-    One request queue, as virtiofsd; each queue serves as many requests at once as
-    the FUSE session allows (``SessionConfig.concurrency``), so a waiting SETLKW or
-    a slow NFS call does not hold up the requests behind it.
+    Every request queue the front-end starts has its own task, and each serves as
+    many requests at once as the FUSE session allows (``SessionConfig.concurrency``),
+    so a waiting SETLKW or a slow NFS call holds up neither its queue nor the others.
     """
     config = SessionConfig()
     return VhostUserFsDevice(

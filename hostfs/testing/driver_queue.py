@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from hostfs.testing.guest_ram import GuestRam
+from hostfs.vhost.fence import full_fence
 from hostfs.vhost.virtqueue import (
     DESC,
     RING_HEADER,
@@ -24,8 +25,11 @@ from hostfs.vhost.virtqueue import (
     VRING_DESC_F_WRITE,
     avail_ring_size,
     desc_table_size,
+    need_event,
     used_ring_size,
 )
+
+VRING_USED_F_NO_NOTIFY = 1
 
 EVENTFD_VALUE = struct.Struct("<Q")
 CALL_POLL_INTERVAL = 0.001
@@ -33,13 +37,14 @@ CALL_POLL_INTERVAL = 0.001
 
 @dataclass(slots=True)
 class Submitted:
-    """A chain in flight: where its device-writable buffers are."""
+    """A chain in flight: where its buffers are (guest address, size)."""
 
     head: int
     descriptors: list[int]
     writable: list[tuple[int, int]]
     reply: bytes | None = None
     """What the device wrote, once it returned the chain."""
+    readable: list[tuple[int, int]] = field(default_factory=list)
 
 
 class DriverQueue:
@@ -54,6 +59,8 @@ class DriverQueue:
         self.call_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.err_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.avail_idx = 0
+        self.kicked_avail_idx = 0
+        """``avail->idx`` at the last :meth:`kick_if_needed` (Linux: new - ``num_added``)."""
         self.last_used_idx = 0
         self.interrupts = 0
         """Call eventfd signals seen by :meth:`wait_call`."""
@@ -81,6 +88,7 @@ class DriverQueue:
             self.ram.write(addr, data)
         buffers += [(self.ram.alloc(size, 8), size, VRING_DESC_F_WRITE) for size in writable]
         written = [(addr, length) for addr, length, flags in buffers if flags]
+        read = [(addr, length) for addr, length, flags in buffers if not flags]
         if indirect:
             table = self.ram.alloc(DESC.size * len(buffers), 16)
             for i, (addr, length, flags) in enumerate(buffers):
@@ -96,10 +104,23 @@ class DriverQueue:
                 next_index = 0 if last else descriptors[i + 1]
                 more = 0 if last else VRING_DESC_F_NEXT
                 self.write_desc(descriptors[i], addr, length, flags | more, next_index)
-        submitted = Submitted(descriptors[0], descriptors, written)
+        submitted = Submitted(descriptors[0], descriptors, written, readable=read)
         self._in_flight[submitted.head] = submitted
         self.publish(submitted.head)
         return submitted
+
+    def resubmit(self, submitted: Submitted) -> None:
+        """Make a returned chain available again, same buffers (writable ones zeroed):
+        a long run needs no new guest RAM."""
+        if submitted.head in self._in_flight:
+            raise RuntimeError(f"queue {self.index}: chain {submitted.head} still in flight")
+        for index in submitted.descriptors:
+            self._free.remove(index)
+        for addr, size in submitted.writable:
+            self.ram.write(addr, bytes(size))
+        submitted.reply = None
+        self._in_flight[submitted.head] = submitted
+        self.publish(submitted.head)
 
     def _take(self) -> int:
         if not self._free:
@@ -111,27 +132,42 @@ class DriverQueue:
         slot = RING_HEADER + 2 * (self.avail_idx % self.size)
         self.ram.write(self.avail_addr + slot, U16.pack(head))
         self.avail_idx = (self.avail_idx + advance) & 0xFFFF
-        self.ram.write(self.avail_addr + 2, U16.pack(self.avail_idx))
+        self.ram.write_u16(self.avail_addr + 2, self.avail_idx)
 
     def set_used_event(self, value: int) -> None:
         """``used_event`` (VIRTIO_RING_F_EVENT_IDX): interrupt me when used idx passes it."""
-        self.ram.write(self.avail_addr + RING_HEADER + 2 * self.size, U16.pack(value))
+        self.ram.write_u16(self.avail_addr + RING_HEADER + 2 * self.size, value)
 
     def set_avail_flags(self, flags: int) -> None:
-        self.ram.write(self.avail_addr, U16.pack(flags))
+        self.ram.write_u16(self.avail_addr, flags)
 
     def avail_event(self) -> int:
-        return U16.unpack(
-            self.ram.read(self.used_addr + RING_HEADER + USED_ELEM.size * self.size, 2)
-        )[0]
+        return self.ram.read_u16(self.used_addr + RING_HEADER + USED_ELEM.size * self.size)
 
     def kick(self) -> None:
         os.write(self.kick_fd, EVENTFD_VALUE.pack(1))
 
+    def kick_if_needed(self, event_idx: bool) -> bool:
+        """Kick only if the device asked (Linux ``virtqueue_kick_prepare_split``): with
+        EVENT_IDX, if ``avail->idx`` passed ``avail_event`` since the last call, else unless
+        ``VRING_USED_F_NO_NOTIFY``.  The full barrier orders our ``avail->idx`` store before
+        that load (the driver's ``virtio_mb``)."""
+        full_fence()
+        old, new = self.kicked_avail_idx, self.avail_idx
+        self.kicked_avail_idx = new
+        if event_idx:
+            needed = need_event(self.avail_event(), new, old)
+        else:
+            flags = self.ram.read_u16(self.used_addr)
+            needed = not flags & VRING_USED_F_NO_NOTIFY
+        if needed:
+            self.kick()
+        return needed
+
     # -- completions ----------------------------------------------------------
 
     def used_idx(self) -> int:
-        return U16.unpack(self.ram.read(self.used_addr + 2, 2))[0]
+        return self.ram.read_u16(self.used_addr + 2)
 
     def collect(self) -> list[Submitted]:
         """Chains the device returned since last time, their ``reply`` filled in."""
@@ -148,6 +184,14 @@ class DriverQueue:
         # virtqueue_enable_cb: with EVENT_IDX, interrupt me for the next one.
         self.set_used_event(self.last_used_idx)
         return done
+
+    def enable_interrupts(self) -> bool:
+        """Ask for an interrupt at the next used chain; False if one came already
+        (Linux ``virtqueue_enable_cb``: write ``used_event``, full barrier, look again).
+        Only when this returns True may the driver sleep on the call fd."""
+        self.set_used_event(self.last_used_idx)
+        full_fence()
+        return self.used_idx() == self.last_used_idx
 
     @staticmethod
     def consume(fd: int) -> int:

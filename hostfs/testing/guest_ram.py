@@ -10,6 +10,7 @@ import mmap
 import os
 
 from hostfs.vhost.messages import MemoryRegionDesc
+from hostfs.vhost.ring_index import u16_fields
 
 GUEST_PHYS_BASE = 0x100000
 """Where guest RAM starts in guest-physical space: not 0, so a zero address is a bug."""
@@ -27,6 +28,7 @@ class GuestRam:
         os.ftruncate(self.fd, size)
         self._mmap = mmap.mmap(self.fd, size)
         self.view = memoryview(self._mmap)
+        self._u16 = u16_fields(self.view)
         self._next = 0
         self._mark = 0
 
@@ -63,7 +65,16 @@ class GuestRam:
         start = self.offset(addr)
         return bytes(self.view[start : start + size])
 
+    def read_u16(self, addr: int) -> int:
+        """A ring index or event field, in one 16-bit load (hostfs.vhost.ring_index)."""
+        return self._u16[self.offset(addr) // 2]
+
+    def write_u16(self, addr: int, value: int) -> None:
+        """A ring index or event field, in one 16-bit store: the device reads it meanwhile."""
+        self._u16[self.offset(addr) // 2] = value
+
     def close(self) -> None:
+        self._u16.release()
         self.view.release()
         self._mmap.close()
         os.close(self.fd)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from hostfs.core.filesystem import FileSystem
+from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.vhost.channel import Message
 from hostfs.vhost.eventfd import NotAnEventfd, adopt_eventfd, close_fd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
@@ -42,6 +43,8 @@ from hostfs.vhost.virtqueue import (
 )
 
 logger = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(logger)
+"""Refused messages: a front-end can send them in a loop."""
 
 VIRTIO_F_VERSION_1 = 1 << 32
 VHOST_USER_F_PROTOCOL_FEATURES = 1 << 30
@@ -70,6 +73,15 @@ VIRTIO_FS_CONFIG = struct.Struct(f"<{TAG_SIZE}sI")
 """``struct virtio_fs_config`` (linux/virtio_fs.h): tag[36], le32 num_request_queues."""
 
 HIPRIO_QUEUES = 1
+
+MAX_REQUEST_QUEUES = 1023
+"""QEMU's ``VIRTIO_QUEUE_MAX`` (1024 virtqueues a device) less the hiprio queue."""
+
+DEFAULT_REQUEST_QUEUES = 1
+"""QEMU's ``num-request-queues`` default and virtiofsd's only value.  Not larger: the
+count is also ``num_request_queues`` in our config space, which a front-end reading it
+(PROTOCOL_F_CONFIG, the ``--tag`` case) hands to the guest as the queues to set up, so
+it must equal the front-end's count, not exceed it."""
 
 
 class DeviceError(Exception):
@@ -114,11 +126,13 @@ class VhostUserFsDevice:
         new_session: Callable[[], RequestHandler],
         *,
         tag: str | None = None,
-        num_request_queues: int = 1,
+        num_request_queues: int = DEFAULT_REQUEST_QUEUES,
         concurrency: int = 0,
     ) -> None:
         if tag is not None and len(tag.encode()) > TAG_SIZE:
             raise ValueError(f"tag longer than {TAG_SIZE} bytes")
+        if not 1 <= num_request_queues <= MAX_REQUEST_QUEUES:
+            raise ValueError(f"request queues {num_request_queues} outside 1..{MAX_REQUEST_QUEUES}")
         self.fs = fs
         self.new_session = new_session
         self.handler = new_session()
@@ -150,13 +164,13 @@ class VhostUserFsDevice:
         ok = False
         try:
             if handler is None:
-                logger.warning("refusing %s", name)
+                guest_errors.log("refused messages", logging.WARNING, "refusing %s", name)
             else:
                 logger.debug("%s (%d bytes, %d fds)", name, len(message.payload), len(message.fds))
                 payload = await handler(self, message)
                 ok = True
         except (MessageError, DeviceError, GuestMemoryError, RingError) as error:
-            logger.error("%s refused: %s", name, error)
+            guest_errors.log("refused messages", logging.ERROR, "%s refused: %s", name, error)
         finally:
             message.close_fds()
         if request in _ERROR_REPLIES:

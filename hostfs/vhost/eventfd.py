@@ -15,8 +15,11 @@ import struct
 import trio
 
 from hostfs import procfd
+from hostfs.fuse.ratelimit import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(logger)
+"""A failing call or err fd fails on every request."""
 
 EVENTFD_VALUE = struct.Struct("<Q")
 """An eventfd is read and written as one native u64 (eventfd(2))."""
@@ -52,7 +55,9 @@ def signal_eventfd(fd: int) -> None:
     except BlockingIOError:
         pass  # the counter is saturated: the other side has a notification pending anyway
     except OSError as error:
-        logger.warning("cannot signal eventfd %d: %s", fd, error)
+        guest_errors.log(
+            "eventfd signals", logging.WARNING, "cannot signal eventfd %d: %s", fd, error
+        )
 
 
 def close_fd(fd: int | None) -> None:

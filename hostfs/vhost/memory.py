@@ -13,10 +13,13 @@ import logging
 import mmap
 import os
 
+from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.vhost.messages import MemoryRegionDesc
 from hostfs.vhost.region_fd import RegionFdError, check_region_fd
 
 logger = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(logger)
+"""The front-end chooses its region fds and sends ADD_MEM_REG as often as it likes."""
 
 
 class GuestMemoryError(Exception):
@@ -74,7 +77,9 @@ class GuestMemory:
         except RegionFdError as error:
             raise GuestMemoryError(str(error)) from error
         if not sealed:
-            logger.warning(
+            guest_errors.log(
+                "unsealable regions",
+                logging.WARNING,
                 "memory region %#x: its fd cannot be sealed against shrinking; a front-end "
                 "that truncates it can crash the daemon (hostfs.vhost.region_fd)",
                 desc.guest_phys_addr,

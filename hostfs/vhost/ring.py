@@ -17,6 +17,7 @@ from typing import Protocol
 import trio
 
 from hostfs.fuse.parking import ParkedWaits, current_slot, current_waits
+from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.vhost.eventfd import EVENTFD_VALUE, close_fd, signal_eventfd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
@@ -30,6 +31,9 @@ from hostfs.vhost.virtqueue import (
 )
 
 logger = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(logger)
+"""A guest breaks a queue, or makes requests fail, as often as it likes (a front-end
+restarts broken queues); tracebacks only at DEBUG."""
 
 POLL_INTERVAL = 0.001
 """How often a ring without a kick fd (SET_VRING_KICK with NOFD) is polled."""
@@ -90,7 +94,7 @@ class Ring:
 
     def mark_broken(self, reason: str) -> None:
         """The guest broke this ring: stop serving it and tell the front-end (SET_VRING_ERR)."""
-        logger.error("queue %d broken: %s", self.index, reason)
+        guest_errors.log("broken queues", logging.ERROR, "queue %d broken: %s", self.index, reason)
         self.broken = True
         if self.err_fd is not None:
             signal_eventfd(self.err_fd)
@@ -142,7 +146,9 @@ class Ring:
                 await self._drain_loop(queue, handler, nursery, limiter)
         except Exception as error:
             # A bug of ours must not take the other queues and the connection down with it.
-            logger.exception("queue %d failed", self.index)
+            guest_errors.log(
+                "broken queues", logging.ERROR, "queue %d failed", self.index, trace=True
+            )
             self.mark_broken(f"internal error: {error!r}")
         finally:
             self.base = queue.last_avail_idx
@@ -159,6 +165,10 @@ class Ring:
     ) -> None:
         while not self._stopping:
             try:
+                # Ask for a kick, then look again (virtqueue_pop after
+                # virtio_queue_set_notification in QEMU): a chain added after the
+                # last pop but before avail_event moved is not kicked, so we must
+                # see it here, not sleep on the kick fd.
                 queue.request_kick()
                 chains = queue.pop_all()
             except RingError as error:
@@ -180,10 +190,23 @@ class Ring:
         try:
             written = await handler.handle(chain.readable, chain.writable)
         except Exception:
-            logger.exception("queue %d: request handler failed; chain returned empty", self.index)
+            guest_errors.log(
+                "failed requests",
+                logging.ERROR,
+                "queue %d: request handler failed; chain returned empty",
+                self.index,
+                trace=True,
+            )
             written = 0
         if not 0 <= written <= capacity:
-            logger.error("queue %d: handler wrote %d of %d bytes", self.index, written, capacity)
+            guest_errors.log(
+                "failed requests",
+                logging.ERROR,
+                "queue %d: handler wrote %d of %d bytes",
+                self.index,
+                written,
+                capacity,
+            )
             written = min(max(written, 0), capacity)
         chain.release()
         queue.push(chain.head, written)

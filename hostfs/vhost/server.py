@@ -16,11 +16,14 @@ import stat
 
 import trio
 
+from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.vhost.channel import ChannelClosed, receive_message, send_message
 from hostfs.vhost.device import VhostUserFsDevice
 from hostfs.vhost.messages import MessageError
 
 logger = logging.getLogger(__name__)
+guest_errors = RateLimitedLog(logger)
+"""With --reconnect a front-end can connect and send garbage in a loop."""
 
 LISTEN_BACKLOG = 1
 """One front-end at a time, as virtiofsd."""
@@ -144,7 +147,12 @@ class VhostUserServer:
             except ChannelClosed:
                 return
             except MessageError as error:
-                logger.error("unusable message stream, closing the connection: %s", error)
+                guest_errors.log(
+                    "unusable connections",
+                    logging.ERROR,
+                    "unusable message stream, closing the connection: %s",
+                    error,
+                )
                 return
             except OSError as error:
                 logger.error("vhost-user socket: %s", error)

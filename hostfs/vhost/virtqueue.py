@@ -6,6 +6,10 @@ fills (``struct vring_avail`` + ``used_event``) and the used ring the device
 fills (``struct vring_used`` + ``avail_event``).  Every value read from the
 rings is the guest's and is checked; a violation raises :class:`RingError`
 and the caller marks the queue broken.
+
+Memory ordering (virtio 1.2 §2.7.13.3 and §2.7.14, QEMU hw/virtio/virtio.c):
+the barriers QEMU needs against the driver on another CPU are here, beside
+the code; the full ones are :func:`~hostfs.vhost.fence.full_fence`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import struct
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from hostfs.vhost.fence import full_fence
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
+from hostfs.vhost.ring_index import u16_fields
 
 VIRTIO_RING_F_INDIRECT_DESC = 1 << 28
 VIRTIO_RING_F_EVENT_IDX = 1 << 29
@@ -104,23 +110,26 @@ class SplitQueue:
         self._desc = desc
         self._avail = avail
         self._used = used
+        # Indices, event fields and flags: one 16-bit access each (hostfs.vhost.ring_index).
+        self._avail16 = u16_fields(avail)
+        self._used16 = u16_fields(used)
         self.event_idx = event_idx
         self.indirect = indirect
         self.last_avail_idx = last_avail_idx & 0xFFFF
         # As libvhost-user does on SET_VRING_ADDR: the used index continues from the ring.
-        self.used_idx = U16.unpack_from(used, 2)[0]
+        self.used_idx = self._used16[1]
         self._signalled_used = self.used_idx
-        self._used_event_offset = RING_HEADER + 2 * size
-        self._avail_event_offset = RING_HEADER + USED_ELEM.size * size
+        self._used_event_field = (RING_HEADER + 2 * size) // 2
+        self._avail_event_field = (RING_HEADER + USED_ELEM.size * size) // 2
 
     def release(self) -> None:
-        for view in (self._desc, self._avail, self._used):
+        for view in (self._avail16, self._used16, self._desc, self._avail, self._used):
             view.release()
 
     # -- available ring ------------------------------------------------------
 
     def avail_idx(self) -> int:
-        return U16.unpack_from(self._avail, 2)[0]
+        return self._avail16[1]
 
     def pending(self) -> int:
         """How many chains wait; more than the queue size means a corrupt ``avail->idx``."""
@@ -133,11 +142,16 @@ class SplitQueue:
         return count
 
     def pop_all(self) -> list[Chain]:
-        """Every chain made available since the last call (virtio 1.2 §2.7.13)."""
+        """Every chain made available since the last call (virtio 1.2 §2.7.13).
+
+        The ring entries and descriptors are read after ``avail->idx``: QEMU's
+        ``smp_rmb()`` in ``virtqueue_split_pop``.  x86 does not reorder a load
+        with a later load, and CPython runs the unpacks in program order.
+        """
         chains = []
         for _ in range(self.pending()):
             slot = RING_HEADER + 2 * (self.last_avail_idx % self.size)
-            head = U16.unpack_from(self._avail, slot)[0]
+            head = self._avail16[slot // 2]
             chains.append(self._read_chain(head))
             self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
         return chains
@@ -206,8 +220,11 @@ class SplitQueue:
         """Return a chain: write the element, then publish it by moving ``used->idx``."""
         slot = RING_HEADER + USED_ELEM.size * (self.used_idx % self.size)
         USED_ELEM.pack_into(self._used, slot, head, written)
+        # Virtio 1.2 §2.7.13.3 wants a write barrier here (QEMU's smp_wmb() in
+        # virtqueue_split_flush) so the driver never sees the index before the element:
+        # x86 keeps stores in order (TSO) and CPython runs the two pack_into calls in order.
         self.used_idx = (self.used_idx + 1) & 0xFFFF
-        U16.pack_into(self._used, 2, self.used_idx)
+        self._used16[1] = self.used_idx
 
     def should_notify(self) -> bool:
         """Whether the driver wants an interrupt for what was pushed since the last one
@@ -216,15 +233,24 @@ class SplitQueue:
         if old == new:
             return False
         self._signalled_used = new
+        # QEMU's smp_mb() at the top of virtio_split_should_notify: our used->idx store
+        # must be visible before we load used_event / flags, or the driver, having just
+        # written used_event and seen the old used->idx, sleeps and we skip the interrupt.
+        full_fence()
         if self.event_idx:
-            used_event = U16.unpack_from(self._avail, self._used_event_offset)[0]
+            used_event = self._avail16[self._used_event_field]
             return need_event(used_event, new, old)
-        return not U16.unpack_from(self._avail, 0)[0] & VRING_AVAIL_F_NO_INTERRUPT
+        return not self._avail16[0] & VRING_AVAIL_F_NO_INTERRUPT
 
     def request_kick(self) -> None:
         """Ask for a kick once the driver adds past what we have seen (``avail_event``, §2.7.10).
 
+        The caller must then check :meth:`pending` again before it sleeps on the kick fd.
         Without EVENT_IDX we never set ``VRING_USED_F_NO_NOTIFY``, so nothing to undo.
         """
         if self.event_idx:
-            U16.pack_into(self._used, self._avail_event_offset, self.last_avail_idx)
+            self._used16[self._avail_event_field] = self.last_avail_idx
+            # QEMU's smp_mb() in virtio_queue_split_set_notification: avail_event must be
+            # visible before the caller re-reads avail->idx, or a chain the driver adds in
+            # between finds the old avail_event, is not kicked, and waits for ever.
+            full_fence()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,14 +13,42 @@ import trio
 from hostfs.backends.local.backend import LocalBackend
 from hostfs.cli.serve import make_device
 from hostfs.core.filesystem import FileSystem
+from hostfs.fuse.ratelimit import RateLimitedLog
+from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.guest_ram import GuestRam
+from hostfs.vhost import device, eventfd, memory, ring, server
 from hostfs.vhost.device import VhostUserFsDevice
+from hostfs.vhost.memory import GuestMemory
 from hostfs.vhost.server import VhostUserServer, listen_on_path
 
 REQUEST_QUEUES = 2
 """Two request queues, so a broken one can be told apart from a working one."""
 NUM_QUEUES = 1 + REQUEST_QUEUES
+RING_SIZE = 16
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with the whole rate-limit budget: tests that look for a warning
+    must not find it spent by the tests before them."""
+    for module in (device, eventfd, memory, ring, server):
+        monkeypatch.setattr(module, "guest_errors", RateLimitedLog(module.logger))
+
+
+@pytest.fixture
+def rings() -> Iterator[tuple[GuestMemory, DriverQueue]]:
+    """Guest RAM the device has mapped, and a driver's 16-entry queue in it: a ring
+    without a socket."""
+    ram = GuestRam(1 << 20)
+    memory = GuestMemory()
+    memory.add(ram.region(), ram.fd)
+    driver = DriverQueue(ram, 1, RING_SIZE)
+    yield memory, driver
+    driver.close()
+    memory.clear()
+    ram.close()
 
 
 @dataclass

@@ -7,7 +7,8 @@ import errno
 import pytest
 import trio
 
-from hostfs.fuse.abi import ROOT_ID
+from hostfs.fuse import abi
+from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import FuseError, GuestFuseClient
 from tests.vhost.conftest import Served
@@ -42,9 +43,27 @@ async def test_indirect_descriptors(guest: Frontend, served: Served) -> None:
     assert await client.read(nodeid, fh, 0, 9000) == b"x" * 9000
 
 
-async def test_request_queues_served_concurrently(client: GuestFuseClient, guest: Frontend) -> None:
+async def test_request_queues_served_concurrently(
+    client: GuestFuseClient, guest: Frontend, served: Served, monkeypatch
+) -> None:
+    """Both queues' WRITEs are in the FUSE handler at the same time (each first WRITE
+    waits there until the other queue's arrives), and both files hold their data."""
     second = GuestFuseClient(guest, queue=2)
     second._unique = 1  # odd uniques: both clients share one FUSE session
+    dispatcher = served.device.handler
+    handle = dispatcher.handle
+    waiting: dict[int, trio.Event] = {0: trio.Event(), 1: trio.Event()}
+
+    async def meet_the_other_queue(readable, writable) -> int:
+        _length, opcode, unique, *_ = abi.IN_HEADER.unpack_from(readable[0])
+        if opcode == Opcode.WRITE:
+            parity = unique % 2  # which client, so which queue
+            waiting[parity].set()
+            with trio.fail_after(5):  # the other queue is not served meanwhile: fail
+                await waiting[1 - parity].wait()
+        return await handle(readable, writable)
+
+    monkeypatch.setattr(dispatcher, "handle", meet_the_other_queue)
 
     async def work(fuse: GuestFuseClient, name: bytes) -> None:
         nodeid, fh = await fuse.create(ROOT_ID, name)
@@ -55,3 +74,5 @@ async def test_request_queues_served_concurrently(client: GuestFuseClient, guest
     async with trio.open_nursery() as nursery:
         nursery.start_soon(work, client, b"queue1----")
         nursery.start_soon(work, second, b"queue2----")
+    for name in (b"queue1----", b"queue2----"):
+        assert (served.share / name.decode()).read_bytes() == name * 10 * 20

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import pytest
 import trio
 
 from hostfs.testing.driver_queue import DriverQueue
-from hostfs.testing.guest_ram import GuestRam
 from hostfs.vhost.memory import GuestMemory
 from hostfs.vhost.ring import Ring
 from hostfs.vhost.virtqueue import SplitQueue, avail_ring_size, desc_table_size, used_ring_size
-
-SIZE = 16
+from tests.vhost.conftest import RING_SIZE as SIZE  # the rings fixture's
 
 
 class EchoHandler:
     async def handle(self, readable: Sequence[memoryview], writable: Sequence[memoryview]) -> int:
         return 0
-
-
-@pytest.fixture
-def rings() -> Iterator[tuple[GuestMemory, DriverQueue]]:
-    ram = GuestRam(1 << 20)
-    memory = GuestMemory()
-    memory.add(ram.region(), ram.fd)
-    driver = DriverQueue(ram, 1, SIZE)
-    yield memory, driver
-    driver.close()
-    memory.clear()
-    ram.close()
 
 
 def device_queue(memory: GuestMemory, driver: DriverQueue) -> SplitQueue:
