@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-
-def hostfs_mount(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hostfs", "mount", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.support.cli import hostfs_mount
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from hostfs.cli import common
 from hostfs.core.idmap import IDENTITY, IdMap
 from hostfs.core.xattrmap import PASS_THROUGH, XattrMap
+from tests.support.cli import hostfs_mount
 
 
 def options(*argv: str):
@@ -45,15 +43,6 @@ def test_translate_flags_repeat():
     fs_options = options(*argv, "--translate-gid", "squash-guest:0:100:10")
     assert fs_options.ids.uids == IdMap.parse(["map:0:1000:1", "forbid-guest:5:1"])
     assert fs_options.ids.gids == IdMap.parse(["squash-guest:0:100:10"])
-
-
-def hostfs_mount(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hostfs", "mount", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.test_mount_cli import hostfs_mount
+from tests.support.cli import hostfs_mount
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from hostfs.sandbox.capabilities import NUMBERS, CapabilityError, serving_capabilities
-from tests.sandbox.daemon import serving
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE, serving
 
 VIRTIOFSD_SET = ["chown", "dac_override", "dac_read_search", "fowner", "fsetid"]
 VIRTIOFSD_SET += ["setgid", "setuid", "mknod", "setfcap"]

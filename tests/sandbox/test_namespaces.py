@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 from hostfs.sandbox import libc
-from tests.sandbox.daemon import round_trip, serving
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE, round_trip, serving
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from hostfs.sandbox.allowlist import ALLOWED
 from hostfs.sandbox.seccomp import install_filter, syscall_number
-from tests.sandbox.daemon import serving
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE, serving
 
 SECCOMP_MODE_FILTER = "2"
 """proc(5), /proc/PID/status ``Seccomp:``."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from hostfs.testing.driver_queue import EVENTFD_VALUE
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.vhost.messages import Request, VringFile, decode_u64
+from tests.support.serve import serving
 from tests.vhost.conftest import Served, open_fds
-from tests.vhost.test_serve_cli import serve_command, wait_for_socket
 
 EVENTFD_MAX = 0xFFFF_FFFF_FFFF_FFFE
 """The largest value an eventfd counter holds; one more write would block (eventfd(2))."""
@@ -66,28 +65,19 @@ async def test_non_eventfds_are_refused(
 async def test_a_saturated_blocking_call_fd_never_blocks_the_device(tmp_path: Path) -> None:
     """A blocking eventfd at its maximum would block the write of the first interrupt,
     and with it the device's only thread: hence ``hostfs serve`` in a process of its own."""
-    sock = tmp_path / "vhost.sock"
-    process = subprocess.Popen(serve_command(tmp_path, "--socket-path", str(sock)))
-    try:
-        await wait_for_socket(sock)
-        async with Frontend.connect(str(sock)) as frontend:
-            await frontend.realize()
-            await frontend.start(2)
-            client = GuestFuseClient(frontend)
-            await client.init()
-            call = os.eventfd(0, os.EFD_CLOEXEC)  # blocking
-            os.write(call, EVENTFD_VALUE.pack(EVENTFD_MAX))
-            await frontend.call_ok(Request.SET_VRING_CALL, VringFile(1, False).encode(), [call])
-            # The driver's own poll finds the replies; the device's writes get EAGAIN
-            # (a blocking write would wait for our read below, and answer nothing more).
-            nodeid, _fh = await client.create(ROOT_ID, b"answered")
-            assert await client.lookup(ROOT_ID, b"answered") == nodeid
-            assert EVENTFD_VALUE.unpack(os.read(call, 8))[0] == EVENTFD_MAX
-            assert await client.lookup(ROOT_ID, b"answered") == nodeid
-            with trio.fail_after(5):
-                await trio.lowlevel.wait_readable(call)  # interrupts arrive again
-            os.close(call)
-            frontend.close_queues()
-        assert await trio.to_thread.run_sync(process.wait, 10) == 0
-    finally:
-        process.kill()
+    share = tmp_path / "share"
+    share.mkdir()
+    async with serving(tmp_path, str(share)) as daemon:
+        frontend, client = daemon.frontend, daemon.fuse
+        call = os.eventfd(0, os.EFD_CLOEXEC)  # blocking
+        os.write(call, EVENTFD_VALUE.pack(EVENTFD_MAX))
+        await frontend.call_ok(Request.SET_VRING_CALL, VringFile(1, False).encode(), [call])
+        # The driver's own poll finds the replies; the device's writes get EAGAIN
+        # (a blocking write would wait for our read below, and answer nothing more).
+        nodeid, _fh = await client.create(ROOT_ID, b"answered")
+        assert await client.lookup(ROOT_ID, b"answered") == nodeid
+        assert EVENTFD_VALUE.unpack(os.read(call, 8))[0] == EVENTFD_MAX
+        assert await client.lookup(ROOT_ID, b"answered") == nodeid
+        with trio.fail_after(5):
+            await trio.lowlevel.wait_readable(call)  # interrupts arrive again
+        os.close(call)

@@ -26,8 +26,8 @@ from hostfs.testing.driver_queue import DriverQueue, Submitted
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import FuseReply, GuestFuseClient
 from hostfs.vhost.messages import Request, VringState
+from tests.support.serve import serve_command, wait_for_socket
 from tests.vhost.conftest import NUM_QUEUES, Served
-from tests.vhost.test_serve_cli import serve_command, wait_for_socket
 
 WAITERS = SessionConfig().concurrency + 8
 WHOLE_FILE = (0, 0x7FFFFFFFFFFFFFFF)

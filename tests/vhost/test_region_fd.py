@@ -6,16 +6,13 @@ import fcntl
 import logging
 import mmap
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trio
 
 from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.frontend import Frontend
-from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import (
     MemoryRegionDesc,
@@ -24,8 +21,8 @@ from hostfs.vhost.messages import (
     encode_memory_table,
     encode_single_region,
 )
+from tests.support.serve import serving
 from tests.vhost.conftest import Served
-from tests.vhost.test_serve_cli import serve_command, wait_for_socket
 
 PAGE = mmap.PAGESIZE
 REGION = MemoryRegionDesc(0x10000, 2 * PAGE, 0x7000_0000, 0)
@@ -131,19 +128,9 @@ async def test_mem_table_with_a_short_fd_is_refused(served: Served) -> None:
 async def test_front_end_shrinking_guest_ram_cannot_crash_the_daemon(tmp_path: Path) -> None:
     """A shrink after SET_MEM_TABLE would SIGBUS the daemon on its next access to the
     rings: hence ``hostfs serve`` in a process of its own."""
-    sock = tmp_path / "vhost.sock"
-    process = subprocess.Popen(serve_command(tmp_path, "--socket-path", str(sock)))
-    try:
-        await wait_for_socket(sock)
-        async with Frontend.connect(str(sock)) as frontend:
-            await frontend.realize()
-            await frontend.start(2)
-            client = GuestFuseClient(frontend)
-            await client.init()
-            with pytest.raises(PermissionError):
-                os.ftruncate(frontend.ram.fd, 0)
-            await client.create(ROOT_ID, b"still-served")
-            frontend.close_queues()
-        assert await trio.to_thread.run_sync(process.wait, 10) == 0
-    finally:
-        process.kill()
+    share = tmp_path / "share"
+    share.mkdir()
+    async with serving(tmp_path, str(share)) as daemon:
+        with pytest.raises(PermissionError):
+            os.ftruncate(daemon.frontend.ram.fd, 0)
+        await daemon.fuse.create(ROOT_ID, b"still-served")

@@ -18,6 +18,7 @@ from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.vhost.device import VIRTIO_FS_CONFIG
 from hostfs.vhost.messages import ConfigSpace, Request
+from tests.support.serve import serve_command, wait_for_socket
 from tests.vhost.conftest import NUM_QUEUES, REQUEST_QUEUES, Served
 from tests.vhost.test_device_protocol import client_write_request
 from tests.vhost.test_lock_waiters import (
@@ -28,7 +29,6 @@ from tests.vhost.test_lock_waiters import (
     lock_args,
     until_parked,
 )
-from tests.vhost.test_serve_cli import serve_command, wait_for_socket
 from tests.vhost.test_stress import run_guest
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
@@ -16,34 +15,7 @@ from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.testing.guest_ram import GuestRam
-
-SERVE = [sys.executable, "-c", "import sys; from hostfs.cli.serve import main; sys.exit(main())"]
-
-
-def serve_command(tmp_path: Path, *extra: str) -> list[str]:
-    share = tmp_path / "share"
-    share.mkdir(exist_ok=True)
-    return [*SERVE, "--shared-dir", str(share), *extra]
-
-
-SO_ACCEPTCON = 0x10000
-"""``__SO_ACCEPTCON`` in the Flags column of /proc/net/unix: the socket listens."""
-
-
-def listening(path: Path) -> bool:
-    """The file appears at bind(), before listen(): a connect() then is refused."""
-    with open("/proc/net/unix") as table:
-        for line in table.readlines()[1:]:
-            fields = line.split()
-            if len(fields) == 8 and fields[7] == str(path) and int(fields[3], 16) & SO_ACCEPTCON:
-                return True
-    return False
-
-
-async def wait_for_socket(path: Path) -> None:
-    with trio.fail_after(10):
-        while not listening(path):
-            await trio.sleep(0.02)
+from tests.support.serve import SERVE, serve_command, wait_for_socket
 
 
 async def test_exits_when_the_front_end_leaves(tmp_path: Path) -> None:

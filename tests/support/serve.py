@@ -1,9 +1,10 @@
-"""A real ``hostfs serve`` process, found from outside, and a simulated guest talking to it."""
+"""A real ``hostfs serve`` process for tests, and a simulated guest talking to it."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,7 +15,34 @@ import trio
 from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
-from tests.vhost.test_serve_cli import SERVE, wait_for_socket
+
+SERVE = [sys.executable, "-c", "import sys; from hostfs.cli.serve import main; sys.exit(main())"]
+
+
+def serve_command(tmp_path: Path, *extra: str) -> list[str]:
+    share = tmp_path / "share"
+    share.mkdir(exist_ok=True)
+    return [*SERVE, "--shared-dir", str(share), *extra]
+
+
+SO_ACCEPTCON = 0x10000
+"""``__SO_ACCEPTCON`` in the Flags column of /proc/net/unix: the socket listens."""
+
+
+def listening(path: Path) -> bool:
+    """The file appears at bind(), before listen(): a connect() then is refused."""
+    with open("/proc/net/unix") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if len(fields) == 8 and fields[7] == str(path) and int(fields[3], 16) & SO_ACCEPTCON:
+                return True
+    return False
+
+
+async def wait_for_socket(path: Path) -> None:
+    with trio.fail_after(10):
+        while not listening(path):
+            await trio.sleep(0.02)
 
 
 @dataclass
@@ -23,6 +51,7 @@ class Daemon:
     pid: int
     """The process that serves: the supervisor's child when sandboxed, else the process."""
     fuse: GuestFuseClient
+    frontend: Frontend
 
     def status(self, field: str) -> str:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -53,7 +82,7 @@ async def serving(tmp_path: Path, shared_dir: str, *flags: str) -> AsyncIterator
             await frontend.start(2)
             fuse = GuestFuseClient(frontend)
             await fuse.init()
-            yield Daemon(process, _serving_pid(process), fuse)
+            yield Daemon(process, _serving_pid(process), fuse, frontend)
             frontend.close_queues()
         assert await trio.to_thread.run_sync(process.wait, 10) == 0
         assert not sock.exists()
