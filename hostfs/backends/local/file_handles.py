@@ -33,6 +33,9 @@ MAX_HANDLE_SZ = 128
 """linux/exportfs.h: the largest handle any file system returns."""
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_name_to_handle_at = _libc.name_to_handle_at
+_open_by_handle_at = _libc.open_by_handle_at
+"""Resolved at import: the sandboxed daemon imports its modules before the pivot."""
 
 
 class _FileHandleStruct(ctypes.Structure):
@@ -69,7 +72,7 @@ def name_to_handle(fd: int) -> FileHandle:
     mount_id = ctypes.c_int()
     # No AT_SYMLINK_NOFOLLOW: name_to_handle_at(2) never follows a final symlink
     # unless given AT_SYMLINK_FOLLOW, and answers EINVAL to any other flag.
-    if _libc.name_to_handle_at(
+    if _name_to_handle_at(
         fd, b"", ctypes.byref(handle), ctypes.byref(mount_id), AT_EMPTY_PATH
     ):
         _raise("name_to_handle_at")
@@ -84,7 +87,7 @@ def open_by_handle(mount_fd: int, handle: FileHandle, flags: int) -> int:
     """
     raw = _FileHandleStruct(len(handle.data), handle.type)
     ctypes.memmove(raw.f_handle, handle.data, len(handle.data))
-    fd: int = _libc.open_by_handle_at(mount_fd, ctypes.byref(raw), flags)
+    fd: int = _open_by_handle_at(mount_fd, ctypes.byref(raw), flags)
     if fd < 0:
         _raise("open_by_handle_at")
     return fd
