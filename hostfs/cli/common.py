@@ -13,6 +13,8 @@ import sys
 from typing import NoReturn
 
 from hostfs.backends import BackendUnavailable, open_backend
+from hostfs.backends.local.file_handles import DEFAULT_MODE as DEFAULT_INODE_FILE_HANDLES
+from hostfs.backends.local.file_handles import MODES as INODE_FILE_HANDLE_MODES
 from hostfs.core.filesystem import FileSystem
 from hostfs.core.idmap import IdMap, IdMapError, IdMapping
 from hostfs.core.options import CACHE_POLICIES, FsOptions
@@ -119,6 +121,13 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         "but 64 of them; beyond, the guest gets ENFILE",
     )
     parser.add_argument(
+        "--inode-file-handles",
+        choices=INODE_FILE_HANDLE_MODES,
+        help="refer to the inodes the guest holds by file handle, not by an open fd each, "
+        "as virtiofsd: never; prefer (handles where the file system has them); mandatory "
+        f"(refuse to start without) (default: {DEFAULT_INODE_FILE_HANDLES})",
+    )
+    parser.add_argument(
         "--log-level",
         choices=sorted(LOG_LEVELS),
         default="info",
@@ -208,6 +217,7 @@ async def open_filesystem(args: argparse.Namespace) -> FileSystem:
             args.shared_dir,
             thread_pool_size=args.thread_pool_size,
             rlimit_nofile=args.rlimit_nofile,
+            inode_file_handles=args.inode_file_handles,
         )
     except BackendUnavailable as error:
         raise UsageError(str(error)) from None

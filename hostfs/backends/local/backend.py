@@ -1,8 +1,9 @@
 """Passthrough to a host directory, through file descriptors only.
 
-Every object is an ``O_PATH`` descriptor (as in virtiofsd); every operation is
-an ``*at`` call on a single name relative to a directory descriptor, or acts on
-the descriptor itself (``AT_EMPTY_PATH``, or ``/proc/self/fd/N``, which names
+Every object is an inode reached by an ``O_PATH`` descriptor (as in virtiofsd),
+pinned or opened from its file handle for the operation (:mod:`inodes`); every
+operation is an ``*at`` call on a single name relative to a directory descriptor,
+or acts on the descriptor itself (``AT_EMPTY_PATH``, or ``/proc/self/fd/N``, which names
 the inode and is never resolved through the shared tree).  No request name is
 ever joined into a host path, and no symlink is followed for the guest:
 lookups use ``O_NOFOLLOW`` (and ``openat2(RESOLVE_BENEATH)`` where the kernel
@@ -23,8 +24,9 @@ import trio
 
 from hostfs import procfd
 from hostfs.backends.base import Backend
-from hostfs.backends.local import credentials, dirents, syscalls
+from hostfs.backends.local import credentials, dirents, file_handles, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
+from hostfs.backends.local.inodes import Inode, Inodes
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 T = TypeVar("T")
@@ -91,12 +93,18 @@ class LocalBackend(Backend):
     """Inline syscalls finish promptly, and a worker thread cannot be cancelled."""
 
     def __init__(
-        self, root_fd: int, thread_pool_size: int = 0, fds: FdBudget | None = None
+        self,
+        root_fd: int,
+        thread_pool_size: int = 0,
+        fds: FdBudget | None = None,
+        inode_file_handles: str = "never",
     ) -> None:
         self._root_fd = root_fd
         self._fds = fds if fds is not None else FdBudget.from_rlimit()
-        """Every fd the guest makes the backend hold (nodes, open files, directory
-        streams) is counted here and refused beyond the budget (fd_budget.py)."""
+        """Every fd the guest makes the backend hold (nodes that pin one, open files,
+        directory streams) is counted here and refused beyond the budget (fd_budget.py)."""
+        self._inodes = Inodes(inode_file_handles, root_fd, self._fds)
+        self._fd = self._inodes.fd
         self._is_root = os.geteuid() == 0
         self._use_openat2 = syscalls.has_openat2()
         self._limiter = trio.CapacityLimiter(thread_pool_size) if thread_pool_size else None
@@ -104,16 +112,26 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_path(
-        cls, path: str, thread_pool_size: int = 0, rlimit_nofile: int | None = None
+        cls,
+        path: str,
+        thread_pool_size: int = 0,
+        rlimit_nofile: int | None = None,
+        inode_file_handles: str = file_handles.DEFAULT_MODE,
     ) -> LocalBackend:
         """Open ``path`` as the shared directory; OSError if it is not one.
 
         ``rlimit_nofile`` is ``--rlimit-nofile`` (fd_budget.set_nofile_limit); the
-        fd budget is what the resulting soft limit leaves.
+        fd budget is what the resulting soft limit leaves. ``inode_file_handles``
+        is ``--inode-file-handles`` (file_handles.MODES); HandlesUnavailable when
+        ``mandatory`` cannot be had.
         """
         root_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        set_nofile_limit(rlimit_nofile)
-        return cls(root_fd, thread_pool_size, FdBudget.from_rlimit())
+        try:
+            set_nofile_limit(rlimit_nofile)
+            return cls(root_fd, thread_pool_size, FdBudget.from_rlimit(), inode_file_handles)
+        except BaseException:
+            os.close(root_fd)
+            raise
 
     def _acting_as(self, caller: Caller) -> contextlib.AbstractContextManager[None]:
         """The host kernel's permission checks for ``caller`` on the calls made
@@ -133,16 +151,20 @@ class LocalBackend(Backend):
 
     # -- lifetime -----------------------------------------------------------
 
-    async def root(self) -> tuple[int, Stat]:
+    async def root(self) -> tuple[Inode, Stat]:
         fd = self._fds.open(
             os.open, _proc(self._root_fd), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
         )
-        return fd, Stat.from_os(os.stat(fd))
+        return Inode(fd), Stat.from_os(os.stat(fd))
 
-    def forget(self, obj: int) -> None:
-        self._fds.close(obj)
+    def forget(self, obj: Inode) -> None:
+        self._inodes.release(obj)
+
+    def same_object(self, known: Inode, found: Inode) -> bool:
+        return self._inodes.same(known, found)
 
     async def close(self) -> None:
+        self._inodes.close()
         os.close(self._root_fd)
 
     # -- names --------------------------------------------------------------
@@ -152,26 +174,41 @@ class LocalBackend(Backend):
             return self._fds.open(syscalls.openat2, parent, name, _PATH_FLAGS, 0, _RESOLVE)
         return self._fds.open(os.open, name, _PATH_FLAGS, dir_fd=parent)
 
-    def _lookup(self, parent: int, name: bytes) -> tuple[int, Stat]:
+    def _lookup(self, parent: int, name: bytes) -> tuple[Inode, Stat]:
         fd = self._open_path(parent, name)
         try:
-            return fd, Stat.from_os(os.stat(fd))
+            st = Stat.from_os(os.stat(fd))
         except BaseException:
             self._fds.close(fd)
             raise
+        return self._inodes.adopt(fd, st), st
 
-    async def lookup(self, parent: int, name: bytes) -> tuple[int, Stat]:
-        return self._lookup(parent, name)
+    async def lookup(self, parent: Inode, name: bytes) -> tuple[Inode, Stat]:
+        with self._fd(parent) as parent_fd:
+            return self._lookup(parent_fd, name)
 
-    async def stat_name(self, parent: int, name: bytes) -> Stat:
+    async def stat_name(self, parent: Inode, name: bytes) -> Stat | None:
         # A single component (the core refuses "/", "." and ".."), final symlink
         # not followed: it cannot leave ``parent``, so RESOLVE_BENEATH adds nothing.
-        return Stat.from_os(os.stat(name, dir_fd=parent, follow_symlinks=False))
+        with self._fd(parent) as parent_fd:
+            st = Stat.from_os(os.stat(name, dir_fd=parent_fd, follow_symlinks=False))
+        # An inode known by handle only may be gone and its number reused: the
+        # core must compare handles (same_object), which a full lookup brings.
+        return st if self._inodes.pins(st.dev) else None
 
-    async def getattr(self, obj: int, handle: int | None = None) -> Stat:
-        return Stat.from_os(os.stat(obj if handle is None else handle))
+    async def getattr(self, obj: Inode, handle: int | None = None) -> Stat:
+        if handle is not None:
+            return Stat.from_os(os.stat(handle))
+        with self._fd(obj) as fd:
+            return Stat.from_os(os.stat(fd))
 
     async def setattr(
+        self, obj: Inode, changes: SetattrChanges, handle: int | None, caller: Caller
+    ) -> Stat:
+        with self._fd(obj) as fd:
+            return self._setattr(fd, changes, handle, caller)
+
+    def _setattr(
         self, obj: int, changes: SetattrChanges, handle: int | None, caller: Caller
     ) -> Stat:
         mode = changes.mode
@@ -218,8 +255,9 @@ class LocalBackend(Backend):
         else:
             os.chmod(_proc(obj), mode)
 
-    async def readlink(self, obj: int) -> bytes:
-        return os.readlink(b"", dir_fd=obj)
+    async def readlink(self, obj: Inode) -> bytes:
+        with self._fd(obj) as fd:
+            return os.readlink(b"", dir_fd=fd)
 
     def _settle(self, fd: int, mode: int | None) -> Stat:
         """Give a new object exactly the permission bits requested: the kernel
@@ -233,11 +271,11 @@ class LocalBackend(Backend):
             st = os.stat(fd)
         return Stat.from_os(st)
 
-    def _new_object(self, parent: int, name: bytes, mode: int | None) -> tuple[int, Stat]:
+    def _new_object(self, parent: int, name: bytes, mode: int | None) -> tuple[Inode, Stat]:
         """Pin and settle ``name``, just created in ``parent``; undo it on failure."""
         fd = self._open_path(parent, name)
         try:
-            return fd, self._settle(fd, mode)
+            st = self._settle(fd, mode)
         except BaseException:
             self._fds.close(fd)
             if stat_module.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
@@ -245,70 +283,87 @@ class LocalBackend(Backend):
             else:
                 os.unlink(name, dir_fd=parent)
             raise
+        return self._inodes.adopt(fd, st), st
 
     async def mknod(
-        self, parent: int, name: bytes, mode: int, rdev: int, caller: Caller
-    ) -> tuple[int, Stat]:
+        self, parent: Inode, name: bytes, mode: int, rdev: int, caller: Caller
+    ) -> tuple[Inode, Stat]:
         if (stat_module.S_ISCHR(mode) or stat_module.S_ISBLK(mode)) and caller.uid != 0:
             # mknod(2): device nodes need CAP_MKNOD, which only root callers hold.
             raise OSError(errno.EPERM, "only root may create device nodes")
         self._fds.check()
-        with self._acting_as(caller):
-            os.mknod(name, mode, rdev, dir_fd=parent)
-        return self._new_object(parent, name, mode)
+        with self._fd(parent) as parent_fd:
+            with self._acting_as(caller):
+                os.mknod(name, mode, rdev, dir_fd=parent_fd)
+            return self._new_object(parent_fd, name, mode)
 
-    async def mkdir(self, parent: int, name: bytes, mode: int, caller: Caller) -> tuple[int, Stat]:
+    async def mkdir(
+        self, parent: Inode, name: bytes, mode: int, caller: Caller
+    ) -> tuple[Inode, Stat]:
         self._fds.check()
-        with self._acting_as(caller):
-            os.mkdir(name, mode, dir_fd=parent)
-        return self._new_object(parent, name, mode)
+        with self._fd(parent) as parent_fd:
+            with self._acting_as(caller):
+                os.mkdir(name, mode, dir_fd=parent_fd)
+            return self._new_object(parent_fd, name, mode)
 
     async def symlink(
-        self, parent: int, name: bytes, target: bytes, caller: Caller
-    ) -> tuple[int, Stat]:
+        self, parent: Inode, name: bytes, target: bytes, caller: Caller
+    ) -> tuple[Inode, Stat]:
         self._fds.check()
-        with self._acting_as(caller):
-            os.symlink(target, name, dir_fd=parent)
-        return self._new_object(parent, name, None)
+        with self._fd(parent) as parent_fd:
+            with self._acting_as(caller):
+                os.symlink(target, name, dir_fd=parent_fd)
+            return self._new_object(parent_fd, name, None)
 
     async def link(
-        self, obj: int, new_parent: int, new_name: bytes, caller: Caller
-    ) -> tuple[int, Stat]:
+        self, obj: Inode, new_parent: Inode, new_name: bytes, caller: Caller
+    ) -> tuple[Inode, Stat]:
         self._fds.check()
-        with self._acting_as(caller):
-            if self._is_root and caller.uid == 0:
-                syscalls.linkat_empty_path(obj, new_parent, new_name)
-            else:
-                # AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (which a filesystem uid
-                # other than 0 drops); the magic link needs nothing.
-                os.link(_proc(obj), new_name, dst_dir_fd=new_parent, follow_symlinks=True)
-        return self._lookup(new_parent, new_name)
+        with self._fd(obj) as fd, self._fd(new_parent) as parent_fd:
+            with self._acting_as(caller):
+                if self._is_root and caller.uid == 0:
+                    syscalls.linkat_empty_path(fd, parent_fd, new_name)
+                else:
+                    # AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (which a filesystem uid
+                    # other than 0 drops); the magic link needs nothing.
+                    os.link(_proc(fd), new_name, dst_dir_fd=parent_fd, follow_symlinks=True)
+            return self._lookup(parent_fd, new_name)
 
-    async def unlink(self, parent: int, name: bytes) -> None:
-        os.unlink(name, dir_fd=parent)
+    async def unlink(self, parent: Inode, name: bytes) -> None:
+        with self._fd(parent) as parent_fd:
+            os.unlink(name, dir_fd=parent_fd)
 
-    async def rmdir(self, parent: int, name: bytes) -> None:
-        os.rmdir(name, dir_fd=parent)
+    async def rmdir(self, parent: Inode, name: bytes) -> None:
+        with self._fd(parent) as parent_fd:
+            os.rmdir(name, dir_fd=parent_fd)
 
     async def rename(
-        self, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int
+        self, parent: Inode, name: bytes, new_parent: Inode, new_name: bytes, flags: int
     ) -> None:
-        if flags:
-            syscalls.renameat2(parent, name, new_parent, new_name, flags)
-        else:
-            os.rename(name, new_name, src_dir_fd=parent, dst_dir_fd=new_parent)
+        with self._fd(parent) as old_fd, self._fd(new_parent) as new_fd:
+            if flags:
+                syscalls.renameat2(old_fd, name, new_fd, new_name, flags)
+            else:
+                os.rename(name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd)
 
     # -- files --------------------------------------------------------------
 
-    async def open(self, obj: int, flags: int, caller: Caller) -> int:
+    async def open(self, obj: Inode, flags: int, caller: Caller) -> int:
         # The type of an inode never changes, so the fstat of its O_PATH object
         # decides for the open that follows.
-        _require_regular(os.fstat(obj).st_mode)
-        return self._fds.open(os.open, _proc(obj), (flags & ~_REOPEN_DROPPED) | _OPEN_ALWAYS)
+        with self._fd(obj) as fd:
+            _require_regular(os.fstat(fd).st_mode)
+            return self._fds.open(os.open, _proc(fd), (flags & ~_REOPEN_DROPPED) | _OPEN_ALWAYS)
 
     async def create(
+        self, parent: Inode, name: bytes, flags: int, mode: int, caller: Caller
+    ) -> tuple[Inode, Stat, int]:
+        with self._fd(parent) as parent_fd:
+            return self._create(parent_fd, name, flags, mode, caller)
+
+    def _create(
         self, parent: int, name: bytes, flags: int, mode: int, caller: Caller
-    ) -> tuple[int, Stat, int]:
+    ) -> tuple[Inode, Stat, int]:
         # O_EXCL never follows a symlink nor opens an existing FIFO or device.
         flags = flags | _OPEN_ALWAYS | os.O_NOFOLLOW
         self._fds.check(2)  # the open file and the node's O_PATH fd
@@ -324,9 +379,19 @@ class LocalBackend(Backend):
         except BaseException:
             self._fds.close(handle)
             raise
-        return obj, self._settle(obj, mode), handle
+        try:
+            st = self._settle(obj, mode)
+        except BaseException:
+            self._fds.close(obj)
+            self._fds.close(handle)
+            raise
+        try:
+            return self._inodes.adopt(obj, st), st, handle
+        except BaseException:
+            self._fds.close(handle)
+            raise
 
-    def _open_existing(self, parent: int, name: bytes, flags: int) -> tuple[int, Stat, int]:
+    def _open_existing(self, parent: int, name: bytes, flags: int) -> tuple[Inode, Stat, int]:
         """CREATE without O_EXCL of a name that exists: pin it, check it is a
         regular file, and open that very inode, so no rename can swap in a FIFO
         or a device between the check and the open."""
@@ -337,7 +402,8 @@ class LocalBackend(Backend):
         except BaseException:
             self._fds.close(obj)
             raise
-        return obj, Stat.from_os(os.fstat(handle)), handle
+        st = Stat.from_os(os.fstat(handle))
+        return self._inodes.adopt(obj, st), st, handle
 
     def passthrough_fd(self, handle: int) -> int:
         return handle
@@ -380,8 +446,9 @@ class LocalBackend(Backend):
     def _open_dir(self, obj: int) -> int:
         return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=obj)
 
-    async def opendir(self, obj: int) -> DirStream:
-        return DirStream(self._fds.open(self._open_dir, obj))
+    async def opendir(self, obj: Inode) -> DirStream:
+        with self._fd(obj) as fd:
+            return DirStream(self._fds.open(self._open_dir, fd))
 
     async def readdir(self, stream: DirStream, offset: int) -> Iterator[tuple[DirEntry, int]]:
         return self._read_stream(stream, dirents.to_seek_offset(offset))
@@ -413,16 +480,18 @@ class LocalBackend(Backend):
         self._fds.close(stream.fd)
         stream.fd = -1  # a READDIR still under way gets EBADF, never a reused fd number
 
-    async def listdir(self, obj: int) -> list[DirEntry]:
-        fd = self._open_dir(obj)
+    async def listdir(self, obj: Inode) -> list[DirEntry]:
+        with self._fd(obj) as path_fd:
+            fd = self._open_dir(path_fd)
         try:
             with os.scandir(fd) as scan:
                 return [DirEntry(os.fsencode(e.name), e.inode(), _dtype(e)) for e in scan]
         finally:
             os.close(fd)
 
-    async def fsyncdir(self, obj: int, datasync: bool) -> None:
-        fd = self._open_dir(obj)
+    async def fsyncdir(self, obj: Inode, datasync: bool) -> None:
+        with self._fd(obj) as path_fd:
+            fd = self._open_dir(path_fd)
         try:
             await self._blocking(os.fdatasync if datasync else os.fsync, fd)
         finally:
@@ -430,8 +499,9 @@ class LocalBackend(Backend):
 
     # -- whole file system -------------------------------------------------
 
-    async def statfs(self, obj: int) -> StatFs:
-        st = os.fstatvfs(obj)
+    async def statfs(self, obj: Inode) -> StatFs:
+        with self._fd(obj) as fd:
+            st = os.fstatvfs(fd)
         return StatFs(
             blocks=st.f_blocks,
             bfree=st.f_bfree,
@@ -455,20 +525,22 @@ class LocalBackend(Backend):
     # symlink node gets its own attributes (as lsetxattr would), never its target's.
 
     async def setxattr(
-        self, obj: int, name: bytes, value: bytes, flags: int, caller: Caller
+        self, obj: Inode, name: bytes, value: bytes, flags: int, caller: Caller
     ) -> None:
-        with self._acting_as(caller):
-            os.setxattr(_proc(obj), name, value, flags)
+        with self._fd(obj) as fd, self._acting_as(caller):
+            os.setxattr(_proc(fd), name, value, flags)
 
-    async def getxattr(self, obj: int, name: bytes) -> bytes:
-        return os.getxattr(_proc(obj), name)
+    async def getxattr(self, obj: Inode, name: bytes) -> bytes:
+        with self._fd(obj) as fd:
+            return os.getxattr(_proc(fd), name)
 
-    async def listxattr(self, obj: int) -> list[bytes]:
-        return [os.fsencode(name) for name in os.listxattr(_proc(obj))]
+    async def listxattr(self, obj: Inode) -> list[bytes]:
+        with self._fd(obj) as fd:
+            return [os.fsencode(name) for name in os.listxattr(_proc(fd))]
 
-    async def removexattr(self, obj: int, name: bytes, caller: Caller) -> None:
-        with self._acting_as(caller):
-            os.removexattr(_proc(obj), name)
+    async def removexattr(self, obj: Inode, name: bytes, caller: Caller) -> None:
+        with self._fd(obj) as fd, self._acting_as(caller):
+            os.removexattr(_proc(fd), name)
 
 
 def _dtype(entry: os.DirEntry[str]) -> int:
