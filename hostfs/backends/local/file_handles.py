@@ -72,9 +72,7 @@ def name_to_handle(fd: int) -> FileHandle:
     mount_id = ctypes.c_int()
     # No AT_SYMLINK_NOFOLLOW: name_to_handle_at(2) never follows a final symlink
     # unless given AT_SYMLINK_FOLLOW, and answers EINVAL to any other flag.
-    if _name_to_handle_at(
-        fd, b"", ctypes.byref(handle), ctypes.byref(mount_id), AT_EMPTY_PATH
-    ):
+    if _name_to_handle_at(fd, b"", ctypes.byref(handle), ctypes.byref(mount_id), AT_EMPTY_PATH):
         _raise("name_to_handle_at")
     data = bytes(handle.f_handle[: handle.handle_bytes])
     return FileHandle(mount_id.value, handle.handle_type, data)
