@@ -87,16 +87,26 @@ class HandleTable(Generic[H]):
         self._handles[fh] = handle
         return fh
 
-    def get(self, fh: int) -> H:
+    def find(self, fh: int) -> H:
+        """The handle ``fh`` whatever its node: for an fh the core just handed
+        out, or a caller told only the fh (pyfuse3).  EBADF if unknown."""
         try:
             return self._handles[fh]
         except KeyError:
             raise OSError(errno.EBADF, f"unknown file handle {fh}") from None
 
+    def get(self, fh: int, nodeid: int) -> H:
+        """The handle ``fh`` of node ``nodeid``: EBADF for one of another node,
+        as virtiofsd's ``find_handle`` (the guest names both, and may lie)."""
+        handle = self.find(fh)
+        if handle.node.nodeid != nodeid:
+            raise OSError(errno.EBADF, f"file handle {fh} is not one of node {nodeid}")
+        return handle
+
     @asynccontextmanager
-    async def borrow(self, fh: int) -> AsyncIterator[H]:
+    async def borrow(self, fh: int, nodeid: int) -> AsyncIterator[H]:
         """:meth:`get`, and keep the handle's backend resources open until the block ends."""
-        handle = self.get(fh)
+        handle = self.get(fh, nodeid)
         self._borrowers[fh] = self._borrowers.get(fh, 0) + 1
         try:
             yield handle
@@ -108,10 +118,10 @@ class HandleTable(Generic[H]):
                 if close is not None:
                     await self._close_deferred(fh, close)
 
-    async def remove(self, fh: int, close: Callable[[H], Awaitable[None]]) -> H:
+    async def remove(self, fh: int, nodeid: int, close: Callable[[H], Awaitable[None]]) -> H:
         """Forget ``fh`` now; ``close(handle)`` now if no request borrows it, else
         when the last borrower returns (its errors are then only logged)."""
-        handle = self.get(fh)
+        handle = self.get(fh, nodeid)
         del self._handles[fh]
         await self._close_when_unused(fh, handle, close)
         return handle
