@@ -8,6 +8,12 @@ keyed by FUSE nodeid, whose owners are the ``lock_owner`` ids FUSE sends
 ``fuse_release_in.lock_owner``).  Both tables do no I/O; trio is used only to
 park a SETLKW until it can be granted.
 
+FORGET drops nothing here: the kernel forgets only an inode no open file
+refers to, and every lock (and parked SETLKW) is held through an open file,
+so an honest FORGET finds none.  Nodeids are never reused, so what a lying
+guest leaves behind cannot reach another file; it counts against MAX_LOCKS
+and goes at session end, as the locks of a guest that never sends FLUSH.
+
 Ranges are inclusive ``[start, end]`` as in ``struct fuse_file_lock``, with
 ``end == OFFSET_MAX`` meaning "to end of file".
 """
@@ -113,15 +119,13 @@ class _WaitQueues:
                 waiter.error = error
             waiter.event.set()
 
-    def _abandon(self, key: int) -> None:
-        """Fail every parked request on ``key`` with EINTR, as an interrupted wait."""
-        for waiter in self._queues.pop(key, []):
-            waiter.error = _error(errno.EINTR)
-            waiter.event.set()
-
     def _abandon_all(self) -> None:
-        for key in list(self._queues):
-            self._abandon(key)
+        """Fail every parked request with EINTR, as an interrupted wait."""
+        for queue in self._queues.values():
+            for waiter in queue:
+                waiter.error = _error(errno.EINTR)
+                waiter.event.set()
+        self._queues.clear()
 
 
 class LockTable(_WaitQueues):
@@ -168,11 +172,6 @@ class LockTable(_WaitQueues):
         owner closes any fd of the file (fcntl(2)), which FUSE reports as FLUSH."""
         self._replace(key, owner, _Range(0, OFFSET_MAX, fcntl.F_UNLCK, 0))
         self._wake(key)
-
-    def forget(self, key: int) -> None:
-        """The node is gone: drop its locks; parked requests fail with EINTR."""
-        self._count -= sum(len(ranges) for ranges in self._held.pop(key, {}).values())
-        self._abandon(key)
 
     def release_all(self) -> None:
         """Session end (DESTROY, device reset): drop every lock and parked request."""
@@ -292,11 +291,6 @@ class FlockTable(_WaitQueues):
         self._drop(key, owner)
         self._drop_empty(key)
         self._wake(key)
-
-    def forget(self, key: int) -> None:
-        """The node is gone: drop its locks; parked requests fail with EINTR."""
-        self._count -= len(self._held.pop(key, {}))
-        self._abandon(key)
 
     def release_all(self) -> None:
         """Session end (DESTROY, device reset): drop every lock and parked request."""
