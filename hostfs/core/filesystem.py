@@ -11,9 +11,10 @@ import errno
 import logging
 import os
 import stat as stat_module
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 
-from hostfs.backends.base import Backend, BackendObject
+from hostfs.backends.base import Backend, BackendHandle, BackendObject
 from hostfs.core.handles import HandleTable, OpenDir, OpenFile
 from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable
@@ -117,10 +118,8 @@ class FileSystem:
         """FUSE_DESTROY or device reset: flush and release every handle, forget every node."""
         self.posix_locks.release_all()
         self.flocks.release_all()
-        for open_file in self.files.drain():
-            await self._close_quietly(open_file)
-        for stream in self.dirs.drain():
-            await self._release_dir(stream)
+        await self.files.remove_all(self._close_quietly)
+        await self.dirs.remove_all(self._release_dir)
         self.nodes.forget_all()
 
     async def close(self) -> None:
@@ -138,6 +137,9 @@ class FileSystem:
             log.warning("flush at session end: %s", error)
         finally:
             await self.backend.release(open_file.handle)
+
+    async def _release_file(self, open_file: OpenFile) -> None:
+        await self.backend.release(open_file.handle)
 
     # -- helpers ------------------------------------------------------------
 
@@ -164,6 +166,17 @@ class FileSystem:
         if is_dir:
             return Opened(fh, cache_dir=cache.keep_cache)
         return Opened(fh, direct_io=cache.direct_io, keep_cache=cache.keep_cache)
+
+    @asynccontextmanager
+    async def _optional_file(
+        self, fh: int | None, nodeid: int
+    ) -> AsyncIterator[BackendHandle | None]:
+        """Borrow open file ``fh`` if the request names one (GETATTR/SETATTR with FATTR_FH)."""
+        if fh is None:
+            yield None
+        else:
+            async with self.files.borrow(fh, nodeid) as open_file:
+                yield open_file.handle
 
     def _require_xattr(self) -> None:
         if not self.options.xattr:
@@ -205,19 +218,19 @@ class FileSystem:
 
     async def getattr(self, caller: Caller, nodeid: int, fh: int | None = None) -> AttrReply:
         node = self.nodes.get(nodeid)
-        handle = self.files.get(fh).handle if fh is not None else None
-        return self._attr(node, await self.backend.getattr(node.obj, handle))
+        async with self._optional_file(fh, nodeid) as handle:
+            return self._attr(node, await self.backend.getattr(node.obj, handle))
 
     async def setattr(
         self, caller: Caller, nodeid: int, changes: SetattrChanges, fh: int | None = None
     ) -> AttrReply:
         node = self.nodes.get(nodeid)
-        handle = self.files.get(fh).handle if fh is not None else None
-        if changes.kill_suidgid and changes.mode is None and node.mode & _SUID_SGID:
-            # FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2): the server drops the bits.
-            current = await self.backend.getattr(node.obj, handle)
-            changes.mode = _without_privileges(current.mode)
-        st = await self.backend.setattr(node.obj, changes, handle, caller)
+        async with self._optional_file(fh, nodeid) as handle:
+            if changes.kill_suidgid and changes.mode is None and node.mode & _SUID_SGID:
+                # FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2): the server drops the bits.
+                current = await self.backend.getattr(node.obj, handle)
+                changes.mode = _without_privileges(current.mode)
+            st = await self.backend.setattr(node.obj, changes, handle, caller)
         return self._attr(node, st)
 
     async def _drop_privileges(self, caller: Caller, node: Node, fh: int) -> None:
@@ -330,7 +343,8 @@ class FileSystem:
     ) -> int:
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
-        return await self.backend.read(self.files.get(fh).handle, offset, buffers)
+        async with self.files.borrow(fh, nodeid) as open_file:
+            return await self.backend.read(open_file.handle, offset, buffers)
 
     async def write(
         self,
@@ -343,19 +357,19 @@ class FileSystem:
     ) -> int:
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
-        open_file = self.files.get(fh)
-        written = await self.backend.write(open_file.handle, offset, buffers)
-        if kill_suidgid:
-            # FUSE_WRITE_KILL_SUIDGID: a write by an unprivileged caller drops
-            # setuid/setgid as the kernel would on a local file system.
-            await self._drop_privileges(caller, open_file.node, fh)
+        async with self.files.borrow(fh, nodeid) as open_file:
+            written = await self.backend.write(open_file.handle, offset, buffers)
+            if kill_suidgid:
+                # FUSE_WRITE_KILL_SUIDGID: a write by an unprivileged caller drops
+                # setuid/setgid as the kernel would on a local file system.
+                await self._drop_privileges(caller, open_file.node, fh)
         return written
 
     async def flush(self, caller: Caller, nodeid: int, fh: int, lock_owner: int) -> None:
-        open_file = self.files.get(fh)
-        # close(2) drops the closing owner's POSIX locks on the file (fcntl(2)).
-        self.posix_locks.release_owner(open_file.node.nodeid, lock_owner)
-        await self.backend.flush(open_file.handle)
+        async with self.files.borrow(fh, nodeid) as open_file:
+            # close(2) drops the closing owner's POSIX locks on the file (fcntl(2)).
+            self.posix_locks.release_owner(open_file.node.nodeid, lock_owner)
+            await self.backend.flush(open_file.handle)
 
     async def release(
         self,
@@ -365,37 +379,48 @@ class FileSystem:
         lock_owner: int = 0,
         flock_release: bool = False,
     ) -> None:
-        open_file = self.files.pop(fh)
+        open_file = self.files.get(fh, nodeid)
         if flock_release:
             # FUSE_RELEASE_FLOCK_UNLOCK: the last close of the file drops its flock.
             self.flocks.release_owner(open_file.node.nodeid, lock_owner)
-        await self.backend.release(open_file.handle)
+        await self.files.remove(fh, nodeid, self._release_file)
+
+    def file_nodeid(self, fh: int) -> int:
+        """The node open file ``fh`` is of, for a transport told only the fh (pyfuse3)."""
+        return self.files.find(fh).node.nodeid
+
+    def dir_nodeid(self, fh: int) -> int:
+        """The directory open directory ``fh`` is of (as :meth:`file_nodeid`)."""
+        return self.dirs.find(fh).node.nodeid
 
     def backing_fd(self, fh: int) -> int | None:
         """The host descriptor behind open file ``fh`` when the kernel may do its
         reads and writes itself (FUSE passthrough): regular files only, and not
         setuid/setgid ones, whose bits a write keeps or drops by who the caller
         is (the kernel writes a backing file with the daemon's credentials)."""
-        open_file = self.files.get(fh)
+        open_file = self.files.find(fh)
         mode = open_file.node.mode
         if not stat_module.S_ISREG(mode) or mode & _SUID_SGID:
             return None
         return self.backend.passthrough_fd(open_file.handle)
 
     async def fsync(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None:
-        await self.backend.fsync(self.files.get(fh).handle, datasync)
+        async with self.files.borrow(fh, nodeid) as open_file:
+            await self.backend.fsync(open_file.handle, datasync)
 
     async def fallocate(
         self, caller: Caller, nodeid: int, fh: int, mode: int, offset: int, length: int
     ) -> None:
         if offset < 0 or length <= 0:
             raise OSError(errno.EINVAL, "invalid fallocate range")
-        await self.backend.fallocate(self.files.get(fh).handle, mode, offset, length)
+        async with self.files.borrow(fh, nodeid) as open_file:
+            await self.backend.fallocate(open_file.handle, mode, offset, length)
 
     async def lseek(self, caller: Caller, nodeid: int, fh: int, offset: int, whence: int) -> int:
         if whence not in (os.SEEK_DATA, os.SEEK_HOLE):
             raise OSError(errno.EINVAL, f"lseek whence {whence} is the kernel's job")
-        return await self.backend.lseek(self.files.get(fh).handle, offset, whence)
+        async with self.files.borrow(fh, nodeid) as open_file:
+            return await self.backend.lseek(open_file.handle, offset, whence)
 
     async def copy_file_range(
         self,
@@ -411,13 +436,13 @@ class FileSystem:
     ) -> int:
         if flags:
             raise OSError(errno.EINVAL, "copy_file_range flags must be 0")
-        return await self.backend.copy_file_range(
-            self.files.get(fh_in).handle,
-            offset_in,
-            self.files.get(fh_out).handle,
-            offset_out,
-            length,
-        )
+        async with (
+            self.files.borrow(fh_in, nodeid_in) as file_in,
+            self.files.borrow(fh_out, nodeid_out) as file_out,
+        ):
+            return await self.backend.copy_file_range(
+                file_in.handle, offset_in, file_out.handle, offset_out, length
+            )
 
     # -- directories --------------------------------------------------------
 
@@ -459,7 +484,10 @@ class FileSystem:
         cancel) takes back every lookup it counted, or the kernel could never
         forget those nodes and their fds would stay pinned.
         """
-        stream = self.dirs.get(fh)
+        async with self.dirs.borrow(fh, nodeid) as stream:
+            await self._readdir(stream, offset, add, plus)
+
+    async def _readdir(self, stream: OpenDir, offset: int, add: ReaddirAdd, plus: bool) -> None:
         counted: list[int] = []
         sent = 0
         try:
@@ -493,10 +521,11 @@ class FileSystem:
             await self.backend.releasedir(stream.stream)
 
     async def releasedir(self, caller: Caller, nodeid: int, fh: int) -> None:
-        await self._release_dir(self.dirs.pop(fh))
+        await self.dirs.remove(fh, nodeid, self._release_dir)
 
     async def fsyncdir(self, caller: Caller, nodeid: int, fh: int, datasync: bool) -> None:
-        await self.backend.fsyncdir(self.dirs.get(fh).node.obj, datasync)
+        async with self.dirs.borrow(fh, nodeid) as stream:
+            await self.backend.fsyncdir(stream.node.obj, datasync)
 
     # -- whole file system -------------------------------------------------
 
@@ -544,7 +573,7 @@ class FileSystem:
 
     async def getlk(self, caller: Caller, nodeid: int, fh: int, owner: int, lock: Lock) -> Lock:
         self._require_locks()
-        return self.posix_locks.getlk(self.files.get(fh).node.nodeid, owner, lock)
+        return self.posix_locks.getlk(self.files.get(fh, nodeid).node.nodeid, owner, lock)
 
     async def setlk(
         self,
@@ -557,6 +586,6 @@ class FileSystem:
         flock: bool = False,
     ) -> None:
         self._require_locks()
-        key = self.files.get(fh).node.nodeid
+        key = self.files.get(fh, nodeid).node.nodeid
         table = self.flocks if flock else self.posix_locks
         await table.setlk(key, owner, lock, wait)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import errno
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+import trio
 
 from hostfs.backends.base import BackendHandle
 from hostfs.core.nodes import Node
@@ -36,6 +41,8 @@ class OpenDir:
 
 H = TypeVar("H", OpenFile, OpenDir)
 
+log = logging.getLogger(__name__)
+
 
 MAX_HANDLES = 1 << 20
 """Open handles of one kind a session may hold: fs.nr_open's default (1,048,576),
@@ -44,11 +51,22 @@ program could. A backend whose handles pin no host fd (NFS) is bounded by this."
 
 
 class HandleTable(Generic[H]):
-    """fh -> handle.  Numbers are never reused, so a stale fh cannot reach a new file."""
+    """fh -> handle.  Numbers are never reused, so a stale fh cannot reach a new file.
+
+    A request that uses a handle's backend resources *borrows* it for its
+    duration (:meth:`borrow`).  Removing a handle (RELEASE, session end) makes
+    its fh unknown at once, but the backend close waits for the last borrower:
+    with worker threads a READ can still be queued on the handle's fd, and a
+    close before it runs would let it read whatever file reuses the fd number.
+    virtiofsd does the same: its handles are ``Arc<HandleData>``, and RELEASE
+    only drops the map's reference, so the file closes with the last request.
+    """
 
     def __init__(self, limit: int = MAX_HANDLES) -> None:
         self._handles: dict[int, H] = {}
         self._next_fh = 1
+        self._borrowers: dict[int, int] = {}
+        self._deferred_closes: dict[int, Callable[[], Awaitable[None]]] = {}
         self.limit = limit
 
     def __len__(self) -> int:
@@ -69,18 +87,66 @@ class HandleTable(Generic[H]):
         self._handles[fh] = handle
         return fh
 
-    def get(self, fh: int) -> H:
+    def find(self, fh: int) -> H:
+        """The handle ``fh`` whatever its node: for an fh the core just handed
+        out, or a caller told only the fh (pyfuse3).  EBADF if unknown."""
         try:
             return self._handles[fh]
         except KeyError:
             raise OSError(errno.EBADF, f"unknown file handle {fh}") from None
 
-    def pop(self, fh: int) -> H:
-        handle = self.get(fh)
-        del self._handles[fh]
+    def get(self, fh: int, nodeid: int) -> H:
+        """The handle ``fh`` of node ``nodeid``: EBADF for one of another node,
+        as virtiofsd's ``find_handle`` (the guest names both, and may lie)."""
+        handle = self.find(fh)
+        if handle.node.nodeid != nodeid:
+            raise OSError(errno.EBADF, f"file handle {fh} is not one of node {nodeid}")
         return handle
 
-    def drain(self) -> list[H]:
-        handles = list(self._handles.values())
+    @asynccontextmanager
+    async def borrow(self, fh: int, nodeid: int) -> AsyncIterator[H]:
+        """:meth:`get`, and keep the handle's backend resources open until the block ends."""
+        handle = self.get(fh, nodeid)
+        self._borrowers[fh] = self._borrowers.get(fh, 0) + 1
+        try:
+            yield handle
+        finally:
+            self._borrowers[fh] -= 1
+            if not self._borrowers[fh]:
+                del self._borrowers[fh]
+                close = self._deferred_closes.pop(fh, None)
+                if close is not None:
+                    await self._close_deferred(fh, close)
+
+    async def remove(self, fh: int, nodeid: int, close: Callable[[H], Awaitable[None]]) -> H:
+        """Forget ``fh`` now; ``close(handle)`` now if no request borrows it, else
+        when the last borrower returns (its errors are then only logged)."""
+        handle = self.get(fh, nodeid)
+        del self._handles[fh]
+        await self._close_when_unused(fh, handle, close)
+        return handle
+
+    async def remove_all(self, close: Callable[[H], Awaitable[None]]) -> None:
+        """Session end: :meth:`remove` every handle."""
+        handles = list(self._handles.items())
         self._handles.clear()
-        return handles
+        for fh, handle in handles:
+            await self._close_when_unused(fh, handle, close)
+
+    async def _close_when_unused(
+        self, fh: int, handle: H, close: Callable[[H], Awaitable[None]]
+    ) -> None:
+        if fh in self._borrowers:
+            self._deferred_closes[fh] = lambda: close(handle)
+        else:
+            await close(handle)
+
+    @staticmethod
+    async def _close_deferred(fh: int, close: Callable[[], Awaitable[None]]) -> None:
+        # Shielded: the borrower may be leaving because it was cancelled, and the
+        # close is all that is left of a RELEASE that was already answered.
+        with trio.CancelScope(shield=True):
+            try:
+                await close()
+            except OSError as error:
+                log.warning("closing released handle %d: %s", fh, error)

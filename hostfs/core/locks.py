@@ -8,6 +8,12 @@ keyed by FUSE nodeid, whose owners are the ``lock_owner`` ids FUSE sends
 ``fuse_release_in.lock_owner``).  Both tables do no I/O; trio is used only to
 park a SETLKW until it can be granted.
 
+FORGET drops nothing here: the kernel forgets only an inode no open file
+refers to, and every lock (and parked SETLKW) is held through an open file,
+so an honest FORGET finds none.  Nodeids are never reused, so what a lying
+guest leaves behind cannot reach another file; it counts against MAX_LOCKS
+and goes at session end, as the locks of a guest that never sends FLUSH.
+
 Ranges are inclusive ``[start, end]`` as in ``struct fuse_file_lock``, with
 ``end == OFFSET_MAX`` meaning "to end of file".
 """
@@ -28,9 +34,10 @@ OFFSET_MAX = 0x7FFF_FFFF_FFFF_FFFF
 """The kernel's ``OFFSET_MAX``: the ``end`` of a lock that runs to end of file."""
 
 MAX_LOCKS = 100_000
-"""Default bound on the ranges one table holds; the guest is untrusted and each
-SETLK of a disjoint range costs memory.  Beyond it SETLK fails with ENOLCK
-("too many segment locks open", fcntl(2))."""
+"""Default bound on the locks one table holds (POSIX ranges, flock holders);
+the guest is untrusted and each SETLK of a disjoint range, or flock of another
+open file, costs memory.  Beyond it SETLK fails with ENOLCK ("too many segment
+locks open", fcntl(2); "out of memory for allocating lock records", flock(2))."""
 
 _LOCK_TYPES = (fcntl.F_RDLCK, fcntl.F_WRLCK, fcntl.F_UNLCK)
 
@@ -112,15 +119,13 @@ class _WaitQueues:
                 waiter.error = error
             waiter.event.set()
 
-    def _abandon(self, key: int) -> None:
-        """Fail every parked request on ``key`` with EINTR, as an interrupted wait."""
-        for waiter in self._queues.pop(key, []):
-            waiter.error = _error(errno.EINTR)
-            waiter.event.set()
-
     def _abandon_all(self) -> None:
-        for key in list(self._queues):
-            self._abandon(key)
+        """Fail every parked request with EINTR, as an interrupted wait."""
+        for queue in self._queues.values():
+            for waiter in queue:
+                waiter.error = _error(errno.EINTR)
+                waiter.event.set()
+        self._queues.clear()
 
 
 class LockTable(_WaitQueues):
@@ -167,11 +172,6 @@ class LockTable(_WaitQueues):
         owner closes any fd of the file (fcntl(2)), which FUSE reports as FLUSH."""
         self._replace(key, owner, _Range(0, OFFSET_MAX, fcntl.F_UNLCK, 0))
         self._wake(key)
-
-    def forget(self, key: int) -> None:
-        """The node is gone: drop its locks; parked requests fail with EINTR."""
-        self._count -= sum(len(ranges) for ranges in self._held.pop(key, {}).values())
-        self._abandon(key)
 
     def release_all(self) -> None:
         """Session end (DESTROY, device reset): drop every lock and parked request."""
@@ -260,9 +260,11 @@ class FlockTable(_WaitQueues):
     given up the old lock.  There is no deadlock detection for flock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_locks: int = MAX_LOCKS) -> None:
         super().__init__()
         self._held: dict[int, dict[int, int]] = {}
+        self._count = 0
+        self._max_locks = max_locks
 
     async def setlk(self, key: int, owner: int, lock: Lock, wait: bool) -> None:
         """SETLK/SETLKW with FUSE_LK_FLOCK: only ``lock.type`` matters (the
@@ -272,7 +274,7 @@ class FlockTable(_WaitQueues):
         owners = self._held.get(key, {})
         if owners.get(owner) == lock.type:
             return
-        owners.pop(owner, None)
+        self._drop(key, owner)
         waiter = _Waiter(owner, _Range(0, OFFSET_MAX, lock.type, lock.pid))
         blocked = lock.type != fcntl.F_UNLCK and not self._grantable(key, waiter)
         if lock.type != fcntl.F_UNLCK and not blocked:
@@ -286,19 +288,19 @@ class FlockTable(_WaitQueues):
 
     def release_owner(self, key: int, owner: int) -> None:
         """RELEASE with FUSE_RELEASE_FLOCK_UNLOCK: the open file is closed."""
-        self._held.get(key, {}).pop(owner, None)
+        self._drop(key, owner)
         self._drop_empty(key)
         self._wake(key)
-
-    def forget(self, key: int) -> None:
-        """The node is gone: drop its locks; parked requests fail with EINTR."""
-        self._held.pop(key, None)
-        self._abandon(key)
 
     def release_all(self) -> None:
         """Session end (DESTROY, device reset): drop every lock and parked request."""
         self._held.clear()
+        self._count = 0
         self._abandon_all()
+
+    def _drop(self, key: int, owner: int) -> None:
+        if self._held.get(key, {}).pop(owner, None) is not None:
+            self._count -= 1
 
     def _drop_empty(self, key: int) -> None:
         if key in self._held and not self._held[key]:
@@ -311,7 +313,13 @@ class FlockTable(_WaitQueues):
         )
 
     def _grant(self, key: int, waiter: _Waiter) -> None:
-        self._held.setdefault(key, {})[waiter.owner] = waiter.request.type
+        owners = self._held.setdefault(key, {})
+        if waiter.owner not in owners:
+            if self._count >= self._max_locks:
+                self._drop_empty(key)
+                raise _error(errno.ENOLCK)
+            self._count += 1
+        owners[waiter.owner] = waiter.request.type
 
 
 def _validate(lock: Lock) -> _Range:

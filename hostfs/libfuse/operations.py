@@ -23,9 +23,6 @@ from hostfs.core.types import ROOT_CALLER, Caller, Entry, Opened, SetattrChanges
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_NO_NODEID = 0
-"""pyfuse3 passes only the fh for file I/O; the core does not need the nodeid there."""
-
 
 def _errors_as_fuse_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     @functools.wraps(method)
@@ -165,25 +162,25 @@ class CoreOperations(pyfuse3.Operations):
         # Slice, never resize: a backend may still hold a view of the buffer
         # (the nfs worker thread drops its reference only after replying).
         view = memoryview(bytearray(size))
-        count = await self.fs.read(ROOT_CALLER, _NO_NODEID, fh, off, [view])
+        count = await self.fs.read(ROOT_CALLER, self.fs.file_nodeid(fh), fh, off, [view])
         return bytes(view[:count])
 
     @_errors_as_fuse_errors
     async def write(self, fh, off, buf):
-        return await self.fs.write(ROOT_CALLER, _NO_NODEID, fh, off, [memoryview(buf)])
+        return await self.fs.write(ROOT_CALLER, self.fs.file_nodeid(fh), fh, off, [memoryview(buf)])
 
     @_errors_as_fuse_errors
     async def flush(self, fh):
         # pyfuse3 does not pass the lock owner; its locks live in the host kernel anyway.
-        await self.fs.flush(ROOT_CALLER, _NO_NODEID, fh, 0)
+        await self.fs.flush(ROOT_CALLER, self.fs.file_nodeid(fh), fh, 0)
 
     @_errors_as_fuse_errors
     async def release(self, fh):
-        await self.fs.release(ROOT_CALLER, _NO_NODEID, fh)
+        await self.fs.release(ROOT_CALLER, self.fs.file_nodeid(fh), fh)
 
     @_errors_as_fuse_errors
     async def fsync(self, fh, datasync):
-        await self.fs.fsync(ROOT_CALLER, _NO_NODEID, fh, bool(datasync))
+        await self.fs.fsync(ROOT_CALLER, self.fs.file_nodeid(fh), fh, bool(datasync))
 
     @_errors_as_fuse_errors
     async def opendir(self, inode, ctx):
@@ -196,15 +193,15 @@ class CoreOperations(pyfuse3.Operations):
                 return True  # "." and "..": pyfuse3 cannot send an entry without a lookup
             return pyfuse3.readdir_reply(token, name, _entry_attributes(entry), next_offset)
 
-        await self.fs.readdir(ROOT_CALLER, _NO_NODEID, fh, start_id, add, plus=True)
+        await self.fs.readdir(ROOT_CALLER, self.fs.dir_nodeid(fh), fh, start_id, add, plus=True)
 
     @_errors_as_fuse_errors
     async def releasedir(self, fh):
-        await self.fs.releasedir(ROOT_CALLER, _NO_NODEID, fh)
+        await self.fs.releasedir(ROOT_CALLER, self.fs.dir_nodeid(fh), fh)
 
     @_errors_as_fuse_errors
     async def fsyncdir(self, fh, datasync):
-        await self.fs.fsyncdir(ROOT_CALLER, _NO_NODEID, fh, bool(datasync))
+        await self.fs.fsyncdir(ROOT_CALLER, self.fs.dir_nodeid(fh), fh, bool(datasync))
 
     @_errors_as_fuse_errors
     async def statfs(self, ctx):

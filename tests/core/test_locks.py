@@ -250,8 +250,7 @@ class TestPosixWaiting:
         assert layout(table) == [(3, 3, R)]
         assert table.getlk(KEY + 1, B, Lock(0, 0, R)).pid == A
 
-    @pytest.mark.parametrize("end_session", ["forget", "release_all"])
-    async def test_session_end_fails_waiters_with_eintr(self, end_session: str) -> None:
+    async def test_session_end_fails_waiters_with_eintr(self) -> None:
         table = LockTable()
         await take(table, A, 0, 9, W)
         errors: list[int] = []
@@ -264,10 +263,7 @@ class TestPosixWaiting:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(waiter)
             await trio.testing.wait_all_tasks_blocked()
-            if end_session == "forget":
-                table.forget(KEY)
-            else:
-                table.release_all()
+            table.release_all()
         assert errors == [errno.EINTR]
         assert layout(table) == []
         await take(table, C, 0, 9, W)
@@ -331,16 +327,42 @@ class TestFlock:
             await take(table, C, 0, OFFSET_MAX, U)
         assert order == [C, D]
 
-    async def test_unknown_type_is_einval_and_forget_clears(self) -> None:
+    async def test_table_full_is_enolck(self) -> None:
+        table = FlockTable(max_locks=2)
+        await take(table, A, 0, OFFSET_MAX, R)
+        await take(table, B, 0, OFFSET_MAX, R)
+        with pytest.raises(OSError) as raised:
+            await take(table, C, 0, OFFSET_MAX, R)
+        assert raised.value.errno == errno.ENOLCK
+        await take(table, A, 0, OFFSET_MAX, U)  # a holder that goes makes room
+        await take(table, C, 0, OFFSET_MAX, R)
+        await take(table, C, 0, OFFSET_MAX, U)
+        await take(table, B, 0, OFFSET_MAX, W)  # converting a held lock needs no room
+
+    async def test_a_waiter_granted_into_a_full_table_gets_enolck(self) -> None:
+        table = FlockTable(max_locks=1)
+        await take(table, A, 0, OFFSET_MAX, W)
+        async with trio.open_nursery() as nursery:
+            errors: list[int] = []
+
+            async def wait_for_lock() -> None:
+                with pytest.raises(OSError) as raised:
+                    await table.setlk(KEY, B, Lock(0, OFFSET_MAX, R, pid=B), wait=True)
+                errors.append(raised.value.errno)
+
+            nursery.start_soon(wait_for_lock)
+            await trio.testing.wait_all_tasks_blocked()
+            await take(table, A, 0, OFFSET_MAX, R)  # B could share, but no room
+        assert errors == [errno.ENOLCK]
+
+    async def test_unknown_type_is_einval_and_session_end_clears(self) -> None:
         table = FlockTable()
         with pytest.raises(OSError) as raised:
             await take(table, A, 0, OFFSET_MAX, 42)
         assert raised.value.errno == errno.EINVAL
         await take(table, A, 0, OFFSET_MAX, W)
-        table.forget(KEY)
-        await take(table, B, 0, OFFSET_MAX, W)
         table.release_all()
-        await take(table, A, 0, OFFSET_MAX, W)
+        await take(table, B, 0, OFFSET_MAX, W)
 
 
 _FLOCK = struct.Struct("hhqqi4x")

@@ -141,7 +141,7 @@ async def test_destroy_closes_every_stream(fs, share):
 async def test_a_listing_under_way_when_its_stream_is_released_gets_ebadf(fs, share):
     fill(share, 300)
     fh = (await fs.opendir(ROOT, ROOT_NODEID, 0)).fh
-    stream = fs.dirs.get(fh).stream
+    stream = fs.dirs.find(fh).stream
     listing = await fs.backend.readdir(stream, 0)
     next(listing)
     await fs.releasedir(ROOT, ROOT_NODEID, fh)
