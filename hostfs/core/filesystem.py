@@ -87,8 +87,8 @@ class FileSystem:
         self.backend = backend
         self.options = options or FsOptions()
         self.nodes = NodeTable(backend.forget, backend.same_object)
-        self.files: HandleTable[OpenFile] = HandleTable()
-        self.dirs: HandleTable[OpenDir] = HandleTable()
+        self.files: HandleTable[OpenFile] = HandleTable(self.nodes)
+        self.dirs: HandleTable[OpenDir] = HandleTable(self.nodes)
         self.snapshots = SnapshotCache()
         self.posix_locks = LockTable()
         self.flocks = FlockTable()

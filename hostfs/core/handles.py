@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 import trio
 
 from hostfs.backends.base import BackendHandle
-from hostfs.core.nodes import Node
+from hostfs.core.nodes import Node, NodeTable
 from hostfs.core.types import DirEntry
 
 
@@ -62,7 +62,9 @@ class HandleTable(Generic[H]):
     only drops the map's reference, so the file closes with the last request.
     """
 
-    def __init__(self, limit: int = MAX_HANDLES) -> None:
+    def __init__(self, nodes: NodeTable | None = None, limit: int = MAX_HANDLES) -> None:
+        self._nodes = nodes
+        """Pinned while a handle is open (:meth:`NodeTable.pin`), when given."""
         self._handles: dict[int, H] = {}
         self._next_fh = 1
         self._borrowers: dict[int, int] = {}
@@ -85,6 +87,8 @@ class HandleTable(Generic[H]):
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = handle
+        if self._nodes is not None:
+            self._nodes.pin(handle.node)
         return fh
 
     def find(self, fh: int) -> H:
@@ -137,9 +141,16 @@ class HandleTable(Generic[H]):
         self, fh: int, handle: H, close: Callable[[H], Awaitable[None]]
     ) -> None:
         if fh in self._borrowers:
-            self._deferred_closes[fh] = lambda: close(handle)
+            self._deferred_closes[fh] = lambda: self._close(handle, close)
         else:
+            await self._close(handle, close)
+
+    async def _close(self, handle: H, close: Callable[[H], Awaitable[None]]) -> None:
+        try:
             await close(handle)
+        finally:
+            if self._nodes is not None:
+                self._nodes.unpin(handle.node)
 
     @staticmethod
     async def _close_deferred(fh: int, close: Callable[[], Awaitable[None]]) -> None:

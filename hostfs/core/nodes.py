@@ -32,6 +32,10 @@ class Node:
     mode: int
     """The last ``st_mode`` the core saw: the file type never changes; the
     permission bits are a hint (e.g. whether a write may need to drop setuid)."""
+    pins: int = 0
+    """Open file and directory handles on this node: they use its backend object."""
+    forgotten: bool = False
+    """The kernel forgot it while handles were still open: released with the last one."""
 
     @property
     def is_dir(self) -> bool:
@@ -116,6 +120,27 @@ class NodeTable:
         if node.nlookup <= 0:
             del self._by_id[nodeid]
             self._drop_key(node)
+            self._release_unless_pinned(node)
+
+    def pin(self, node: Node) -> None:
+        """A handle was opened on ``node``: its object lives at least as long."""
+        node.pins += 1
+
+    def unpin(self, node: Node) -> None:
+        """A handle on ``node`` is closed; a node forgotten meanwhile is released now."""
+        node.pins -= 1
+        if not node.pins and node.forgotten:
+            self._release(node.obj)
+
+    def _release_unless_pinned(self, node: Node) -> None:
+        """Release a node nobody can name any more, unless a handle still uses it.
+
+        The kernel sends FORGET only for inodes no open file holds, but a guest
+        may send it early; closing the object under an open handle would let
+        that handle reach whatever reuses the descriptor number."""
+        if node.pins:
+            node.forgotten = True
+        else:
             self._release(node.obj)
 
     def forget_all(self) -> None:
@@ -123,7 +148,7 @@ class NodeTable:
         for nodeid in [n for n in self._by_id if n != ROOT_NODEID]:
             node = self._by_id.pop(nodeid)
             self._drop_key(node)
-            self._release(node.obj)
+            self._release_unless_pinned(node)
 
     def _drop_key(self, node: Node) -> None:
         """Unmap ``node``'s key unless it was detached and the key names a newer node."""
