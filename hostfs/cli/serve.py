@@ -15,6 +15,7 @@ import trio
 
 from hostfs.backends.local.fd_budget import set_nofile_limit
 from hostfs.cli import common
+from hostfs.cli.socket_args import check_socket_arguments
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
@@ -125,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_capabilities:
         print(json.dumps(CAPABILITIES, indent=2))
         return 0
-    if (args.socket_path is None) == (args.fd is None):
-        raise common.UsageError("give exactly one of --socket-path and --fd")
+    check_socket_arguments(args.socket_path, args.fd, args.socket_group)
     if args.tag is not None and not 0 < len(args.tag.encode()) <= TAG_SIZE:
         raise common.UsageError(f"--tag must be 1 to {TAG_SIZE} bytes")
     common.filesystem_options(args)
