@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A virtio-fs device backend: share a host directory or an NFS export "
         "with a VM (vhost-user-fs), or mount it locally through FUSE.",
     )
+    common.add_version(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (mount, serve, guest):
         module.register(subparsers)

@@ -8,6 +8,7 @@ with the same meaning.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
 from typing import NoReturn
@@ -41,6 +42,12 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``-V``/``--version``, as virtiofsd's (``virtiofsd 1.13.2``): the program and its version."""
+    version = importlib.metadata.version("hostfs")
+    parser.add_argument("-V", "--version", action="version", version=f"{parser.prog} {version}")
 
 
 def add_filesystem_options(parser: argparse.ArgumentParser) -> None:

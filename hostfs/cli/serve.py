@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common.add_version(parser)
     common.add_filesystem_options(parser)
     parser.add_argument("--socket-path", metavar="PATH", help="the vhost-user socket to create")
     parser.add_argument(
