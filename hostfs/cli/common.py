@@ -84,6 +84,12 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         "as in virtiofsd",
     )
     parser.add_argument(
+        "--preserve-noatime",
+        action="store_true",
+        help="pass the guest's O_NOATIME to the host's open(2); without it O_NOATIME is "
+        "dropped, as in virtiofsd",
+    )
+    parser.add_argument(
         "--allow-mmap",
         action="store_true",
         help="with --cache never or metadata, let the guest map files shared "
@@ -189,6 +195,7 @@ def filesystem_options(args: argparse.Namespace) -> FsOptions:
         allow_direct_io=bool(args.allow_direct_io),
         allow_mmap=args.allow_mmap,
         killpriv_v2=args.killpriv_v2 is not False,
+        preserve_noatime=args.preserve_noatime,
         readonly=args.readonly,
         xattrmap=xattrmap,
         ids=_ids(args.translate_uid, args.translate_gid),

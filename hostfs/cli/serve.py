@@ -14,7 +14,7 @@ import sys
 import trio
 
 from hostfs.backends.local.fd_budget import set_nofile_limit
-from hostfs.cli import common
+from hostfs.cli import common, refused
 from hostfs.cli.socket_args import check_socket_arguments
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
@@ -53,7 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_version(parser)
     common.add_filesystem_options(parser)
-    parser.add_argument("--socket-path", metavar="PATH", help="the vhost-user socket to create")
+    parser.add_argument(
+        "--socket-path",
+        "--socket",
+        metavar="PATH",
+        help="the vhost-user socket to create (--socket: virtiofsd's deprecated spelling)",
+    )
     parser.add_argument(
         "--fd",
         type=int,
@@ -101,6 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the vhost-user backend capabilities as JSON (for libvirt) and exit",
     )
+    refused.add_refused_options(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -287,8 +287,7 @@ class FileSystem:
     # -- files --------------------------------------------------------------
 
     def _open_flags(self, flags: int) -> int:
-        # virtiofsd drops O_DIRECT unless --allow-direct-io: guest buffers need no alignment.
-        flags &= ~(_OPEN_FLAGS_DROPPED | (0 if self.options.allow_direct_io else os.O_DIRECT))
+        flags &= ~(_OPEN_FLAGS_DROPPED | self.options.open_flags_dropped)
         if self.options.writeback:
             # With the writeback cache the kernel computes append offsets itself;
             # a host-side O_APPEND would put the data somewhere else.

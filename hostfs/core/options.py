@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from hostfs.core.idmap import IDENTITY, IdMapping
@@ -58,6 +59,9 @@ class FsOptions:
     FUSE_HANDLE_KILLPRIV_V2 (the server drops setuid/setgid bits on write,
     truncate and chown): on by default, where virtiofsd's default is off
     (``--killpriv-v2``), because the core handles the bits in the same request.
+    ``preserve_noatime`` keeps the guest's O_NOATIME; virtiofsd drops it unless
+    ``--preserve-noatime`` (open(2) refuses it with EPERM to a caller who does not
+    own the file, and the daemon opens with the caller's fsuid).
     ``readonly`` refuses every change with EROFS
     (virtiofsd's ``--readonly``, off by default; see :mod:`hostfs.core.readonly`).
     ``xattrmap`` renames extended attributes between guest and host
@@ -74,7 +78,14 @@ class FsOptions:
     allow_direct_io: bool = False
     allow_mmap: bool = False
     killpriv_v2: bool = True
+    preserve_noatime: bool = False
     readdirplus: bool = True
     readonly: bool = False
     xattrmap: XattrMap = PASS_THROUGH
     ids: IdMapping = IDENTITY
+
+    @property
+    def open_flags_dropped(self) -> int:
+        """open(2) flags of the guest the host's open never sees (virtiofsd's defaults)."""
+        dropped = 0 if self.allow_direct_io else os.O_DIRECT
+        return dropped | (0 if self.preserve_noatime else os.O_NOATIME)
