@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hostfs.cli import common, guest, mount, serve
+from hostfs.cli import common, guest, install, mount, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_version(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (mount, serve, guest):
+    for module in (mount, serve, guest, install):
         module.register(subparsers)
     return parser
 

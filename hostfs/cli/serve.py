@@ -33,9 +33,12 @@ from hostfs.vhost.server import (
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = {"type": "fs"}
-"""``--print-capabilities``: QEMU's vhost-user.rst "Backend program conventions"; virtiofsd
-1.x prints the same for libvirt."""
+CAPABILITIES = {"type": "fs", "features": ["separate-options"]}
+"""``--print-capabilities`` (QEMU's vhost-user.rst, "Backend program conventions"; the
+vocabulary of its vhost-user.json).  virtiofsd 1.13 prints ``migrate-precopy`` and
+``separate-options``; hostfs takes separate options (``--shared-dir``, ``--cache``, ...)
+but cannot migrate (no VHOST_USER_PROTOCOL_F_DEVICE_STATE), so it prints only the
+second.  libvirt >= 10 then passes ``--shared-dir``-style flags instead of ``-o``."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
