@@ -136,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
     if args.print_capabilities:
         print(json.dumps(CAPABILITIES, indent=2))
         return 0
-    check_socket_arguments(args.socket_path, args.fd, args.socket_group)
     if args.tag is not None and not 0 < len(args.tag.encode()) <= TAG_SIZE:
         raise common.UsageError(f"--tag must be 1 to {TAG_SIZE} bytes")
     common.filesystem_options(args)
@@ -144,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         keep = capabilities.serving_capabilities(args.modcaps)
     except capabilities.CapabilityError as error:
         raise common.UsageError(str(error)) from None
+    # After the pure argument checks: these look at the host (directories, groups, fds).
+    check_socket_arguments(args.socket_path, args.fd, args.socket_group)
     nfs = args.shared_dir.startswith("nfs://")
     root = None if nfs else _shared_directory(args.shared_dir)
     _load_backend(nfs)
