@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hostfs.cli import common, guest, mount, serve
+from hostfs.cli import common, guest, install, mount, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,8 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A virtio-fs device backend: share a host directory or an NFS export "
         "with a VM (vhost-user-fs), or mount it locally through FUSE.",
     )
+    common.add_version(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (mount, serve, guest):
+    for module in (mount, serve, guest, install):
         module.register(subparsers)
     return parser
 

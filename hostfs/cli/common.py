@@ -8,6 +8,7 @@ with the same meaning.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
 from typing import NoReturn
@@ -15,11 +16,11 @@ from typing import NoReturn
 from hostfs.backends import BackendUnavailable, open_backend
 from hostfs.backends.local.file_handles import DEFAULT_MODE as DEFAULT_INODE_FILE_HANDLES
 from hostfs.backends.local.file_handles import MODES as INODE_FILE_HANDLE_MODES
+from hostfs.cli import compat
 from hostfs.core.filesystem import FileSystem
 from hostfs.core.idmap import IdMap, IdMapError, IdMapping
 from hostfs.core.options import CACHE_POLICIES, FsOptions
 from hostfs.core.xattrmap import PASS_THROUGH, XattrMap, XattrMapError
-from hostfs.sandbox import SANDBOX_MODES
 
 LOG_LEVELS = {
     # virtiofsd's names (Rust: error/warn/info/debug/trace/off; C: err/warn/info/debug)
@@ -45,6 +46,12 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``-V``/``--version``, as virtiofsd's (``virtiofsd 1.13.2``): the program and its version."""
+    version = importlib.metadata.version("hostfs")
+    parser.add_argument("-V", "--version", action="version", version=f"{parser.prog} {version}")
+
+
 def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shared-dir",
@@ -58,15 +65,44 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="OPT[,OPT...]",
-        help="virtiofsd-style options: source=DIR, cache=auto|always|never, xattr, "
-        "no_xattr, xattrmap=RULES, writeback, no_writeback, posix_lock, no_posix_lock, flock, "
-        "no_flock",
+        help="virtiofsd-style options, as libvirt passes them: source=DIR (',,' is a comma), "
+        "cache=none|never|metadata|auto|always, sandbox=MODE, [no_]xattr, xattrmap=RULES, "
+        "[no_]writeback, [no_]posix_lock, [no_]flock, [no_]readdirplus, [no_]allow_direct_io, "
+        "[no_]killpriv_v2, modcaps=CAPS",
     )
+    parser.set_defaults(posix_lock=None, flock=None)
     parser.add_argument(
         "--cache",
         choices=sorted(CACHE_POLICIES),
-        help="how long the kernel may cache names, attributes and data: "
-        "never (0 s, direct I/O), auto (1 s; the default, as in virtiofsd), always (1 day)",
+        help="how long the kernel may cache names, attributes and data: never (0 s, direct "
+        "I/O), metadata (1 day for names and attributes, direct I/O for data), auto (1 s; the "
+        "default, as in virtiofsd), always (1 day)",
+    )
+    parser.add_argument(
+        "--allow-direct-io",
+        action="store_true",
+        default=None,
+        help="pass the guest's O_DIRECT to the host's open(2); without it O_DIRECT is dropped, "
+        "as in virtiofsd",
+    )
+    parser.add_argument(
+        "--preserve-noatime",
+        action="store_true",
+        help="pass the guest's O_NOATIME to the host's open(2); without it O_NOATIME is "
+        "dropped, as in virtiofsd",
+    )
+    parser.add_argument(
+        "--allow-mmap",
+        action="store_true",
+        help="with --cache never or metadata, let the guest map files shared "
+        "(FUSE_DIRECT_IO_ALLOW_MMAP), as virtiofsd's --allow-mmap",
+    )
+    parser.add_argument(
+        "--killpriv-v2",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="offer FUSE_HANDLE_KILLPRIV_V2: hostfs drops setuid/setgid bits itself on write, "
+        "truncate and chown (default: on; virtiofsd's default is off)",
     )
     parser.add_argument(
         "--xattr", action="store_true", default=None, help="enable extended attributes"
@@ -102,6 +138,7 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         "--no-readdirplus",
         dest="readdirplus",
         action="store_false",
+        default=None,
         help="answer READDIR only, never READDIRPLUS",
     )
     parser.add_argument(
@@ -123,6 +160,8 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inode-file-handles",
         choices=INODE_FILE_HANDLE_MODES,
+        nargs="?",
+        const="prefer",  # virtiofsd: the flag alone means prefer
         help="refer to the inodes the guest holds by file handle, not by an open fd each, "
         "as virtiofsd: never; prefer (handles where the file system has them); mandatory "
         f"(refuse to start without) (default: {DEFAULT_INODE_FILE_HANDLES})",
@@ -133,35 +172,26 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         default="info",
         help="log verbosity (default: info)",
     )
-
-
-def _apply_compat_options(args: argparse.Namespace) -> None:
-    """Fold ``-o a,b=c`` into the long flags; the long flags win."""
-    locks = None
-    for chunk in args.compat_options:
-        for item in filter(None, chunk.split(",")):
-            key, _, value = item.partition("=")
-            if key == "source":
-                args.shared_dir = args.shared_dir or value
-            elif key == "cache" and value in CACHE_POLICIES:
-                args.cache = args.cache or value
-            elif key in ("xattr", "no_xattr"):
-                args.xattr = key == "xattr" if args.xattr is None else args.xattr
-            elif key == "xattrmap" and value:
-                args.xattrmap = args.xattrmap or value
-            elif key in ("writeback", "no_writeback"):
-                args.writeback = key == "writeback" if args.writeback is None else args.writeback
-            elif key == "sandbox" and value in SANDBOX_MODES and hasattr(args, "sandbox"):
-                args.sandbox = args.sandbox or value  # libvirt's <sandbox mode=.../>
-            elif key in ("posix_lock", "no_posix_lock", "flock", "no_flock"):
-                locks = not key.startswith("no_") if locks is None else locks
-            else:
-                raise UsageError(f"unknown or malformed -o option {item!r}")
-    args.locks = True if locks is None else locks
+    parser.add_argument(
+        "-d",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        help="--log-level debug (virtiofsd's deprecated -d; libvirt's virtiofsd_debug = 1)",
+    )
+    parser.add_argument(
+        "-f",
+        action="store_true",
+        dest="foreground",
+        help="no effect: hostfs always runs in the foreground (virtiofsd's deprecated -f)",
+    )
 
 
 def filesystem_options(args: argparse.Namespace) -> FsOptions:
-    _apply_compat_options(args)
+    try:
+        compat.apply_compat_options(args)
+    except compat.CompatOptionError as error:
+        raise UsageError(str(error)) from None
     if not args.shared_dir:
         raise UsageError("--shared-dir (or -o source=DIR) is required")
     xattrmap = _xattrmap(args.xattrmap)
@@ -170,8 +200,13 @@ def filesystem_options(args: argparse.Namespace) -> FsOptions:
         # A map implies extended attributes, as in virtiofsd (main.rs: xattrmap.is_some() || ...).
         xattr=bool(args.xattr) or xattrmap is not PASS_THROUGH,
         writeback=bool(args.writeback),
-        locks=args.locks,
-        readdirplus=args.readdirplus,
+        locks=args.posix_lock is not False,
+        flock=args.flock is not False,
+        readdirplus=args.readdirplus is not False,
+        allow_direct_io=bool(args.allow_direct_io),
+        allow_mmap=args.allow_mmap,
+        killpriv_v2=args.killpriv_v2 is not False,
+        preserve_noatime=args.preserve_noatime,
         readonly=args.readonly,
         xattrmap=xattrmap,
         ids=_ids(args.translate_uid, args.translate_gid),

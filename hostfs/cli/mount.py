@@ -96,6 +96,12 @@ async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope
 def run(args: argparse.Namespace) -> int:
     if args.passthrough and args.engine != "devfuse":
         raise common.UsageError("--passthrough needs --engine devfuse (libfuse's pyfuse3 cannot)")
+    if args.allow_mmap and args.engine != "devfuse":
+        # libfuse makes pyfuse3's INIT reply, and Debian 12's libfuse 3.14 lacks the flag.
+        raise common.UsageError(
+            "--allow-mmap needs --engine devfuse (pyfuse3's libfuse cannot offer "
+            "FUSE_DIRECT_IO_ALLOW_MMAP)"
+        )
     check_mountpoint(args.mountpoint)
     trio.run(_serve, args)
     return 0

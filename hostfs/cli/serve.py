@@ -14,7 +14,8 @@ import sys
 import trio
 
 from hostfs.backends.local.fd_budget import set_nofile_limit
-from hostfs.cli import common
+from hostfs.cli import common, refused
+from hostfs.cli.socket_args import check_socket_arguments
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
@@ -37,9 +38,12 @@ from hostfs.vhost.server import (
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = {"type": "fs"}
-"""``--print-capabilities``: QEMU's vhost-user.rst "Backend program conventions"; virtiofsd
-1.x prints the same for libvirt."""
+CAPABILITIES = {"type": "fs", "features": ["separate-options"]}
+"""``--print-capabilities`` (QEMU's vhost-user.rst, "Backend program conventions"; the
+vocabulary of its vhost-user.json).  virtiofsd 1.13 prints ``migrate-precopy`` and
+``separate-options``; hostfs takes separate options (``--shared-dir``, ``--cache``, ...)
+but cannot migrate (no VHOST_USER_PROTOCOL_F_DEVICE_STATE), so it prints only the
+second.  libvirt >= 10 then passes ``--shared-dir``-style flags instead of ``-o``."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,8 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common.add_version(parser)
     common.add_filesystem_options(parser)
-    parser.add_argument("--socket-path", metavar="PATH", help="the vhost-user socket to create")
+    parser.add_argument(
+        "--socket-path",
+        "--socket",
+        metavar="PATH",
+        help="the vhost-user socket to create (--socket: virtiofsd's deprecated spelling)",
+    )
     parser.add_argument(
         "--fd",
         type=int,
@@ -113,6 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the vhost-user backend capabilities as JSON (for libvirt) and exit",
     )
+    refused.add_refused_options(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +150,6 @@ def run(args: argparse.Namespace) -> int:
     if args.print_capabilities:
         print(json.dumps(CAPABILITIES, indent=2))
         return 0
-    if (args.socket_path is None) == (args.fd is None):
-        raise common.UsageError("give exactly one of --socket-path and --fd")
     if args.tag is not None and not 0 < len(args.tag.encode()) <= TAG_SIZE:
         raise common.UsageError(f"--tag must be 1 to {TAG_SIZE} bytes")
     common.filesystem_options(args)
@@ -148,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         keep = capabilities.serving_capabilities(args.modcaps)
     except capabilities.CapabilityError as error:
         raise common.UsageError(str(error)) from None
+    # After the pure argument checks: these look at the host (directories, groups, fds).
+    check_socket_arguments(args.socket_path, args.fd, args.socket_group)
     nfs = args.shared_dir.startswith("nfs://")
     root = None if nfs else _shared_directory(args.shared_dir)
     _load_backend(nfs)

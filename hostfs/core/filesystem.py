@@ -164,7 +164,7 @@ class FileSystem:
     def _opened(self, fh: int, *, is_dir: bool = False) -> Opened:
         cache = self.options.cache
         if is_dir:
-            return Opened(fh, cache_dir=cache.keep_cache)
+            return Opened(fh, cache_dir=cache.cache_dir)
         return Opened(fh, direct_io=cache.direct_io, keep_cache=cache.keep_cache)
 
     @asynccontextmanager
@@ -184,7 +184,7 @@ class FileSystem:
             raise OSError(errno.ENOSYS, "extended attributes are off (--xattr)")
 
     def _require_locks(self) -> None:
-        if not self.options.locks:
+        if not (self.options.locks or self.options.flock):
             raise OSError(errno.ENOSYS, "locks are off")
 
     # -- names --------------------------------------------------------------
@@ -300,7 +300,7 @@ class FileSystem:
     # -- files --------------------------------------------------------------
 
     def _open_flags(self, flags: int) -> int:
-        flags &= ~_OPEN_FLAGS_DROPPED
+        flags &= ~(_OPEN_FLAGS_DROPPED | self.options.open_flags_dropped)
         if self.options.writeback:
             # With the writeback cache the kernel computes append offsets itself;
             # a host-side O_APPEND would put the data somewhere else.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from hostfs.core.idmap import IDENTITY, IdMapping
@@ -13,6 +14,9 @@ class CachePolicy:
     """How long the kernel may trust what it was told, as virtiofsd's ``--cache``.
 
     - ``never``: 0 s entry/attr timeouts and direct I/O on every open file;
+    - ``metadata``: 86400 s timeouts (names and attributes cached), direct I/O
+      on files, directory contents cached (virtiofsd's ``CachePolicy::Metadata``:
+      ``DIRECT_IO`` for files, ``KEEP_CACHE`` for directories);
     - ``auto``: 1 s timeouts, page cache dropped on open (virtiofsd's default);
     - ``always``: 86400 s timeouts, page cache kept across opens, directory
       contents cached.
@@ -23,12 +27,18 @@ class CachePolicy:
     attr_timeout: float
     direct_io: bool
     keep_cache: bool
+    cache_dir: bool
 
 
 CACHE_POLICIES: dict[str, CachePolicy] = {
-    "never": CachePolicy("never", 0.0, 0.0, direct_io=True, keep_cache=False),
-    "auto": CachePolicy("auto", 1.0, 1.0, direct_io=False, keep_cache=False),
-    "always": CachePolicy("always", 86400.0, 86400.0, direct_io=False, keep_cache=True),
+    "never": CachePolicy("never", 0.0, 0.0, direct_io=True, keep_cache=False, cache_dir=False),
+    "metadata": CachePolicy(
+        "metadata", 86400.0, 86400.0, direct_io=True, keep_cache=False, cache_dir=True
+    ),
+    "auto": CachePolicy("auto", 1.0, 1.0, direct_io=False, keep_cache=False, cache_dir=False),
+    "always": CachePolicy(
+        "always", 86400.0, 86400.0, direct_io=False, keep_cache=True, cache_dir=True
+    ),
 }
 
 
@@ -38,8 +48,21 @@ class FsOptions:
 
     ``xattr`` is off by default, as in virtiofsd (``--xattr``); ``writeback``
     (FUSE_WRITEBACK_CACHE) is off by default, as in virtiofsd (``--writeback``);
-    POSIX and flock locks are on: the core implements them itself, where
-    virtiofsd answers ENOSYS.  ``readonly`` refuses every change with EROFS
+    POSIX record locks (``locks``) and flock locks (``flock``) are on: the core
+    implements them itself, where virtiofsd answers ENOSYS; libvirt turns each
+    off alone (``-o no_posix_lock``, ``-o no_flock``).
+    ``allow_direct_io`` passes the guest's O_DIRECT to the host's open(2); off by
+    default, as in virtiofsd (``--allow-direct-io``): the guest's buffers need
+    not be aligned for the host file system.  ``allow_mmap`` lets the guest
+    map direct-I/O files shared (FUSE_DIRECT_IO_ALLOW_MMAP, fuse.h 7.39; off by
+    default, as virtiofsd's ``--allow-mmap``).  ``killpriv_v2`` offers
+    FUSE_HANDLE_KILLPRIV_V2 (the server drops setuid/setgid bits on write,
+    truncate and chown): on by default, where virtiofsd's default is off
+    (``--killpriv-v2``), because the core handles the bits in the same request.
+    ``preserve_noatime`` keeps the guest's O_NOATIME; virtiofsd drops it unless
+    ``--preserve-noatime`` (open(2) refuses it with EPERM to a caller who does not
+    own the file, and the daemon opens with the caller's fsuid).
+    ``readonly`` refuses every change with EROFS
     (virtiofsd's ``--readonly``, off by default; see :mod:`hostfs.core.readonly`).
     ``xattrmap`` renames extended attributes between guest and host
     (virtiofsd's ``--xattrmap``; none by default: names pass unchanged).
@@ -51,7 +74,18 @@ class FsOptions:
     xattr: bool = False
     writeback: bool = False
     locks: bool = True
+    flock: bool = True
+    allow_direct_io: bool = False
+    allow_mmap: bool = False
+    killpriv_v2: bool = True
+    preserve_noatime: bool = False
     readdirplus: bool = True
     readonly: bool = False
     xattrmap: XattrMap = PASS_THROUGH
     ids: IdMapping = IDENTITY
+
+    @property
+    def open_flags_dropped(self) -> int:
+        """open(2) flags of the guest the host's open never sees (virtiofsd's defaults)."""
+        dropped = 0 if self.allow_direct_io else os.O_DIRECT
+        return dropped | (0 if self.preserve_noatime else os.O_NOATIME)

@@ -112,6 +112,8 @@ SUBMOUNTS = 1 << 27
 HANDLE_KILLPRIV_V2 = 1 << 28
 SETXATTR_EXT = 1 << 29
 INIT_EXT = 1 << 30
+DIRECT_IO_ALLOW_MMAP = 1 << 36
+"""fuse.h 7.39 (Linux 6.6), ``flags2``: a FOPEN_DIRECT_IO file may be mapped shared."""
 PASSTHROUGH = 1 << 37
 """fuse.h 7.40 (Linux 6.9), the first flag of ``flags2``: OPEN may name a backing file."""
 

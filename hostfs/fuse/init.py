@@ -103,17 +103,18 @@ class Protocol:
 def offered_flags(options: FsOptions, config: SessionConfig) -> int:
     """The INIT flags the core and this transport can honour with these options."""
     flags = (
-        abi.ASYNC_READ
-        | abi.PARALLEL_DIROPS
-        | abi.ATOMIC_O_TRUNC
-        | abi.BIG_WRITES
-        | abi.MAX_PAGES
-        | abi.HANDLE_KILLPRIV_V2
+        abi.ASYNC_READ | abi.PARALLEL_DIROPS | abi.ATOMIC_O_TRUNC | abi.BIG_WRITES | abi.MAX_PAGES
     )
+    if options.killpriv_v2:
+        flags |= abi.HANDLE_KILLPRIV_V2
     if options.readdirplus:
         flags |= abi.DO_READDIRPLUS | abi.READDIRPLUS_AUTO
     if options.locks:
-        flags |= abi.POSIX_LOCKS | abi.FLOCK_LOCKS
+        flags |= abi.POSIX_LOCKS
+    if options.flock:
+        flags |= abi.FLOCK_LOCKS
+    if options.allow_mmap:
+        flags |= abi.DIRECT_IO_ALLOW_MMAP
     if options.writeback:
         flags |= abi.WRITEBACK_CACHE
     if options.xattr:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,7 +13,7 @@ from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.testing.guest_ram import GuestRam
-from tests.support.serve import SERVE, serve_command, wait_for_socket
+from tests.support.serve import serve_command, wait_for_socket
 
 
 async def test_exits_when_the_front_end_leaves(tmp_path: Path) -> None:
@@ -71,14 +69,3 @@ async def test_inherited_connected_fd(tmp_path: Path) -> None:
         assert await trio.to_thread.run_sync(process.wait, 10) == 0
     finally:
         process.kill()
-
-
-def test_print_capabilities() -> None:
-    output = subprocess.run([*SERVE, "--print-capabilities"], capture_output=True, check=True)
-    assert json.loads(output.stdout) == {"type": "fs"}
-
-
-def test_backend_description_names_type_fs() -> None:
-    description = Path(__file__).parents[2] / "hostfs" / "data" / "50-hostfs.json"
-    assert json.loads(description.read_text())["type"] == "fs"
-    assert os.path.isabs(json.loads(description.read_text())["binary"])

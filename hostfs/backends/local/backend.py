@@ -24,7 +24,7 @@ import trio
 
 from hostfs import procfd
 from hostfs.backends.base import Backend
-from hostfs.backends.local import credentials, dirents, file_handles, syscalls
+from hostfs.backends.local import credentials, direct_io, dirents, file_handles, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.backends.local.inodes import Inode, Inodes
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
@@ -411,12 +411,12 @@ class LocalBackend(Backend):
     async def read(self, handle: int, offset: int, buffers: Sequence[memoryview]) -> int:
         if not buffers:
             return 0
-        return await self._blocking(os.preadv, handle, buffers, offset)
+        return await self._blocking(direct_io.preadv, handle, buffers, offset)
 
     async def write(self, handle: int, offset: int, buffers: Sequence[memoryview]) -> int:
         if not buffers:
             return 0
-        return await self._blocking(os.pwritev, handle, buffers, offset)
+        return await self._blocking(direct_io.pwritev, handle, buffers, offset)
 
     async def flush(self, handle: int) -> None:
         # close() of a duplicate reports deferred write errors without closing the handle.
