@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE
 
 HOSTFS = [sys.executable, "-m", "hostfs"]
 VIRTIOFSD_1_13_FEATURES = {"migrate-precopy", "separate-options"}

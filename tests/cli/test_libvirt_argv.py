@@ -14,7 +14,7 @@ from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE
 
 ASKED = abi.POSIX_LOCKS | abi.FLOCK_LOCKS | abi.HANDLE_KILLPRIV_V2 | abi.ASYNC_READ
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE
 
 
 def serve(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:

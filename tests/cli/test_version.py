@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE
 
 VERSION = importlib.metadata.version("hostfs")
 

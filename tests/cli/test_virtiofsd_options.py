@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vhost.test_serve_cli import SERVE
+from tests.support.serve import SERVE
 
 ACCEPTED = [
     ("--shared-dir", "{share}"),
