@@ -19,6 +19,7 @@ from hostfs.cli.socket_args import check_socket_arguments
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
+from hostfs.fuse.stats import OpStats, log_on_signal
 from hostfs.sandbox import SANDBOX_MODES, capabilities, seccomp
 from hostfs.sandbox.enter import enter_sandbox
 from hostfs.sandbox.namespaces import SandboxError
@@ -236,12 +237,14 @@ async def _serve(
 ) -> None:
     fs = await common.open_filesystem(args)
     try:
-        server = VhostUserServer(
-            make_device(fs, tag=args.tag, num_request_queues=args.num_request_queues),
-            reconnect=args.reconnect,
+        stats = OpStats()
+        device = make_device(
+            fs, tag=args.tag, num_request_queues=args.num_request_queues, stats=stats
         )
+        server = VhostUserServer(device, reconnect=args.reconnect)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(shutdown_on_signals, server)
+            nursery.start_soon(log_on_signal, stats)  # kill -USR1: the table, as `mount`
             await _serve_socket(server, *socket)
             nursery.cancel_scope.cancel()
     finally:
@@ -267,18 +270,23 @@ def _remove_socket(path: str) -> None:
 
 
 def make_device(
-    fs: FileSystem, *, tag: str | None = None, num_request_queues: int = DEFAULT_REQUEST_QUEUES
+    fs: FileSystem,
+    *,
+    tag: str | None = None,
+    num_request_queues: int = DEFAULT_REQUEST_QUEUES,
+    stats: OpStats | None = None,
 ) -> VhostUserFsDevice:
     """The device ``hostfs serve`` runs (tests drive it in-process).
 
     Every request queue the front-end starts has its own task, and each serves as
     many requests at once as the FUSE session allows (``SessionConfig.concurrency``),
     so a waiting SETLKW or a slow NFS call holds up neither its queue nor the others.
+    ``stats`` collects every session's per-opcode figures (SIGUSR1 logs them).
     """
     config = SessionConfig()
     return VhostUserFsDevice(
         fs,
-        functools.partial(Dispatcher, fs, config),
+        functools.partial(Dispatcher, fs, config, stats=stats),
         tag=tag,
         num_request_queues=num_request_queues,
         concurrency=config.concurrency,

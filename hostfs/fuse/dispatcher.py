@@ -78,16 +78,18 @@ class Dispatcher:
         fs: FileSystem,
         config: SessionConfig | None = None,
         backing_device: BackingDevice | None = None,
+        stats: OpStats | None = None,
     ) -> None:
         """``backing_device``: a transport that can register backing files (only
-        /dev/fuse can) passes itself, with ``config.passthrough`` on."""
+        /dev/fuse can) passes itself, with ``config.passthrough`` on.  ``stats``: a
+        table shared with other sessions (a device's sessions, one per guest boot)."""
         self.fs = fs
         self.config = config or SessionConfig()
         self.backing = BackingFiles(backing_device) if backing_device else None
         self.protocol = Protocol()
         """Negotiated by INIT; until then the newest layouts decode INIT itself."""
         self.session = Session()
-        self.stats = OpStats()
+        self.stats = stats if stats is not None else OpStats()
         self._every_request_waits = fs.requests_wait
         self._inflight: dict[int, trio.CancelScope] = {}
         self._early_interrupts: set[int] = set()

@@ -2,7 +2,8 @@
 
 A new pid namespace only takes effect for children (unshare(2), CLONE_NEWPID), so, as
 virtiofsd, hostfs forks once: the child serves as pid 1 of the new namespace, the parent
-stays on the host, forwards SIGTERM/SIGINT/SIGHUP and exits with the child's status.
+stays on the host, forwards SIGTERM/SIGINT/SIGHUP (and SIGUSR1, the statistics) and
+exits with the child's status.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from hostfs.sandbox import libc
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 SIGNAL_EXIT_BASE = 128
 """A child killed by signal N exits the supervisor with 128 + N, as a shell reports it."""
