@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import trio
 
@@ -70,11 +71,14 @@ def _serving_pid(process: subprocess.Popen[bytes]) -> int:
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path, shared_dir: str, *flags: str) -> AsyncIterator[Daemon]:
-    """``hostfs serve`` up to an answered FUSE INIT, so its set-up is over; then SIGTERM."""
+async def serving(
+    tmp_path: Path, shared_dir: str, *flags: str, stderr: IO[bytes] | None = None
+) -> AsyncIterator[Daemon]:
+    """``hostfs serve`` up to an answered FUSE INIT, so its set-up is over; at the end
+    the front-end leaves, and the daemon must exit 0 and remove its socket."""
     sock = tmp_path / "vhost.sock"
     command = [*SERVE, "--shared-dir", shared_dir, "--socket-path", str(sock), *flags]
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, stderr=stderr)
     try:
         await wait_for_socket(sock)
         async with Frontend.connect(str(sock)) as frontend:

@@ -14,26 +14,15 @@ from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import FuseError, GuestFuseClient
 from hostfs.testing.guest_ram import GuestRam
-from tests.support.serve import serve_command, wait_for_socket
+from tests.support.serve import serve_command, serving, wait_for_socket
 
 
 async def test_exits_when_the_front_end_leaves(tmp_path: Path) -> None:
-    sock = tmp_path / "vhost.sock"
-    process = subprocess.Popen(serve_command(tmp_path, "--socket-path", str(sock)))
-    try:
-        await wait_for_socket(sock)
-        async with Frontend.connect(str(sock)) as frontend:
-            await frontend.realize()
-            await frontend.start(2)
-            fuse = GuestFuseClient(frontend)
-            await fuse.init()
-            await fuse.create(ROOT_ID, b"made-by-guest")
-            frontend.close_queues()
-        assert await trio.to_thread.run_sync(process.wait, 10) == 0
-        assert not sock.exists()
-        assert (tmp_path / "share" / "made-by-guest").exists()
-    finally:
-        process.kill()
+    share = tmp_path / "share"
+    share.mkdir()
+    async with serving(tmp_path, str(share)) as daemon:  # checks exit status 0, socket gone
+        await daemon.fuse.create(ROOT_ID, b"made-by-guest")
+    assert (share / "made-by-guest").exists()
 
 
 async def test_sigterm_mid_session(tmp_path: Path) -> None:
@@ -75,30 +64,18 @@ async def test_inherited_connected_fd(tmp_path: Path) -> None:
 async def test_sigusr1_logs_the_request_table(tmp_path: Path) -> None:
     """As `hostfs mount` does: ``kill -USR1`` logs calls, errors and latency per opcode,
     through the sandbox's supervisor, and the daemon carries on."""
-    sock, log = tmp_path / "vhost.sock", tmp_path / "serve.log"
+    share, log = tmp_path / "share", tmp_path / "serve.log"
+    share.mkdir()
     with open(log, "wb") as stderr:
-        process = subprocess.Popen(
-            serve_command(tmp_path, "--socket-path", str(sock)), stderr=stderr
-        )
-    try:
-        await wait_for_socket(sock)
-        async with Frontend.connect(str(sock)) as frontend:
-            await frontend.realize()
-            await frontend.start(2)
-            fuse = GuestFuseClient(frontend)
-            await fuse.init()
+        async with serving(tmp_path, str(share), stderr=stderr) as daemon:
             for _ in range(3):
                 with contextlib.suppress(FuseError):
-                    await fuse.lookup(ROOT_ID, b"missing")
-            process.send_signal(signal.SIGUSR1)
+                    await daemon.fuse.lookup(ROOT_ID, b"missing")
+            daemon.process.send_signal(signal.SIGUSR1)
             with trio.fail_after(10):
                 while b"FUSE requests" not in log.read_bytes():
                     await trio.sleep(0.05)
-            await fuse.create(ROOT_ID, b"still-served")
-            frontend.close_queues()
-        assert await trio.to_thread.run_sync(process.wait, 10) == 0
-    finally:
-        process.kill()
+            await daemon.fuse.create(ROOT_ID, b"still-served")
     table = log.read_bytes().decode().split("FUSE requests:", 1)[1]
     lookup = next(line.split() for line in table.splitlines() if line.startswith("LOOKUP"))
     assert lookup[1:3] == ["3", "3"]  # calls, errors
