@@ -1,4 +1,4 @@
-"""mount(2) and umount2(2) of a FUSE file system on an open /dev/fuse, through ctypes.
+"""mount(2) and umount2(2) of a FUSE file system on an open /dev/fuse (hostfs.libc).
 
 This is what fusermount does for libfuse, minus the setuid helper: hostfs
 runs as root (or with CAP_SYS_ADMIN) and mounts directly.
@@ -6,25 +6,18 @@ runs as root (or with CAP_SYS_ADMIN) and mounts directly.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
 import stat
 import struct
 
+from hostfs import libc
 from hostfs.devfuse.capabilities import CAP_FSETID, without_capability
 from hostfs.fuse import abi
 
 FSNAME = "hostfs"
 FSTYPE = "fuse.hostfs"
-MS_NOSUID = 2
-MS_NODEV = 4
-MNT_DETACH = 2
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 _MOUNT_ERRORS = {
     errno.ENOENT: "mount point {} does not exist",
@@ -67,27 +60,26 @@ def mount(fd: int, mountpoint: str, *, allow_other: bool = True) -> None:
     ]
     if allow_other:
         options.append("allow_other")
-    result = _libc.mount(
-        FSNAME.encode(),
-        os.fsencode(mountpoint),
-        FSTYPE.encode(),
-        MS_NOSUID | MS_NODEV,
-        ",".join(options).encode(),
-    )
-    if result != 0:
-        raise mount_error(ctypes.get_errno(), mountpoint)
+    try:
+        libc.mount(FSNAME, mountpoint, FSTYPE, libc.MS_NOSUID | libc.MS_NODEV, ",".join(options))
+    except OSError as error:
+        raise mount_error(error.errno or errno.EIO, mountpoint) from None
 
 
 def unmount(mountpoint: str) -> None:
     """Unmount; if busy, detach lazily (the mount disappears once no one uses it).
     A mount point that is no longer mounted is fine."""
-    path = os.fsencode(mountpoint)
-    if _libc.umount2(path, 0) == 0:
+    try:
+        libc.umount2(mountpoint, 0)
         return
-    code = ctypes.get_errno()
-    if code == errno.EBUSY and _libc.umount2(path, MNT_DETACH) == 0:
-        return
-    code = ctypes.get_errno()
+    except OSError as error:
+        code = error.errno or errno.EIO
+    if code == errno.EBUSY:
+        try:
+            libc.umount2(mountpoint, libc.MNT_DETACH)
+            return
+        except OSError as error:
+            code = error.errno or errno.EIO
     if code not in (errno.EINVAL, errno.ENOENT):
         raise OSError(code, f"cannot unmount {mountpoint}: {os.strerror(code)}")
 

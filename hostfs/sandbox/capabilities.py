@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from hostfs import libc
 from hostfs.devfuse.capabilities import get_capabilities, set_capabilities
-from hostfs.sandbox import libc
 
 NAMES = (
     "chown",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from hostfs import procfd
-from hostfs.sandbox import libc
+from hostfs import libc, procfd
 from hostfs.sandbox.namespaces import SandboxError, enter_chroot, enter_namespaces
 from hostfs.sandbox.supervisor import prepare_child, supervise
 

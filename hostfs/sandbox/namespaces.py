@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from hostfs.sandbox import libc
+from hostfs import libc
 
 EMPTY_ROOT_MOUNT = "/tmp"
 """Where the NFS backend's empty root (a read-only tmpfs) is mounted before the pivot; only in

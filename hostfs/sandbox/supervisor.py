@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from hostfs.sandbox import libc
+from hostfs import libc
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 

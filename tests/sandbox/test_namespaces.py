@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from hostfs.sandbox import libc
+from hostfs import libc
 from tests.support.serve import SERVE, round_trip, serving
 
 

@@ -1,4 +1,4 @@
-"""The system calls the sandbox needs that Python 3.11's ``os`` lacks, through ctypes."""
+"""System calls Python 3.11's ``os`` lacks, through ctypes: the sandbox's and the mounts'."""
 
 from __future__ import annotations
 
