@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.mount.test_fd_budget import stat_walk
 from tests.mount.test_forget import SLACK
+from tests.mount.walks import share_of_files, stat_walk
 from tests.support.mounts import hostfs_mount
 
 LIMIT = 400
@@ -16,12 +16,7 @@ FILES = 1000
 
 @pytest.mark.parametrize("engine", ["devfuse", "pyfuse3"])
 def test_a_walk_wider_than_the_fd_limit_succeeds_by_file_handles(engine, tmp_path):
-    share, mnt = tmp_path / "share", tmp_path / "mnt"
-    share.mkdir()
-    mnt.mkdir()
-    names = [f"f{i}" for i in range(FILES)]
-    for name in names:
-        (share / name).touch()
+    share, mnt, names = share_of_files(tmp_path, FILES)
     args = ("--rlimit-nofile", str(LIMIT), "--inode-file-handles", "prefer")
     with hostfs_mount(engine, str(share), str(mnt), str(share), extra_args=args) as mount:
         stat_walk(str(mnt), names[:1])
