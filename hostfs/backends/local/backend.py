@@ -291,29 +291,38 @@ class LocalBackend(Backend):
         if (stat_module.S_ISCHR(mode) or stat_module.S_ISBLK(mode)) and caller.uid != 0:
             # mknod(2): device nodes need CAP_MKNOD, which only root callers hold.
             raise OSError(errno.EPERM, "only root may create device nodes")
-        self._fds.check()
-        with self._fd(parent) as parent_fd:
-            with self._acting_as(caller):
-                os.mknod(name, mode, rdev, dir_fd=parent_fd)
-            return self._new_object(parent_fd, name, mode)
+        return self._make(
+            parent, name, caller, mode, lambda fd: os.mknod(name, mode, rdev, dir_fd=fd)
+        )
 
     async def mkdir(
         self, parent: Inode, name: bytes, mode: int, caller: Caller
     ) -> tuple[Inode, Stat]:
-        self._fds.check()
-        with self._fd(parent) as parent_fd:
-            with self._acting_as(caller):
-                os.mkdir(name, mode, dir_fd=parent_fd)
-            return self._new_object(parent_fd, name, mode)
+        return self._make(parent, name, caller, mode, lambda fd: os.mkdir(name, mode, dir_fd=fd))
 
     async def symlink(
         self, parent: Inode, name: bytes, target: bytes, caller: Caller
     ) -> tuple[Inode, Stat]:
+        return self._make(
+            parent, name, caller, None, lambda fd: os.symlink(target, name, dir_fd=fd)
+        )
+
+    def _make(
+        self,
+        parent: Inode,
+        name: bytes,
+        caller: Caller,
+        mode: int | None,
+        make: Callable[[int], None],
+    ) -> tuple[Inode, Stat]:
+        """Create ``name`` with ``make(parent_fd)``: refused first if the fd budget has
+        no room for the new node (so nothing is left behind), made under the caller's
+        ids, then pinned and given exactly ``mode``."""
         self._fds.check()
         with self._fd(parent) as parent_fd:
             with self._acting_as(caller):
-                os.symlink(target, name, dir_fd=parent_fd)
-            return self._new_object(parent_fd, name, None)
+                make(parent_fd)
+            return self._new_object(parent_fd, name, mode)
 
     async def link(
         self, obj: Inode, new_parent: Inode, new_name: bytes, caller: Caller
