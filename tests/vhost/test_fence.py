@@ -14,8 +14,8 @@ from hostfs.vhost import ring as ring_module
 from hostfs.vhost import virtqueue
 from hostfs.vhost.fence import full_fence
 from hostfs.vhost.ring import Ring
-from tests.vhost.test_ring import EchoHandler
-from tests.vhost.test_virtqueue import device_queue, serve
+from tests.support.rings import EchoHandler, device_queue
+from tests.vhost.test_virtqueue import serve
 
 
 def test_fence_runs() -> None:

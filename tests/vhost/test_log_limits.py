@@ -14,7 +14,7 @@ from hostfs.testing.frontend import Frontend
 from hostfs.vhost.memory import GuestMemory
 from hostfs.vhost.messages import Request, VringState
 from hostfs.vhost.ring import Ring
-from tests.vhost.test_ring import device_queue
+from tests.support.rings import device_queue
 
 FLOOD = 200
 

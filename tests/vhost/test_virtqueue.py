@@ -17,11 +17,9 @@ from hostfs.vhost.virtqueue import (
     VRING_DESC_F_WRITE,
     RingError,
     SplitQueue,
-    avail_ring_size,
-    desc_table_size,
     need_event,
-    used_ring_size,
 )
+from tests.support.rings import device_queue
 
 SIZE = 16
 
@@ -46,17 +44,6 @@ def driver(ram: GuestRam) -> Iterator[DriverQueue]:
     queue = DriverQueue(ram, 1, SIZE)
     yield queue
     queue.close()
-
-
-def device_queue(memory: GuestMemory, driver: DriverQueue, **kwargs: object) -> SplitQueue:
-    return SplitQueue(
-        memory,
-        SIZE,
-        memory.contiguous(driver.desc_addr, desc_table_size(SIZE)),
-        memory.contiguous(driver.avail_addr, avail_ring_size(SIZE)),
-        memory.contiguous(driver.used_addr, used_ring_size(SIZE)),
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 def serve(queue: SplitQueue, reply: bytes = b"ok") -> int:
