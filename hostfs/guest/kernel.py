@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def default_cache_dir() -> Path:
 
 def resolve_kernel_package(metapackage: str = KERNEL_METAPACKAGE) -> str:
     """The versioned image package the metapackage points at, per ``apt-cache depends``."""
-    output = _run(["apt-cache", "depends", metapackage])
+    output = run_checked(["apt-cache", "depends", metapackage])
     match = re.search(r"^\s*Depends:\s*(linux-image-\S+)", output, re.MULTILINE)
     if match is None:
         raise GuestError(f"apt-cache knows no kernel behind {metapackage} (run apt-get update?)")
@@ -59,19 +60,26 @@ def fetch_kernel(package: str | None = None, cache_dir: Path | None = None) -> G
     package = package or resolve_kernel_package()
     root = (cache_dir or default_cache_dir()) / "kernels" / package
     if not root.exists():
-        _download_and_unpack(package, root)
+        download_and_unpack([package], root)
     return _locate(package, root)
 
 
-def _download_and_unpack(package: str, root: Path) -> None:
-    """Unpack into a scratch directory, then rename: concurrent callers never see half a tree."""
+def download_and_unpack(packages: list[str], root: Path, apt_options: Sequence[str] = ()) -> None:
+    """``apt-get download`` each package and ``dpkg-deb -x`` all of them into ``root``.
+
+    Unpacks into a scratch directory, then renames: concurrent callers never see
+    half a tree. ``apt_options`` (``-o Dir::...``) point apt at another archive.
+    """
     root.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("downloading %s with apt-get", package)
+    logger.info("downloading %s with apt-get", " ".join(packages))
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=".fetch-") as scratch:
-        _run(["apt-get", "download", package], cwd=scratch)
-        (deb,) = Path(scratch).glob("*.deb")
+        run_checked(["apt-get", *apt_options, "download", *packages], cwd=scratch)
         unpacked = Path(scratch) / "root"
-        _run(["dpkg-deb", "-x", str(deb), str(unpacked)])
+        debs = sorted(Path(scratch).glob("*.deb"))
+        if len(debs) != len(packages):
+            raise GuestError(f"apt-get download {' '.join(packages)} gave {len(debs)} packages")
+        for deb in debs:
+            run_checked(["dpkg-deb", "-x", str(deb), str(unpacked)])
         try:
             unpacked.rename(root)
         except OSError:
@@ -88,7 +96,8 @@ def _locate(package: str, root: Path) -> GuestKernel:
     return GuestKernel(package, vmlinuz[0], modules[0])
 
 
-def _run(command: list[str], cwd: str | None = None) -> str:
+def run_checked(command: list[str], cwd: str | None = None) -> str:
+    """Run ``command``; its stdout, or a :class:`GuestError` with its stderr."""
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         raise GuestError(f"{' '.join(command)} failed: {result.stderr.strip()}")
