@@ -19,6 +19,12 @@ def guest_kernel() -> GuestKernel:
     return fetch_kernel()
 
 
+@pytest.fixture(scope="session")
+def guest_kernel_612() -> GuestKernel:
+    """Debian 13's cloud kernel (6.12: virtio-fs multi-queue), through a private apt."""
+    return fetch_kernel(suite="trixie")
+
+
 @pytest.fixture
 def share(tmp_path: Path) -> Path:
     directory = tmp_path / "share"
