@@ -146,7 +146,7 @@ def best_reference(
         for name, measure in source.peers[peer].measures.items():
             if name not in best or measure.rate > best[name][1]:
                 best[name] = (peer, measure.rate)
-    return best, borrowed
+    return best, borrowed and bool(best)
 
 
 def format_table(results: StackResults, fallback: StackResults | None = None) -> str:

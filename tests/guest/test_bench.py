@@ -53,3 +53,10 @@ def test_stack_without_peers_borrows_them_from_its_one_queue_twin():
 def test_wrong_selection_is_a_usage_error(argv, capsys):
     assert main(argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_no_footnote_when_the_twin_ran_no_peers_either():
+    text = format_table(table("6.12-2q", hostfs=60.0), table("6.12-1q", hostfs=40.0))
+
+    assert "best peer from" not in text
+    assert "hostfs/best*" not in text
