@@ -29,6 +29,8 @@ IDMAP_ARGS = (
 )
 FUSE_SUPER_MAGIC = 0x65735546
 """fs/fuse/inode.c: what statfs(2) says a virtiofs mount is."""
+SHIFTED_ARGS = ("--translate-uid=map:0:100000:65536", "--translate-gid=map:0:100000:65536")
+"""The shift of a user namespace: guest root is host uid 100000."""
 XATTRMAP_RULES = ":prefix:all::user.virtiofs.::bad:all:::"
 """virtiofsd's doc/xattr-mapping.md, "Prefix everything": every guest name is stored
 under user.virtiofs., and host names without it are hidden."""
@@ -86,6 +88,29 @@ async def test_translated_ids_seen_in_the_guest_and_stored_on_the_host(guest_ker
     assert owner(ids / "userdir") == (101005, 101006)
     assert not (ids / "forbidden.txt").exists()
     assert owner(share / "host-owned.txt") == (101042, 101043)
+
+
+async def test_a_shifted_guest_root_has_the_rights_of_its_host_uid(guest_kernel, share):
+    shifted = share / "shifted"
+    shifted.mkdir()
+    os.chown(shifted, 100000, 100000)
+    (share / "host-shifted.txt").write_text("host\n")
+    os.chown(share / "host-shifted.txt", 100042, 100043)
+    (share / "host-root.txt").write_text("host\n")
+    os.chmod(share / "host-root.txt", 0o644)
+
+    run = await boot(guest_kernel, share, "idmap-shifted", *SHIFTED_ARGS)
+
+    assert_every_check_passed(run, "idmap-shifted")
+    for path in ("dir", "dir/file.txt", "dir/link"):
+        assert owner(shifted / path) == (100000, 100000), path
+    assert stat.S_IMODE(os.lstat(shifted / "dir" / "file.txt").st_mode) == 0o600
+    # What the map does not stop: OPEN of an existing file runs with the daemon's
+    # credentials, as in virtiofsd (which switches them only to create), after the
+    # guest kernel's permission checks, which the guest's root passes. So guest root
+    # writes a host root's file; only an unprivileged daemon would refuse it.
+    assert run.report.boots[0].results["root-wrote-host-root-file"] == "yes"
+    assert (share / "host-root.txt").read_text() == "host\nguest\n"
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
