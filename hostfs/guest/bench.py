@@ -25,6 +25,7 @@ from hostfs.guest.errors import GuestError
 from hostfs.guest.initramfs import BUSYBOX, GuestSetup, workload_path
 from hostfs.guest.kernel import GuestKernel, fetch_kernel
 from hostfs.guest.qemu import run_guest
+from hostfs.progress import Status
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,9 @@ async def compare(
 ) -> list[PeerResult]:
     kernel = fetch_kernel() if set(peers) - {"native"} else None
     results = []
+    status = Status()
     for peer in peers:
+        status.show(f"bench: {peer} ({peers.index(peer) + 1} of {len(peers)})")
         share = Path(tempfile.mkdtemp(prefix=f"bench-{peer}-", dir=parent))
         logger.info("running the benchmark on %s in %s", peer, share)
         if peer == "native":
@@ -110,6 +113,7 @@ async def compare(
             assert kernel is not None
             results.append(await run_in_guest(kernel, peer, share, environment, timeout))
         shutil.rmtree(share)
+    status.clear()
     return results
 
 

@@ -20,6 +20,7 @@ from hostfs.guest.errors import GuestError
 from hostfs.guest.kernel import GuestKernel
 from hostfs.guest.modinfo import module_image
 from hostfs.guest.modules import ModuleTree
+from hostfs.progress import phase
 
 GUEST_IMAGES = Path(__file__).resolve().parents[2] / "guest-images"
 BUSYBOX = Path("/bin/busybox")
@@ -78,7 +79,8 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
     _add_busybox(tree)
     for program in HOST_PROGRAMS:
         _add_host_program(tree, program)
-    modules = ModuleTree(kernel.modules_dir).load_order()
+    with phase(f"guest image: resolving the modules of {kernel.release}"):
+        modules = ModuleTree(kernel.modules_dir).load_order()
     for module in modules:
         tree.add(CpioEntry.file(f"lib/modules/{module.name}.ko", module_image(module.path)))
     environment = {
@@ -93,7 +95,8 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
     tree.add(CpioEntry.file(ENV_FILE, env_lines.encode()))
     tree.add(CpioEntry.file("init", (GUEST_IMAGES / "init.sh").read_bytes(), 0o755))
     tree.add(CpioEntry.file("workload.sh", setup.workload.read_bytes(), 0o755))
-    return gzip.compress(write_newc(list(tree.entries.values())), compresslevel=1)
+    with phase(f"guest image: packing {len(tree.entries)} files"):
+        return gzip.compress(write_newc(list(tree.entries.values())), compresslevel=1)
 
 
 def _add_busybox(tree: ImageTree) -> None:

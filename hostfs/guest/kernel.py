@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostfs.guest.errors import GuestError
+from hostfs.progress import phase
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def fetch_kernel(package: str | None = None, cache_dir: Path | None = None) -> G
     package = package or resolve_kernel_package()
     root = (cache_dir or default_cache_dir()) / "kernels" / package
     if not root.exists():
-        _download_and_unpack(package, root)
+        with phase(f"guest kernel: downloading {package} (apt-get)"):
+            _download_and_unpack(package, root)
     return _locate(package, root)
 
 
