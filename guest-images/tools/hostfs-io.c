@@ -4,6 +4,8 @@
  *                                   "held", keep it open until GO exists (the host looks
  *                                   at the daemon's descriptor meanwhile), close
  *   hostfs-io mmap-write FILE TEXT  map FILE's first page MAP_SHARED, store TEXT, msync
+ *   hostfs-io locks FILE            take and drop an flock(2) lock and a POSIX write lock
+ *                                   (fcntl F_SETLK) on all of FILE
  *   hostfs-io wait-power-button     block until the ACPI power button (KEY_POWER on any
  *                                   /dev/input/event*) is pressed: `virsh reboot`
  *
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -69,6 +72,25 @@ static int mmap_write(const char *path, const char *text)
     return 0;
 }
 
+static int locks(const char *path)
+{
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        return fail("open");
+    if (flock(fd, LOCK_EX) != 0)
+        return fail("flock LOCK_EX");
+    if (flock(fd, LOCK_UN) != 0)
+        return fail("flock LOCK_UN");
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &lock) != 0)
+        return fail("fcntl F_WRLCK");
+    lock.l_type = F_UNLCK;
+    if (fcntl(fd, F_SETLK, &lock) != 0)
+        return fail("fcntl F_UNLCK");
+    close(fd);
+    return 0;
+}
+
 static int wait_power_button(void)
 {
     struct pollfd inputs[MAX_INPUTS];
@@ -107,9 +129,11 @@ int main(int argc, char **argv)
         return direct_hold(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "mmap-write") == 0)
         return mmap_write(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "locks") == 0)
+        return locks(argv[2]);
     if (argc == 2 && strcmp(argv[1], "wait-power-button") == 0)
         return wait_power_button();
     fprintf(stderr, "usage: hostfs-io direct-hold FILE GO | mmap-write FILE TEXT | "
-                    "wait-power-button\n");
+                    "locks FILE | wait-power-button\n");
     return 2;
 }

@@ -92,6 +92,7 @@ SUB_ELEMENTS = """
 IO_BINARY = """
       <binary path='{path}'>
         <cache mode='none'/>
+        <lock posix='off' flock='off'/>
       </binary>"""
 
 
@@ -211,6 +212,18 @@ def held_flags(pid: int, host_file: Path) -> int | None:
     return None
 
 
+def request_table(log: Path, pid: int) -> dict[str, int]:
+    """Calls per FUSE opcode so far: SIGUSR1 makes ``pid`` log its table (hostfs.fuse.stats)
+    to the log libvirt keeps of the daemon's stderr."""
+    start = log.stat().st_size
+    os.kill(pid, signal.SIGUSR1)
+    # One log record, written whole (one write of a line-buffered stderr).
+    wait_until(lambda: "FUSE requests:" in log.read_text()[start:], f"a request table in {log}")
+    table = log.read_text()[start:].partition("FUSE requests:")[2]
+    rows = re.findall(r"^([A-Z0-9_]+) +(\d+) +\d+ ", table, re.MULTILINE)
+    return {name: int(calls) for name, calls in rows}
+
+
 def write_binary(path: Path, *extra: str) -> None:
     """A ``<binary>``: this checkout's ``hostfs-vhost-user-fs`` (the venv's entry point runs
     whichever hostfs the venv installed), with ``extra`` flags after libvirt's."""
@@ -312,12 +325,18 @@ def test_binary_sub_elements_direct_io_and_mmap(
         assert os.readlink(f"/proc/{daemon}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
         # No <sandbox>: hostfs's default, virtiofsd's: namespace (its own mount namespace).
         assert os.readlink(f"/proc/{io_daemon}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
-        assert "--allow-direct-io" in cmdline(io_daemon)
+        io_argv = cmdline(io_daemon)
+        assert f"source={io_share},cache=none,no_flock,no_posix_lock" in io_argv
+        assert "--allow-direct-io" in io_argv
 
         # While the guest holds an O_DIRECT descriptor it polls for the .go file: lookups
         # on the <thread_pool size='2'/> share run in worker threads.
-        held = {}
-        for pid, directory in ((daemon, share), (io_daemon, io_share)):
+        held, requests = {}, {}
+        logs = Path("/var/log/libvirt/qemu")
+        for pid, directory, log in (
+            (daemon, share, logs / f"{domain.name}-fs0-virtiofsd.log"),
+            (io_daemon, io_share, logs / f"{domain.name}-fs1-virtiofsd.log"),
+        ):
             host_file = directory / "io-flags" / "held.bin"
             wait_until(
                 lambda: held_flags(pid, host_file) is not None,  # noqa: B023
@@ -325,6 +344,7 @@ def test_binary_sub_elements_direct_io_and_mmap(
                 GUEST_TIMEOUT,
             )
             held[pid] = held_flags(pid, host_file)
+            requests[pid] = request_table(log, pid)
             if pid == daemon:
                 pool_threads = threads(daemon)
                 inline_threads = threads(io_daemon)
@@ -345,6 +365,13 @@ def test_binary_sub_elements_direct_io_and_mmap(
     assert not held[daemon] & os.O_DIRECT
     assert held[io_daemon] & os.O_DIRECT
     assert pool_threads > inline_threads
+    # <lock posix='on' flock='on'/>: flock(2) and fcntl locks reach the daemon; 'off':
+    # the guest kernel keeps them to itself.  xattr='on': setfattr reaches the host file.
+    assert requests[daemon].get("SETLK", 0) + requests[daemon].get("SETLKW", 0) >= 3
+    assert not {"GETLK", "SETLK", "SETLKW"} & set(requests[io_daemon])
+    assert requests[io_daemon]["LOOKUP"] > 0  # the table is there, and complete
+    assert results["share-setxattr"] == "ok" and results["io-setxattr"] == "refused"
+    assert os.getxattr(share / "io-flags" / "direct.bin", "user.hostfs") == b"share"
     # cache=none is direct I/O: a shared mapping needs --allow-mmap (and a guest kernel
     # with FUSE_DIRECT_IO_ALLOW_MMAP, Linux >= 6.6; older ones refuse it regardless).
     assert results["share-mmap"] == "FAIL mmap ENODEV"
