@@ -194,8 +194,9 @@ def threads(pid: int) -> int:
 
 
 def held_flags(pid: int, host_file: Path) -> int | None:
-    """``flags:`` (octal, proc(5) fdinfo) of ``pid``'s descriptor of ``host_file``, by inode
-    (a sandboxed daemon's paths are relative to its own root)."""
+    """``flags:`` (octal, proc(5) fdinfo) of ``pid``'s open file of ``host_file``, found by
+    inode (a sandboxed daemon's paths are relative to its own root); the ``O_PATH``
+    descriptor the daemon keeps per node is not an open file."""
     try:
         wanted = host_file.stat()
     except FileNotFoundError:
@@ -207,7 +208,7 @@ def held_flags(pid: int, host_file: Path) -> int | None:
             continue
         if (found.st_dev, found.st_ino) == (wanted.st_dev, wanted.st_ino):
             for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
-                if line.startswith("flags:"):
+                if line.startswith("flags:") and not int(line.split()[1], 8) & os.O_PATH:
                     return int(line.split()[1], 8)
     return None
 
