@@ -112,6 +112,7 @@ def start(argv: list[str], log: str | None) -> int:
             stdout=output,
             stderr=output,
             start_new_session=True,  # mount(8)'s terminal and process group are not its own
+            cwd="/",
         )
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.ismount(mountpoint):
@@ -153,6 +154,8 @@ def parse_helper_argv(argv: list[str]) -> tuple[str, str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     try:
         source, mountpoint, words = parse_helper_argv(sys.argv[1:] if argv is None else argv)
+        if "://" not in source:  # a directory; the server runs in / (it pins no other)
+            source = os.path.abspath(source)
         hostfs_argv, log = translate(source, os.path.abspath(mountpoint), words)
         check(hostfs_argv)
     except common.UsageError as error:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from hostfs.cli.mount_helper import translate
 from tests.support.mounts import is_mounted
 
 HOSTFS = [sys.executable, "-m", "hostfs"]
@@ -134,3 +135,27 @@ def test_install_prefix_and_uninstall(tmp_path: Path) -> None:
     assert usage.returncode == 2 and usage.stderr.count("\n") == 1
     assert run(*HOSTFS, "install-mount-helper", "--prefix", str(tmp_path), "--uninstall")
     assert not script.exists()
+
+
+def test_words_become_hostfs_mount_flags() -> None:
+    words = ["rw", "nosuid", "x-systemd.requires=net", "ro", "engine=pyfuse3", "cache=none"]
+    words += ["no_xattr", "thread_pool_size=2", "allow_mmap", "no_passthrough", "log=/tmp/l"]
+    argv, log = translate("/srv/a,b", "/mnt", words)
+    assert argv == [
+        "mount", "--shared-dir", "/srv/a,b", "--readonly", "--engine", "pyfuse3",
+        "-o", "cache=none", "-o", "no_xattr", "--thread-pool-size", "2", "--allow-mmap",
+        "--no-passthrough", "/mnt",
+    ]  # fmt: skip
+    assert log == "/tmp/l"
+
+
+def test_a_relative_source_is_served_from_where_mount_ran(
+    dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, mountpoint = dirs
+    result = subprocess.run(
+        ["mount", "-t", "fuse.hostfs", "src", "mnt"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert (mountpoint / "hello").read_text() == "from the host\n"
+    umount_ends_the_server(mountpoint)
