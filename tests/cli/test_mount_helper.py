@@ -76,9 +76,11 @@ def umount_ends_the_server(mountpoint: Path) -> None:
     assert not is_mounted(str(mountpoint))
 
 
-def test_mount_t_fuse_hostfs(dirs: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("engine", ["devfuse", "pyfuse3"])
+def test_mount_t_fuse_hostfs(dirs: tuple[Path, Path], engine: str) -> None:
     source, mountpoint = dirs
-    result = run("mount", "-t", "fuse.hostfs", str(source), str(mountpoint), "-o", "cache=never")
+    options = f"cache=never,engine={engine}"
+    result = run("mount", "-t", "fuse.hostfs", str(source), str(mountpoint), "-o", options)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert (mountpoint / "hello").read_text() == "from the host\n"
