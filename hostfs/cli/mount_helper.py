@@ -21,6 +21,8 @@ Here the server is ``hostfs mount`` in its own session; ``umount`` ends it (its
   ``allow_direct_io``, ...: see ``hostfs mount --help``) and any long flag of it as
   ``flag_name[=value]`` (``allow_mmap``, ``thread_pool_size=2``, ``log_level=debug``).
 
+mount(8)'s ``-s`` (sloppy) drops unknown words, ``-f`` (fake) checks and starts nothing,
+``-v`` prints the ``hostfs mount`` command; ``-n`` changes nothing (there is no mtab).
 SOURCE is the shared directory or NFS URL.  Wrong input is one line and exit status 2
 (before anything starts); a server that fails to mount, its last line and 32
 (mount(8)'s "mount failure").
@@ -53,8 +55,11 @@ IGNORED = {
 """Words mount(8) passes that hostfs's mounts already honour or do not depend on."""
 
 
-def translate(source: str, mountpoint: str, words: list[str]) -> tuple[list[str], str | None]:
-    """``hostfs mount`` arguments for mount(8)'s, and the ``log=`` file if any."""
+def translate(
+    source: str, mountpoint: str, words: list[str], *, sloppy: bool = False
+) -> tuple[list[str], str | None]:
+    """``hostfs mount`` arguments for mount(8)'s, and the ``log=`` file if any; ``sloppy``
+    (mount's ``-s``) drops the words hostfs does not know instead of refusing them."""
     argv = ["mount", "--shared-dir", source]
     log = None
     flags = _long_flags()
@@ -74,7 +79,7 @@ def translate(source: str, mountpoint: str, words: list[str]) -> tuple[list[str]
             argv += ["-o", word.replace(",", ",,")]
         elif "--" + key.replace("_", "-") in flags:
             argv += ["--" + key.replace("_", "-"), *([value] if equals else [])]
-        else:
+        elif not sloppy:
             raise common.UsageError(f"-o {word}: unknown option")
     return [*argv, mountpoint], log
 
@@ -134,7 +139,7 @@ def _log_file(path: str | None) -> IO[bytes]:
     return open(path, "ab+")  # the caller's with statement closes it
 
 
-def parse_helper_argv(argv: list[str]) -> tuple[str, str, list[str]]:
+def parse_helper_argv(argv: list[str]) -> argparse.Namespace:
     """mount(8)'s ``SOURCE MOUNTPOINT [-sfnv] [-N NS] [-o OPTS] [-t TYPE]``."""
     parser = common.ArgumentParser(prog=PROG, add_help=False)
     parser.add_argument("source")
@@ -142,26 +147,33 @@ def parse_helper_argv(argv: list[str]) -> tuple[str, str, list[str]]:
     parser.add_argument("-o", dest="options", action="append", default=[])
     parser.add_argument("-t", dest="type")
     parser.add_argument("-N", dest="namespace")
-    for letter in "sfnv":  # sloppy, fake, no mtab, verbose: nothing for hostfs to do
-        parser.add_argument(f"-{letter}", action="store_true")
+    parser.add_argument("-s", dest="sloppy", action="store_true")  # drop unknown words
+    parser.add_argument("-f", dest="fake", action="store_true")  # check, mount nothing
+    parser.add_argument("-n", dest="no_mtab", action="store_true")  # no mtab here anyway
+    parser.add_argument("-v", dest="verbose", action="store_true")  # print the command
     args = parser.parse_args(argv)
     if args.namespace:
         raise common.UsageError("-N (another mount namespace) is not supported")
-    words = [word for chunk in args.options for word in compat.split_options(chunk)]
-    return args.source, args.mountpoint, words
+    args.words = [word for chunk in args.options for word in compat.split_options(chunk)]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        source, mountpoint, words = parse_helper_argv(sys.argv[1:] if argv is None else argv)
+        args = parse_helper_argv(sys.argv[1:] if argv is None else argv)
+        source = args.source
         if "://" not in source:  # a directory; the server runs in / (it pins no other)
             source = os.path.abspath(source)
-        hostfs_argv, log = translate(source, os.path.abspath(mountpoint), words)
+        hostfs_argv, log = translate(
+            source, os.path.abspath(args.mountpoint), args.words, sloppy=args.sloppy
+        )
         check(hostfs_argv)
     except common.UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    return start(hostfs_argv, log)
+    if args.verbose:
+        print(f"{PROG}: hostfs {' '.join(hostfs_argv)}")
+    return 0 if args.fake else start(hostfs_argv, log)
 
 
 if __name__ == "__main__":

@@ -161,3 +161,19 @@ def test_a_relative_source_is_served_from_where_mount_ran(
     assert result.returncode == 0, result.stderr
     assert (mountpoint / "hello").read_text() == "from the host\n"
     umount_ends_the_server(mountpoint)
+
+
+def test_sloppy_drops_unknown_words_and_fake_mounts_nothing(dirs: tuple[Path, Path]) -> None:
+    source, mountpoint = dirs
+    fake = run(
+        "mount", "-f", "-s", "-t", "fuse.hostfs", str(source), str(mountpoint), "-o", "bogus"
+    )
+    assert fake.returncode == 0, fake.stderr
+    assert not is_mounted(str(mountpoint)) and servers(mountpoint) == []
+    helper = run(str(HELPER), str(source), str(mountpoint), "-f", "-s", "-v", "-o", "bogus,ro")
+    assert helper.returncode == 0, helper.stderr
+    assert (
+        helper.stdout
+        == f"mount.fuse.hostfs: hostfs mount --shared-dir {source} --readonly {mountpoint}\n"
+    )
+    assert not is_mounted(str(mountpoint))
