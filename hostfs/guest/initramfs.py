@@ -28,6 +28,9 @@ BUSYBOX = Path("/bin/busybox")
 # Dynamic host programs worth having in the guest (busybox has no xattr applets);
 # copied with the shared libraries they load, left out when the host lacks them.
 HOST_PROGRAMS = ("setfattr", "getfattr")
+WORKLOAD_PROGRAMS = {"bench": ("perl",)}
+"""Host programs a workload needs besides: bench.sh's random 4 KiB I/O seeks, which no
+busybox applet does in a loop, so it is one perl-base process (no modules needed)."""
 ENV_FILE = "etc/hostfs-guest.env"
 
 
@@ -81,7 +84,7 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
         tree.add(CpioEntry.directory(directory))
     tree.add(CpioEntry.char_device("dev/console", 5, 1))
     _add_busybox(tree)
-    for program in HOST_PROGRAMS:
+    for program in (*HOST_PROGRAMS, *WORKLOAD_PROGRAMS.get(setup.workload.stem, ())):
         _add_host_program(tree, program)
     for tool in GUEST_TOOLS:
         binary = build_tool(tool)
