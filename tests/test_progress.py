@@ -74,11 +74,13 @@ def test_ci_or_the_opt_out_keeps_a_terminal_quiet(variable: str) -> None:
 
 def test_the_guest_benchmark_shows_its_rounds(tmp_path: Path) -> None:
     """scripts/bench-guest's loop, on the native peer only (no guest boots)."""
-    argv = ["--peers", "native", "--mib", "1", "--files", "5", "--dir", str(tmp_path)]
+    argv = ["--peers", "native", "--mib", "1", "--files", "5", "--ops", "5", "--rounds", "2"]
+    argv += ["--dir", str(tmp_path)]
     code = f"from hostfs.guest.bench import main; main({argv!r})"
     seen = stderr_on_a_pty([sys.executable, "-c", code], environment())
-    assert ERASE_LINE + "bench: native (1 of 1)" in seen
+    assert ERASE_LINE + "bench round 1: native on host" in seen
+    assert ERASE_LINE + "bench round 2: native on host" in seen
     quiet = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment()
     )
-    assert "bench: native" not in quiet.stderr and "\x1b" not in quiet.stderr
+    assert "bench round" not in quiet.stderr and "\x1b" not in quiet.stderr
