@@ -64,6 +64,17 @@ class Backend(abc.ABC):
         """
         return True
 
+    async def names_object(self, parent: BackendObject, name: bytes, obj: BackendObject) -> bool:
+        """Whether ``name`` in ``parent``, which :meth:`stat_name` just found with the
+        (st_dev, st_ino) of the held ``obj``, is ``obj`` and not a newer object that
+        reuses its number: then the stat stands for a full lookup.
+
+        True by default, for objects that pin their inode while held (see
+        :meth:`same_object`); the local backend compares file handles for the
+        objects that hold no fd.
+        """
+        return True
+
     # -- names --------------------------------------------------------------
 
     @abc.abstractmethod
@@ -76,8 +87,8 @@ class Backend(abc.ABC):
         (st_dev, st_ino), it answers a lookup with that one.
 
         None, the default, makes the core always :meth:`lookup`; a backend returns
-        a Stat only where (st_dev, st_ino) alone identifies an object the core holds
-        (see :meth:`same_object`).
+        a Stat only where (st_dev, st_ino) can identify an object the core holds,
+        which the core then asks :meth:`names_object` of.
         """
         return None
 

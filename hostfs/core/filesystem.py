@@ -205,7 +205,7 @@ class FileSystem:
         st = await self.backend.stat_name(parent, name)
         if st is not None:
             node = self.nodes.find(st.dev, st.ino)
-            if node is not None:
+            if node is not None and await self.backend.names_object(parent, name, node.obj):
                 return node.obj, st
         return await self.backend.lookup(parent, name)
 

@@ -9,6 +9,7 @@ All get the same file system options.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from hostfs.core.options import FsOptions
@@ -30,21 +31,27 @@ def daemon_command(
     shared_dir: Path | str,
     options: FsOptions,
     request_queues: int = 1,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The command that serves ``shared_dir`` on ``socket_path`` with ``daemon``.
 
     ``shared_dir`` is a directory, or (hostfs only) an NFS URL as a string.
     ``request_queues`` beyond ``MAX_REQUEST_QUEUES[daemon]`` is a ValueError.
+    ``extra_args`` are appended as they are, in the daemon's own spelling (e.g.
+    ``--readonly``, ``--translate-uid``, ``--xattrmap``: policies FsOptions
+    holds parsed, which the command line must spell again).
     """
     if daemon not in DAEMONS:
         raise ValueError(f"unknown daemon {daemon!r}; choose from {', '.join(DAEMONS)}")
     if not 1 <= request_queues <= MAX_REQUEST_QUEUES[daemon]:
         raise ValueError(f"{daemon} serves at most {MAX_REQUEST_QUEUES[daemon]} request queues")
     if daemon == "hostfs":
-        return _hostfs_command(socket_path, shared_dir, options, request_queues)
-    if daemon == "virtiofsd":
-        return _virtiofsd_command(socket_path, shared_dir, options)
-    return _rust_virtiofsd_command(socket_path, shared_dir, options)
+        command = _hostfs_command(socket_path, shared_dir, options, request_queues)
+    elif daemon == "virtiofsd":
+        command = _virtiofsd_command(socket_path, shared_dir, options)
+    else:
+        command = _rust_virtiofsd_command(socket_path, shared_dir, options)
+    return [*command, *extra_args]
 
 
 def _hostfs_command(

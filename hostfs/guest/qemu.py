@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,7 @@ async def run_guest(
     interactive: bool = False,
     request_queues: int = 1,
     emulator: Emulator = HOST_QEMU,
+    daemon_args: Sequence[str] = (),
 ) -> GuestRun:
     """Serve ``shared_dir`` with ``daemon``, boot the guest, run ``setup``'s workload.
 
@@ -130,6 +131,7 @@ async def run_guest(
     ``echo`` sees the console text as it arrives; ``interactive`` hands the
     terminal to the guest's console instead of capturing it.  ``request_queues``
     goes to both QEMU and the daemon; ``emulator`` says which QEMU.
+    ``daemon_args`` go to the daemon's command line as they are.
     """
     options = options or FsOptions()
     setup = replace(
@@ -149,7 +151,9 @@ async def run_guest(
         daemon_log = work / "daemon.log"
         with daemon_log.open("wb") as log:
             server = await _spawn(
-                daemon_command(daemon, socket_path, shared_dir, options, request_queues),
+                daemon_command(
+                    daemon, socket_path, shared_dir, options, request_queues, daemon_args
+                ),
                 stdout=log,
             )
         try:

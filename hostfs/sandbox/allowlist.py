@@ -113,6 +113,8 @@ REASONS: dict[str, str] = {
     "setfsuid": "*code*: the caller's uid for each request, as virtiofsd",
     "setfsgid": "*code*: the caller's gid for each request, as virtiofsd",
     "setgroups": "*code*: the caller's supplementary groups (per thread, raw syscall)",
+    "getgroups": "the daemon's own groups, put back after a caller's (credentials.acting_as); "
+    "reached by a guest caller other than root (tests/sandbox/test_user_namespace.py)",
     "capget": "*code*: per-thread capability changes (FSETID around writes)",
     "capset": "*code*: per-thread capability changes (FSETID around writes)",
     "name_to_handle_at": "*code*: file handles of nodes (as virtiofsd --inode-file-handles)",
