@@ -35,6 +35,7 @@ from hostfs.guest.initramfs import BUSYBOX, GuestSetup, workload_path
 from hostfs.guest.kernel import GuestKernel, fetch_kernel
 from hostfs.guest.qemu import HOST_QEMU, Emulator, run_guest
 from hostfs.guest.rust_virtiofsd import fetch_rust_virtiofsd
+from hostfs.progress import Status
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +269,8 @@ async def _one_run(
     share = Path(tempfile.mkdtemp(prefix=f"bench-{peer}-", dir=parent))
     where = item.stack.name if item else "host"
     logger.info("round %d: %s on %s in %s", round_number, peer, where, share)
+    status = Status()
+    status.show(f"bench round {round_number}: {peer} on {where}")
     try:
         if item is None:
             return await trio.to_thread.run_sync(run_native, share, environment, timeout)
@@ -282,6 +285,7 @@ async def _one_run(
             emulator=item.emulator,
         )
     finally:
+        status.clear()
         shutil.rmtree(share, ignore_errors=True)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from hostfs.guest.apt import MIRROR
 from hostfs.guest.errors import GuestError
 from hostfs.guest.kernel import default_cache_dir, run_checked
+from hostfs.progress import phase
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,10 @@ def fetch_trixie_root(cache_dir: Path | None = None) -> Path:
     if shutil.which("debootstrap") is None:
         raise GuestError("debootstrap is not installed (scripts/setup installs it)")
     base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=base, prefix=".build-") as scratch:
+    with (
+        phase(f"building a {SUITE} root for QEMU 10 (debootstrap, about a minute)"),
+        tempfile.TemporaryDirectory(dir=base, prefix=".build-") as scratch,
+    ):
         target = Path(scratch) / "root"
         logger.info("building a %s root for QEMU 10 in %s (about a minute)", SUITE, target)
         run_checked(

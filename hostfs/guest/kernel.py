@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hostfs.guest.apt import has_lists, private_apt_options
 from hostfs.guest.errors import GuestError
+from hostfs.progress import phase
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,10 @@ def download_and_unpack(packages: list[str], root: Path, apt_options: Sequence[s
     """
     root.parent.mkdir(parents=True, exist_ok=True)
     logger.info("downloading %s with apt-get", " ".join(packages))
-    with tempfile.TemporaryDirectory(dir=root.parent, prefix=".fetch-") as scratch:
+    with (
+        phase(f"downloading {' '.join(packages)} (apt-get)"),
+        tempfile.TemporaryDirectory(dir=root.parent, prefix=".fetch-") as scratch,
+    ):
         run_checked(["apt-get", *apt_options, "download", *packages], cwd=scratch)
         unpacked = Path(scratch) / "root"
         debs = sorted(Path(scratch).glob("*.deb"))
