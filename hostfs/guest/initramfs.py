@@ -23,9 +23,10 @@ from hostfs.guest.modules import ModuleTree
 
 GUEST_IMAGES = Path(__file__).resolve().parents[2] / "guest-images"
 BUSYBOX = Path("/bin/busybox")
-# Dynamic host programs worth having in the guest (busybox has no xattr applets);
-# copied with the shared libraries they load, left out when the host lacks them.
-HOST_PROGRAMS = ("setfattr", "getfattr")
+# Dynamic host programs worth having in the guest (busybox has no xattr applets, and
+# Debian's busybox-static no flock); copied with the shared libraries they load, left
+# out when the host lacks them.
+HOST_PROGRAMS = ("setfattr", "getfattr", "flock")
 WORKLOAD_PROGRAMS = {"bench": ("perl",)}
 """Host programs a workload needs besides: bench.sh's random 4 KiB I/O seeks, which no
 busybox applet does in a loop, so it is one perl-base process (no modules needed)."""
