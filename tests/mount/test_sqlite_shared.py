@@ -7,7 +7,7 @@ reach the host (``--locks host``).  ``--cache never``: the two mounts' page
 caches are not coherent with each other, and a shared database needs every
 read to reach the file.  With ``--locks local`` both writers get the write
 lock at once (tests/mount/test_host_locks.py shows why); README "Locks" has
-what that did to the database here.
+what that did to the database here (scripts/sqlite-two-daemons).
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ db.close()
 """
 
 
-def run_writers(paths: list[str]) -> list[subprocess.CompletedProcess[str]]:
+def run_writers(paths: list[str], rows: int = ROWS) -> list[subprocess.CompletedProcess[str]]:
+    """One writer process per path, at once; their exit statuses and stderr."""
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, path, str(index), str(ROWS)],
+            [sys.executable, "-c", WRITER, path, str(index), str(rows)],
             stderr=subprocess.PIPE,
             text=True,
         )
