@@ -239,3 +239,23 @@ def test_per_daemon_locks_do_not_reach_the_other_daemon(tmp_path):
         finally:
             os.close(fd)
     assert (through_b, on_host) == ("locked", "locked")
+
+
+def test_a_pyfuse3_mount_keeps_its_locks_to_itself(tmp_path):
+    """Known limitation: pyfuse3 cannot express lock requests, so the host kernel
+    keeps a pyfuse3 mount's locks in that mount and a host process never sees them."""
+    share = str(tmp_path / "share")
+    mountpoint = str(tmp_path / "m")
+    os.mkdir(share)
+    os.mkdir(mountpoint)
+    name = new_file(share)
+    with hostfs_mount("pyfuse3", share, mountpoint, share, "local", ()):
+        fd = os.open(j(mountpoint, name), os.O_RDWR)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            through_mount = in_child(lambda o: try_lock(o, fcntl.LOCK_EX), j(mountpoint, name))
+            on_host = in_child(lambda o: try_lock(o, fcntl.LOCK_EX), j(share, name))
+            seen = (through_mount.result(), on_host.result())
+        finally:
+            os.close(fd)
+    assert seen == ("EAGAIN", "locked")

@@ -11,16 +11,22 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
+import trio
 
 from hostfs.core.filesystem import ROOT_NODEID
 from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
+from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.vhost.messages import Request
+from tests.support.serve import serve_command, wait_for_socket
 from tests.vhost.conftest import NUM_QUEUES
-from tests.vhost.test_lock_waiters import KINDS, ack, lock_args
+from tests.vhost.test_lock_waiters import KINDS, PROMPTLY, ack, lock_args
 
 
 def host_try(path: str, kind: str) -> str:
@@ -85,3 +91,42 @@ async def test_a_host_lock_makes_the_guest_wait(client, served) -> None:
     assert reply.error == errno.EAGAIN
     assert (start, end, lock_type, pid) == (0, 9, fcntl.F_WRLCK, os.getpid())
     await client.ok(Opcode.SETLK, nodeid, lock_args(fh, 5, fcntl.F_WRLCK))
+
+
+async def test_a_sandboxed_daemon_takes_host_locks_and_hides_host_pids(tmp_path: Path) -> None:
+    """``hostfs serve`` as it runs (namespaces, pivot_root, seccomp kill): the guest's
+    record lock is the host's, a host process's lock is reported with pid 0 (the
+    daemon's pid namespace has no host processes), and the daemon's exit frees all."""
+    sock = tmp_path / "vhost.sock"
+    process = subprocess.Popen(serve_command(tmp_path, "--socket-path", str(sock)))
+    path = str(tmp_path / "share" / "locked")
+    try:
+        await wait_for_socket(sock)
+        async with Frontend.connect(str(sock)) as frontend:
+            await frontend.realize()
+            await frontend.start(2)
+            client = GuestFuseClient(frontend)
+            await client.init()
+            nodeid, fh = await lock_a_file(client, b"locked", "posix")
+            held = host_try(path, "posix")
+            await client.ok(Opcode.SETLK, nodeid, lock_args(fh, 5, fcntl.F_UNLCK))
+            host = os.open(path, os.O_RDWR)
+            try:
+                fcntl.lockf(host, fcntl.LOCK_SH, 4, 0)
+                body = await client.ok(
+                    Opcode.GETLK,
+                    nodeid,
+                    lock_args(fh, 5, fcntl.F_WRLCK),
+                    reply_size=abi.FILE_LOCK.size,
+                )
+            finally:
+                os.close(host)
+            await client.ok(Opcode.SETLK, nodeid, lock_args(fh, 5, fcntl.F_WRLCK))
+            process.send_signal(signal.SIGTERM)
+            assert await trio.to_thread.run_sync(process.wait, PROMPTLY) == 0
+            frontend.close_queues()
+    finally:
+        process.kill()
+    assert held == "EAGAIN"
+    assert abi.FILE_LOCK.unpack_from(body) == (0, 3, fcntl.F_RDLCK, 0)
+    assert host_try(path, "posix") == "free"
