@@ -41,6 +41,8 @@ class GuestSetup:
     tag: str = "hostfs"
     boots: int = 1
     environment: dict[str, str] = field(default_factory=dict)
+    programs: tuple[Path, ...] = ()
+    """Static host binaries a workload needs, copied to the guest's /usr/bin by name."""
 
 
 def workload_path(name_or_path: str) -> Path:
@@ -82,6 +84,8 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
     _add_busybox(tree)
     for program in (*HOST_PROGRAMS, *WORKLOAD_PROGRAMS.get(setup.workload.stem, ())):
         _add_host_program(tree, program)
+    for binary in setup.programs:
+        tree.add(CpioEntry.file(f"usr/bin/{binary.name}", binary.read_bytes(), 0o755))
     modules = ModuleTree(kernel.modules_dir).load_order()
     for module in modules:
         tree.add(CpioEntry.file(f"lib/modules/{module.name}.ko", module_image(module.path)))
