@@ -259,3 +259,38 @@ def test_a_pyfuse3_mount_keeps_its_locks_to_itself(tmp_path):
         finally:
             os.close(fd)
     assert seen == ("EAGAIN", "locked")
+
+
+class Interrupted(Exception):
+    """Raised by the child's signal handler, so Python does not retry the syscall."""
+
+
+def test_a_signal_interrupts_a_wait_for_a_host_lock(host_pair):
+    """A signal to a process blocked in F_SETLKW: the kernel sends FUSE_INTERRUPT, the
+    daemon stops retrying and answers EINTR, and it holds nothing afterwards."""
+    share, a, _ = host_pair
+    name = new_file(share)
+    host = os.open(j(share, name), os.O_RDWR)
+    try:
+        fcntl.lockf(host, fcntl.LOCK_EX)
+
+        def wait(fd):
+            def interrupt(signum, frame):
+                raise Interrupted
+
+            signal.signal(signal.SIGUSR1, interrupt)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+            except Interrupted:
+                return "interrupted"
+            return "granted"
+
+        waiter = in_child(wait, j(a.path, name), host)
+        assert not waiter.finished(BLOCKED_FOR), "F_SETLKW did not wait for the host's lock"
+        os.kill(waiter.pid, signal.SIGUSR1)
+        outcome = waiter.result()
+        fcntl.lockf(host, fcntl.LOCK_UN)
+        after = in_child(lambda fd: try_lock(fd, fcntl.LOCK_EX), j(share, name)).result()
+    finally:
+        os.close(host)
+    assert (outcome, after) == ("interrupted", "locked")
