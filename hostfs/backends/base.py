@@ -19,15 +19,37 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
+from hostfs.core.types import Caller, DirEntry, Lock, SetattrChanges, Stat, StatFs
 
 BackendObject = Any
 """An object the backend can operate on (an O_PATH fd, an NFS path record, ...)."""
 
 BackendHandle = Any
 """An open file or directory on the backend."""
+
+
+class HostLocks(Protocol):
+    """Guest locks kept by the storage itself, so that every client of it sees them
+    (the local backend's: hostfs/backends/local/host_locks.py).  ``key`` is the
+    core's nodeid, ``owner`` FUSE's lock owner, ``handle`` the open file asking."""
+
+    def getlk(self, key: int, handle: BackendHandle, owner: int, lock: Lock) -> Lock: ...
+
+    async def setlk(
+        self, key: int, handle: BackendHandle, owner: int, lock: Lock, wait: bool
+    ) -> None: ...
+
+    async def flock(
+        self, key: int, handle: BackendHandle, owner: int, lock: Lock, wait: bool
+    ) -> None: ...
+
+    def release_posix(self, key: int, owner: int) -> None: ...
+
+    def release_flock(self, key: int, owner: int) -> None: ...
+
+    def release_all(self) -> None: ...
 
 
 class Backend(abc.ABC):
@@ -74,6 +96,11 @@ class Backend(abc.ABC):
         objects that hold no fd.
         """
         return True
+
+    def host_locks(self) -> HostLocks | None:
+        """Locks the storage keeps for every client (``--locks host``), or None (the
+        default): the core's own tables then keep them, coherent within this daemon."""
+        return None
 
     # -- names --------------------------------------------------------------
 

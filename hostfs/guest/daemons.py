@@ -63,6 +63,7 @@ def _hostfs_command(
     command += ["--xattr"] if options.xattr else []
     command += ["--writeback"] if options.writeback else []
     command += [] if options.readdirplus else ["--no-readdirplus"]
+    command += [] if options.host_locks else ["--locks", "local"]
     return command + ([] if options.locks else ["-o", "no_posix_lock,no_flock"])
 
 

@@ -25,9 +25,10 @@ from hostfs.progress import phase
 
 GUEST_IMAGES = Path(__file__).resolve().parents[2] / "guest-images"
 BUSYBOX = Path("/bin/busybox")
-# Dynamic host programs worth having in the guest (busybox has no xattr applets);
-# copied with the shared libraries they load, left out when the host lacks them.
-HOST_PROGRAMS = ("setfattr", "getfattr")
+# Dynamic host programs worth having in the guest (busybox has no xattr applets, and
+# Debian's busybox-static no flock); copied with the shared libraries they load, left
+# out when the host lacks them.
+HOST_PROGRAMS = ("setfattr", "getfattr", "flock")
 WORKLOAD_PROGRAMS = {"bench": ("perl",)}
 """Host programs a workload needs besides: bench.sh's random 4 KiB I/O seeks, which no
 busybox applet does in a loop, so it is one perl-base process (no modules needed)."""
@@ -45,6 +46,8 @@ class GuestSetup:
     modules: tuple[str, ...] = ()
     """Kernel modules to load besides virtio-fs's, e.g. ``button``, ``evdev`` (ACPI power
     button, for ``virsh reboot``)."""
+    programs: tuple[Path, ...] = ()
+    """Static host binaries a workload needs, copied to the guest's /usr/bin by name."""
 
 
 def workload_path(name_or_path: str) -> Path:
@@ -90,6 +93,8 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
         binary = build_tool(tool)
         if binary is not None:
             tree.add(CpioEntry.file(f"usr/bin/{tool}", binary.read_bytes(), 0o755))
+    for binary in setup.programs:
+        tree.add(CpioEntry.file(f"usr/bin/{binary.name}", binary.read_bytes(), 0o755))
     with phase(f"guest image: resolving the modules of {kernel.release}"):
         modules = ModuleTree(kernel.modules_dir).load_order((*VIRTIOFS_MODULES, *setup.modules))
     for module in modules:

@@ -26,6 +26,7 @@ from hostfs import procfd
 from hostfs.backends.base import Backend
 from hostfs.backends.local import credentials, direct_io, dirents, file_handles, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
+from hostfs.backends.local.host_locks import HostLocks
 from hostfs.backends.local.inodes import Inode, Inodes
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
@@ -178,6 +179,10 @@ class LocalBackend(Backend):
                 return file_handles.name_to_handle(parent_fd, name) == obj.handle
             except OSError:
                 return False
+
+    def host_locks(self) -> HostLocks:
+        """Guest locks as OFD and flock locks on the shared files (host_locks.py)."""
+        return HostLocks(self._fds)
 
     async def close(self) -> None:
         self._inodes.close()
