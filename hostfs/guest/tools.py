@@ -1,7 +1,9 @@
 """Build the guest's small C helpers (``guest-images/tools/*.c``) once, static.
 
 Busybox has no program that maps a file, holds an ``O_DIRECT`` descriptor or
-waits for the ACPI power button; ``hostfs-io`` does.  It is compiled with the
+waits for the ACPI power button; ``hostfs-io`` does.  Nor one that holds a
+POSIX record lock around a command (``flock(1)`` takes flock(2) locks only);
+``posixlock`` does.  Each is compiled with the
 host's ``gcc -static`` (``gcc`` and ``libc6-dev`` are in ``scripts/setup``) into
 the kernel cache, keyed by a hash of the source, so an edit rebuilds it and an
 unchanged source is compiled once per machine.
@@ -20,7 +22,7 @@ from hostfs.guest.errors import GuestError
 from hostfs.guest.kernel import default_cache_dir
 
 TOOLS = Path(__file__).resolve().parents[2] / "guest-images" / "tools"
-GUEST_TOOLS = ("hostfs-io",)
+GUEST_TOOLS = ("hostfs-io", "posixlock")
 
 
 def build_tool(name: str, cache_dir: Path | None = None) -> Path | None:

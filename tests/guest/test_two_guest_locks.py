@@ -2,8 +2,8 @@
 process: a lock taken in one guest blocks the other guest and the host, and the
 host's lock blocks the guests (``--locks host``, the default), as libvirt runs two
 VMs on one share.  Once with flock(2) locks (util-linux ``flock``: Debian's busybox
-has no flock applet) and once with POSIX record locks (``posixlock``, built here:
-no guest tool takes fcntl locks); the workload is tests/guest/workloads/
+has no flock applet) and once with POSIX record locks (``posixlock``, from
+guest-images/tools: no guest tool takes fcntl locks); the workload is tests/guest/workloads/
 two_guest_locks.sh.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ WORKLOADS = Path(__file__).parent / "workloads"
 KINDS = ("flock", "posix")
 TIMEOUT = 900.0
 """Two TCG guests boot at once on a shared CI machine."""
-
-
-@pytest.fixture(scope="session")
-def posixlock(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The record-lock tool, static (the guest has no C library of its own)."""
-    binary = tmp_path_factory.mktemp("posixlock") / "posixlock"
-    source = WORKLOADS / "posixlock.c"
-    subprocess.run(["cc", "-O2", "-static", "-o", str(binary), str(source)], check=True)
-    return binary
 
 
 def host_lock(path: Path, kind: str) -> int:
@@ -58,7 +48,7 @@ def host_try(path: Path, kind: str) -> str:
 
 
 async def run_two_guests(
-    guest_kernel, share: Path, posixlock: Path, options: FsOptions
+    guest_kernel, share: Path, options: FsOptions
 ) -> tuple[dict[str, GuestRun], dict[str, str]]:
     """Boot holder and contender at once; the host probes each guest lock while it is held."""
     runs: dict[str, GuestRun] = {}
@@ -68,7 +58,6 @@ async def run_two_guests(
         setup = GuestSetup(
             WORKLOADS / "two_guest_locks.sh",
             environment={"HOSTFS_LOCK_ROLE": role},
-            programs=(posixlock,),
         )
         runs[role] = await run_guest(
             guest_kernel, setup, share, "hostfs", timeout=TIMEOUT, options=options
@@ -93,14 +82,14 @@ async def run_two_guests(
     return runs, probes
 
 
-async def test_locks_hold_across_two_guests_and_the_host(guest_kernel, share, posixlock) -> None:
+async def test_locks_hold_across_two_guests_and_the_host(guest_kernel, share) -> None:
     held_by_host = []
     for kind in KINDS:
         for name in (f"guest-{kind}.lock", f"host-{kind}.lock"):
             (share / name).write_bytes(b"")
         held_by_host.append(host_lock(share / f"host-{kind}.lock", kind))
     try:
-        runs, probes = await run_two_guests(guest_kernel, share, posixlock, FsOptions())
+        runs, probes = await run_two_guests(guest_kernel, share, FsOptions())
     finally:
         for fd in held_by_host:
             os.close(fd)

@@ -2,7 +2,7 @@
  * (fcntl(2) F_SETLKW, or F_SETLK with -n) on all of FILE; the guest's busybox and
  * util-linux have no fcntl-lock tool (flock(1) takes flock(2) locks only).
  * Exit status: CMD's; 75 when -n finds the lock held elsewhere (as flock -E 75);
- * 1 on any other failure.  Built static for the test guest (test_two_guest_locks.py). */
+ * 1 on any other failure.  Built static by hostfs/guest/tools.py. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
