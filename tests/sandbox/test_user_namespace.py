@@ -1,0 +1,126 @@
+"""``hostfs serve`` started by an ordinary user: a user namespace of its own (``--uid-map``)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostfs.fuse.abi import ROOT_ID
+from hostfs.testing.fuse_client import FuseError
+from tests.support.serve import round_trip, serve_as, serving
+
+USER = 4242
+"""An ordinary user with no name, no groups, and nothing of its own but the test's folder."""
+CAP_SYS_ADMIN = 21
+MAPS = (f"--uid-map=:0:{USER}:1:", f"--gid-map=:0:{USER}:1:")
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A folder of USER's under /tmp (pytest's tmp_path lies under root's 0700 folder), with
+    the share in it; the daemon's socket goes there too."""
+    path = Path(tempfile.mkdtemp(prefix="hostfs-userns-", dir="/tmp"))
+    (path / "share").mkdir()
+    for each in (path, path / "share"):
+        os.chown(each, USER, USER)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+async def test_guest_root_creates_as_the_user(home: Path) -> None:
+    share = home / "share"
+    async with serving(home, str(share), *MAPS, serve=serve_as(USER, USER)) as daemon:
+        # Outside, both processes are the user, with no capability over the host.
+        for pid in (daemon.process.pid, daemon.pid):
+            assert _status(pid, "Uid") == _status(pid, "Gid") == "\t".join([str(USER)] * 4)
+        assert _status(daemon.process.pid, "CapEff") == "0000000000000000"
+        # The daemon's capabilities are over its own namespace; even those, reduced.
+        assert not int(_status(daemon.pid, "CapBnd"), 16) & (1 << CAP_SYS_ADMIN)
+        assert daemon.namespace("user") != os.readlink("/proc/self/ns/user")
+        assert os.path.samefile(f"/proc/{daemon.pid}/root", share)
+        fuse = daemon.fuse
+        await round_trip(fuse, b"file", b"made by the guest's root")
+        await fuse.mkdir(ROOT_ID, b"dir", uid=0, gid=0)
+        await fuse.symlink(ROOT_ID, b"link", b"file", uid=0, gid=0)
+        # A guest uid the map does not cover cannot act: an errno, and the daemon goes on.
+        with pytest.raises(FuseError) as refused:
+            await fuse.mkdir(ROOT_ID, b"unmapped", uid=1000, gid=1000)
+        assert refused.value.errno in (errno.EPERM, errno.EOVERFLOW, errno.EINVAL)
+        await fuse.mkdir(ROOT_ID, b"after", uid=0, gid=0)
+    for name in ("file", "dir", "link", "after"):
+        st = os.lstat(share / name)
+        assert (st.st_uid, st.st_gid) == (USER, USER), name
+    assert not (share / "unmapped").exists()
+
+
+async def test_no_map_serves_as_the_user_itself(home: Path) -> None:
+    """virtiofsd's default: the user's own ids mapped to themselves."""
+    share = home / "share"
+    async with serving(home, str(share), serve=serve_as(USER, USER)) as daemon:
+        assert daemon.namespace("user") != os.readlink("/proc/self/ns/user")
+        nodeid = await daemon.fuse.mkdir(ROOT_ID, b"own", uid=USER, gid=USER)
+        assert nodeid
+    assert os.stat(share / "own").st_uid == USER
+
+
+async def test_sandbox_none_runs_as_the_user(home: Path) -> None:
+    """virtiofsd: unconfined, an ordinary user's daemon keeps its ids and changes no
+    capability; whatever the guest's ids, files are the user's."""
+    share = home / "share"
+    flags = ("--sandbox", "none")
+    async with serving(home, str(share), *flags, serve=serve_as(USER, USER)) as daemon:
+        assert daemon.pid == daemon.process.pid
+        await daemon.fuse.mkdir(ROOT_ID, b"unconfined", uid=0, gid=0)
+    assert os.stat(share / "unconfined").st_uid == USER
+
+
+def _serve_fails(home: Path, *flags: str) -> str:
+    command = [*serve_as(USER, USER), "--shared-dir", str(home / "share")]
+    command += ["--socket-path", str(home / "fs.sock"), *flags]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not (home / "fs.sock").exists()
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--sandbox", "none", MAPS[0]), "--uid-map needs --sandbox namespace"),
+        (("--sandbox", "chroot"), "--sandbox chroot needs root"),
+        (("--uid-map", "0:4242:1"), "--uid-map: '0:4242:1' is not :namespace_id:host_id:count:"),
+        (("--gid-map", ":0:4242:0:"), "count at least 1"),
+    ],
+    ids=["none-with-map", "chroot", "syntax", "count"],
+)
+def test_one_line_exit_2(home: Path, flags: tuple[str, ...], message: str) -> None:
+    assert message in _serve_fails(home, *flags)
+
+
+def test_root_is_told_to_translate(tmp_path: Path) -> None:
+    from tests.support.serve import SERVE
+
+    share = tmp_path / "share"
+    share.mkdir()
+    command = [*SERVE, "--shared-dir", str(share), "--socket-path", str(tmp_path / "s.sock")]
+    result = subprocess.run([*command, MAPS[0]], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--uid-map is for a daemon started by an ordinary user" in result.stderr
+
+
+def _status(pid: int, field: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == field:
+            return value.strip()
+    raise KeyError(field)
