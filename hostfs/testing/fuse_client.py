@@ -95,9 +95,15 @@ class GuestFuseClient:
             raise FuseError(reply.error, f"{Opcode(opcode).name}: {os.strerror(reply.error)}")
         return reply.body
 
-    async def init(self) -> bytes:
-        flags = abi.ASYNC_READ | abi.BIG_WRITES | abi.MAX_PAGES | abi.DO_READDIRPLUS
-        args = abi.INIT_IN.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, 128 << 10, flags, 0)
+    async def init(self, extra_flags: int = 0) -> bytes:
+        """INIT as Linux 6.1's driver sends it, plus ``extra_flags`` (bits 32.. go in
+        ``flags2``, with FUSE_INIT_EXT)."""
+        flags = abi.ASYNC_READ | abi.BIG_WRITES | abi.MAX_PAGES | abi.DO_READDIRPLUS | extra_flags
+        if flags >> 32:
+            flags |= abi.INIT_EXT
+        args = abi.INIT_IN.pack(
+            abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, 128 << 10, flags & 0xFFFFFFFF, flags >> 32
+        )
         return await self.ok(Opcode.INIT, 0, args)
 
     async def lookup(self, parent: int, name: bytes) -> int:
