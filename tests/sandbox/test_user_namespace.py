@@ -14,7 +14,8 @@ import pytest
 
 from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.fuse_client import FuseError
-from tests.support.serve import round_trip, serve_as, serving
+from hostfs.testing.unprivileged import serve_as
+from tests.support.serve import round_trip, serving
 
 USER = 4242
 """An ordinary user with no name, no groups, and nothing of its own but the test's folder."""

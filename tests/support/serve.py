@@ -19,31 +19,6 @@ from hostfs.testing.fuse_client import GuestFuseClient
 
 SERVE = [sys.executable, "-c", "import sys; from hostfs.cli.serve import main; sys.exit(main())"]
 
-_AS_USER = """
-import ctypes, email.parser, os, sys
-from hostfs.cli.serve import main
-import hostfs.backends.local
-uid, gid = int(sys.argv.pop(1)), int(sys.argv.pop(1))
-os.setgroups([])
-os.setresgid(gid, gid, gid)
-os.setresuid(uid, uid, uid)
-ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE, as a process the user started
-sys.exit(main())
-"""
-
-
-def serve_as(uid: int, gid: int) -> list[str]:
-    """``hostfs serve`` as an ordinary user ``uid``:``gid`` with no supplementary groups.
-
-    The interpreter may live where that user cannot reach (/root/.pyenv here), so the
-    process starts as root, imports hostfs (and what it imports late: importlib.metadata's
-    email.parser), and only then becomes the user (setresuid(2):
-    every uid, hence no capability left), before ``main`` reads a single argument.
-    A change of uid makes a process undumpable, which would give its /proc files to root;
-    a process the user started is dumpable, and so is this one again.
-    """
-    return [sys.executable, "-c", _AS_USER, str(uid), str(gid)]
-
 
 def serve_command(tmp_path: Path, *extra: str) -> list[str]:
     share = tmp_path / "share"
@@ -105,7 +80,8 @@ async def serving(
 ) -> AsyncIterator[Daemon]:
     """``hostfs serve`` up to an answered FUSE INIT, so its set-up is over; at the end
     the front-end leaves, and the daemon must exit 0 and remove its socket.  ``serve``
-    is the command before the flags (``serve_as(uid, gid)``: as an ordinary user)."""
+    is the command before the flags (``hostfs.testing.unprivileged.serve_as``: as an
+    ordinary user)."""
     sock = tmp_path / "vhost.sock"
     command = [*serve, "--shared-dir", shared_dir, "--socket-path", str(sock), *flags]
     process = subprocess.Popen(command, stderr=stderr)
