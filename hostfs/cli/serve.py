@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         set_nofile_limit(args.rlimit_nofile)
     except OSError as error:
         raise common.UsageError(f"--rlimit-nofile: {error.strerror}") from None
+    supervisor = os.getpid()
     try:
         status = enter_sandbox(
             mode,
@@ -190,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
             user_maps=user_maps,
         )
     except SandboxError as error:
+        if os.getpid() == supervisor:  # not the confined child: its paths are the share's
+            _cleanup(args)  # the socket made above: nothing is left behind
         raise common.UsageError(str(error)) from None
     if status is not None:
         return status

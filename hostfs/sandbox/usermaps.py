@@ -202,7 +202,7 @@ def _run_helper(maps: UserMaps, go: int, result: int) -> int:  # pragma: no cove
             if done.returncode == 0:
                 continue
             lines = (done.stderr or done.stdout).strip().splitlines() or ["failed"]
-            message = f"{program} {idrange.arguments()}: {lines[-1]}"
+            message = f"{program} {pid} {' '.join(idrange.arguments())}: {lines[-1]}"
         os.write(result, message.encode())
         return 1
     return 0

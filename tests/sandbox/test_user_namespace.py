@@ -84,6 +84,69 @@ async def test_sandbox_none_runs_as_the_user(home: Path) -> None:
     assert os.stat(share / "unconfined").st_uid == USER
 
 
+RANGE_USER = "hostfs-userns"
+"""A named system user (newuidmap looks its ranges up by name) with subordinate ids."""
+RANGE_UID = 4243
+SUBORDINATE = 300000
+"""Its /etc/subuid and /etc/subgid range: SUBORDINATE .. SUBORDINATE+999."""
+
+
+@pytest.fixture
+def range_user() -> tuple[int, int]:
+    """RANGE_USER, made (useradd, usermod --add-subuids) if missing: only root may."""
+    if shutil.which("newuidmap") is None:
+        pytest.skip("newuidmap is not installed (Debian's uidmap; scripts/setup installs it)")
+    if subprocess.run(["id", "-u", RANGE_USER], capture_output=True).returncode:
+        subprocess.run(
+            ["useradd", "--system", "--uid", str(RANGE_UID), "--user-group", "--no-create-home",
+             RANGE_USER],
+            check=True,
+        )  # fmt: skip
+    line = f"{RANGE_USER}:{SUBORDINATE}:1000"
+    for kind in ("uid", "gid"):
+        if line not in Path(f"/etc/sub{kind}").read_text().splitlines():
+            span = f"{SUBORDINATE}-{SUBORDINATE + 999}"
+            subprocess.run(["usermod", f"--add-sub{kind}s", span, RANGE_USER], check=True)
+    ids = [subprocess.run(["id", flag, RANGE_USER], capture_output=True, text=True).stdout
+           for flag in ("-u", "-g")]  # fmt: skip
+    return int(ids[0]), int(ids[1])
+
+
+async def test_a_range_goes_through_newuidmap(home: Path, range_user: tuple[int, int]) -> None:
+    """:0:SUBORDINATE:1000: is not the user's own id: virtiofsd's newuidmap/newgidmap path.
+    Guest ids 0..999 become host ids SUBORDINATE.. ; beyond the range, an errno."""
+    share = home / "share"
+    os.chown(home, *range_user)
+    os.chmod(home, 0o777)  # the supervisor, SUBORDINATE by now, removes the user's socket
+    os.chown(share, SUBORDINATE, SUBORDINATE)
+    maps = (f"--uid-map=:0:{SUBORDINATE}:1000:", f"--gid-map=:0:{SUBORDINATE}:1000:")
+    async with serving(home, str(share), *maps, serve=serve_as(*range_user)) as daemon:
+        assert _status(daemon.pid, "Uid") == "\t".join([str(SUBORDINATE)] * 4)
+        fuse = daemon.fuse
+        await fuse.mkdir(ROOT_ID, b"root", uid=0, gid=0)
+        root = await fuse.lookup(ROOT_ID, b"root")
+        os.chmod(share / "root", 0o777)
+        await fuse.mkdir(root, b"five", uid=5, gid=7)
+        with pytest.raises(FuseError) as refused:
+            await fuse.mkdir(root, b"beyond", uid=1000, gid=1000)
+        assert refused.value.errno in (errno.EPERM, errno.EOVERFLOW, errno.EINVAL)
+    assert os.stat(share / "root").st_uid == SUBORDINATE
+    five = os.stat(share / "root" / "five")
+    assert (five.st_uid, five.st_gid) == (SUBORDINATE + 5, SUBORDINATE + 7)
+    assert not (share / "root" / "beyond").exists()
+
+
+def test_a_range_outside_subuid_is_one_line(home: Path, range_user: tuple[int, int]) -> None:
+    os.chown(home, *range_user)
+    command = [*serve_as(*range_user), "--shared-dir", str(home / "share")]
+    command += ["--socket-path", str(home / "fs.sock"), "--uid-map=:0:500000:10:"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.splitlines()[-1]  # after the socket's INFO line
+    assert last.startswith("hostfs-vhost-user-fs: error: --sandbox namespace: newuidmap "), last
+    assert not (home / "fs.sock").exists()
+
+
 def _serve_fails(home: Path, *flags: str) -> str:
     command = [*serve_as(USER, USER), "--shared-dir", str(home / "share")]
     command += ["--socket-path", str(home / "fs.sock"), *flags]
