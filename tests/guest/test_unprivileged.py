@@ -16,7 +16,7 @@ import pytest
 
 from hostfs.core.options import FsOptions
 from hostfs.guest.initramfs import GuestSetup, workload_path
-from hostfs.guest.qemu import run_guest
+from hostfs.guest.qemu import GuestRun, run_guest
 from tests.guest.runs import assert_guest_ok
 
 pytestmark = pytest.mark.slow
@@ -38,16 +38,20 @@ def users_share() -> Iterator[Path]:
         shutil.rmtree(home)
 
 
-async def test_guest_root_creates_as_the_user(guest_kernel, users_share):
-    run = await run_guest(
+async def boot_as_user(guest_kernel, share: Path, workload: str) -> GuestRun:
+    return await run_guest(
         guest_kernel,
-        GuestSetup(workload_path("owner")),
-        users_share,
+        GuestSetup(workload_path(workload)),
+        share,
         "hostfs",
-        options=FsOptions(),
+        options=FsOptions(xattr=True),
         daemon_user=(USER, USER),
         daemon_args=(f"--uid-map=:0:{USER}:1:", f"--gid-map=:0:{USER}:1:"),
     )
+
+
+async def test_guest_root_creates_as_the_user(guest_kernel, users_share):
+    run = await boot_as_user(guest_kernel, users_share, "owner")
     assert_guest_ok(run)
     # The guest sees its own root; the host sees the user.
     assert run.report.boots[0].results["guest-owner"] == "0:0"
@@ -56,3 +60,13 @@ async def test_guest_root_creates_as_the_user(guest_kernel, users_share):
     for path in (owned, *owned.iterdir()):
         st = os.lstat(path)
         assert (st.st_uid, st.st_gid) == (USER, USER), path
+
+
+async def test_the_smoke_workload_passes_unprivileged(guest_kernel, users_share):
+    """Every file operation of the smoke workload (links, xattrs, sparse files, renames)
+    under the seccomp filter and the capabilities of the user namespace."""
+    run = await boot_as_user(guest_kernel, users_share, "smoke")
+    assert_guest_ok(run)
+    smoke = users_share / "smoke"
+    assert os.path.samefile(smoke / "renamed.txt", smoke / "hard.txt")
+    assert {os.lstat(smoke / name).st_uid for name in os.listdir(smoke)} == {USER}

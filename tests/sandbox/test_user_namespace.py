@@ -171,6 +171,32 @@ def test_one_line_exit_2(home: Path, flags: tuple[str, ...], message: str) -> No
     assert message in _serve_fails(home, *flags)
 
 
+REFUSE_UNSHARE = """
+import ctypes
+lib = ctypes.CDLL("libseccomp.so.2")
+lib.seccomp_init.restype = ctypes.c_void_p
+context = ctypes.c_void_p(lib.seccomp_init(ctypes.c_uint32(0x7FFF0000)))  # SCMP_ACT_ALLOW
+unshare = lib.seccomp_syscall_resolve_name(b"unshare")
+assert lib.seccomp_rule_add(context, ctypes.c_uint32(0x00050000 | 1), unshare, 0) == 0  # EPERM
+assert lib.seccomp_load(context) == 0
+"""
+"""What a container runtime's seccomp profile does (Docker's refuses CLONE_NEWUSER): EPERM."""
+
+
+def test_user_namespaces_refused_is_one_line(home: Path) -> None:
+    command = serve_as(USER, USER)
+    command[2] = REFUSE_UNSHARE + command[2]
+    command += ["--shared-dir", str(home / "share"), "--socket-path", str(home / "fs.sock")]
+    result = subprocess.run([*command, *MAPS], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "hostfs-vhost-user-fs: error: --sandbox namespace: cannot create a user namespace as "
+        "uid 4242: Operation not permitted: unprivileged user namespaces refused here (a "
+        "container, a chroot, kernel.apparmor_restrict_unprivileged_userns) (try --sandbox none)"
+    )
+    assert not (home / "fs.sock").exists()
+
+
 def test_root_is_told_to_translate(tmp_path: Path) -> None:
     from tests.support.serve import SERVE
 
