@@ -12,14 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.fuse_client import FuseError
 from hostfs.testing.unprivileged import serve_as
+from tests.fuse.wire import groups_ext
 from tests.support.serve import round_trip, serving
 
 USER = 4242
 """An ordinary user with no name, no groups, and nothing of its own but the test's folder."""
 CAP_SYS_ADMIN = 21
+SUPP = abi.CREATE_SUPP_GROUP
 MAPS = (f"--uid-map=:0:{USER}:1:", f"--gid-map=:0:{USER}:1:")
 
 
@@ -39,7 +42,10 @@ def home() -> Iterator[Path]:
 
 async def test_guest_root_creates_as_the_user(home: Path) -> None:
     share = home / "share"
-    async with serving(home, str(share), *MAPS, serve=serve_as(USER, USER)) as daemon:
+    serve = serve_as(USER, USER)
+    async with serving(home, str(share), *MAPS, serve=serve, init_flags=SUPP) as daemon:
+        # One own id mapped: setgroups is "deny", so no groups to give (no flag offered).
+        assert not daemon.init_flags & SUPP
         # Outside, both processes are the user, with no capability over the host.
         for pid in (daemon.process.pid, daemon.pid):
             assert _status(pid, "Uid") == _status(pid, "Gid") == "\t".join([str(USER)] * 4)
@@ -120,7 +126,10 @@ async def test_a_range_goes_through_newuidmap(home: Path, range_user: tuple[int,
     os.chmod(home, 0o777)  # the supervisor, SUBORDINATE by now, removes the user's socket
     os.chown(share, SUBORDINATE, SUBORDINATE)
     maps = (f"--uid-map=:0:{SUBORDINATE}:1000:", f"--gid-map=:0:{SUBORDINATE}:1000:")
-    async with serving(home, str(share), *maps, serve=serve_as(*range_user)) as daemon:
+    serve = serve_as(*range_user)
+    async with serving(home, str(share), *maps, serve=serve, init_flags=SUPP) as daemon:
+        # newgidmap leaves setgroups allowed: the daemon can give a caller its groups.
+        assert daemon.init_flags & SUPP
         assert _status(daemon.pid, "Uid") == "\t".join([str(SUBORDINATE)] * 4)
         fuse = daemon.fuse
         await fuse.mkdir(ROOT_ID, b"root", uid=0, gid=0)
@@ -130,7 +139,15 @@ async def test_a_range_goes_through_newuidmap(home: Path, range_user: tuple[int,
         with pytest.raises(FuseError) as refused:
             await fuse.mkdir(root, b"beyond", uid=1000, gid=1000)
         assert refused.value.errno in (errno.EPERM, errno.EOVERFLOW, errno.EINVAL)
+        # A group dir (guest gid 50) that guest uid 5 may enter only as a supplementary member.
+        await fuse.mkdir(root, b"team", 0o770, uid=0, gid=50)
+        team = await fuse.lookup(root, b"team")
+        with pytest.raises(FuseError) as outsider:
+            await fuse.mkdir(team, b"outsider", uid=5, gid=7)
+        assert outsider.value.errno == errno.EACCES
+        await fuse.mkdir(team, b"member", uid=5, gid=7, extensions=groups_ext(50))
     assert os.stat(share / "root").st_uid == SUBORDINATE
+    assert os.listdir(share / "root" / "team") == ["member"]
     five = os.stat(share / "root" / "five")
     assert (five.st_uid, five.st_gid) == (SUBORDINATE + 5, SUBORDINATE + 7)
     assert not (share / "root" / "beyond").exists()
