@@ -5,7 +5,8 @@ from __future__ import annotations
 import errno
 
 import pytest
-from hypothesis import given
+import trio
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hostfs.core.types import Caller
@@ -156,3 +157,41 @@ async def test_without_the_flag_the_groups_are_ignored() -> None:
         mkdir = extended(Opcode.MKDIR, MKDIR, groups_ext(4321), uid=1000, gid=1000)
         assert await answer(dispatcher, mkdir) == 0
         assert fs.callers[-1] == Caller(1000, 1000, 4242)
+
+
+CREATIONS = [
+    (Opcode.MKDIR, MKDIR),
+    (Opcode.SYMLINK, wire.names(b"l", b"target")),
+    (Opcode.CREATE, abi.CREATE_IN.pack(0o102, 0o644, 0o022, 0) + wire.names(b"f")),
+    (Opcode.MKNOD, abi.MKNOD_IN.pack(0o10644, 0, 0o022, 0) + wire.names(b"p")),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(CREATIONS),
+    st.lists(
+        st.one_of(
+            st.builds(lambda groups: groups_ext(*groups), st.lists(st.integers(0, 2**32 - 1))),
+            st.binary(max_size=40).map(lambda raw: raw + bytes(-len(raw) % 8)),
+        ),
+        max_size=3,
+    ),
+    st.integers(0, 23),
+)
+def test_the_dispatcher_answers_any_extension(
+    creation: tuple[int, bytes], records: list[bytes], cut: int
+) -> None:
+    """Whatever follows a creation's arguments, split anywhere: an answer, 0 or EINVAL."""
+    opcode, args = creation
+    data = extended(opcode, args, b"".join(records), uid=1000, gid=1000)
+
+    async def main() -> int:
+        dispatcher = await session(RecordingFs(), abi.CREATE_SUPP_GROUP)
+        point = len(data) - cut if cut < len(data) else len(data)
+        readable = [memoryview(data)[:point], memoryview(data)[point:]]
+        reply = bytearray(4096)
+        written = await dispatcher.handle(readable, [memoryview(reply)])
+        return -wire.reply(reply, written).error
+
+    assert trio.run(main) in (0, errno.EINVAL)
