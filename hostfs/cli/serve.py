@@ -217,13 +217,11 @@ def _user_maps(args: argparse.Namespace, mode: str) -> UserMaps | None:
     ``namespace`` mode (chroot(2) needs root; ``none`` runs as the user, unconfined), and
     ``--uid-map``/``--gid-map`` only then (root maps ids with ``--translate-uid/gid``)."""
     given = [f"--{kind}-map" for kind in ("uid", "gid") if getattr(args, f"{kind}_map")]
-    try:
-        for kind in ("uid", "gid"):
-            text = getattr(args, f"{kind}_map")
-            if text:
-                IdRange.parse(text)
-    except UserMapError as error:
-        raise common.UsageError(f"--{kind}-map: {error}") from None
+    for flag in given:
+        try:
+            IdRange.parse(getattr(args, f"{flag[2:5]}_map"))
+        except UserMapError as error:
+            raise common.UsageError(f"{flag}: {error}") from None
     if os.geteuid() == 0:
         if given:
             raise common.UsageError(
