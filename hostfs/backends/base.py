@@ -61,6 +61,11 @@ class Backend(abc.ABC):
     A backend whose calls always finish promptly says False, and is spared the
     per-request cancel scope that interrupting needs."""
 
+    supplementary_groups: bool = False
+    """Whether creating (create, mknod, mkdir, symlink) honours ``Caller.groups``, so that
+    a caller in the parent's group only through a supplementary group passes the host's
+    permission check (FUSE_CREATE_SUPP_GROUP)."""
+
     # -- lifetime -----------------------------------------------------------
 
     @abc.abstractmethod

@@ -102,6 +102,12 @@ class FileSystem:
             translate_callers(self, self.options.ids)
 
     @property
+    def supplementary_groups(self) -> bool:
+        """Whether the backend creates with a caller's supplementary groups (INIT then
+        offers FUSE_CREATE_SUPP_GROUP; see Backend.supplementary_groups)."""
+        return self.backend.supplementary_groups
+
+    @property
     def requests_wait(self) -> bool:
         """Whether requests other than a waiting lock can wait long (see Backend.calls_wait)."""
         return self.backend.calls_wait

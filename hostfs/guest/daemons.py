@@ -25,6 +25,9 @@ libvhost-user: Invalid queue index: 2", seen here with num-request-queues=2), Ru
 virtiofsd 1.13 has no option for more (QEMU 10: "Error starting vhost", peers.md)."""
 
 
+HOSTFS_SERVE = (sys.executable, "-m", "hostfs", "serve")
+
+
 def daemon_command(
     daemon: str,
     socket_path: Path,
@@ -32,6 +35,8 @@ def daemon_command(
     options: FsOptions,
     request_queues: int = 1,
     extra_args: Sequence[str] = (),
+    *,
+    serve: Sequence[str] = HOSTFS_SERVE,
 ) -> list[str]:
     """The command that serves ``shared_dir`` on ``socket_path`` with ``daemon``.
 
@@ -39,14 +44,16 @@ def daemon_command(
     ``request_queues`` beyond ``MAX_REQUEST_QUEUES[daemon]`` is a ValueError.
     ``extra_args`` are appended as they are, in the daemon's own spelling (e.g.
     ``--readonly``, ``--translate-uid``, ``--xattrmap``: policies FsOptions
-    holds parsed, which the command line must spell again).
+    holds parsed, which the command line must spell again).  For hostfs, ``serve`` is
+    the command before its flags (``hostfs.testing.unprivileged.serve_as``: as an
+    ordinary user).
     """
     if daemon not in DAEMONS:
         raise ValueError(f"unknown daemon {daemon!r}; choose from {', '.join(DAEMONS)}")
     if not 1 <= request_queues <= MAX_REQUEST_QUEUES[daemon]:
         raise ValueError(f"{daemon} serves at most {MAX_REQUEST_QUEUES[daemon]} request queues")
     if daemon == "hostfs":
-        command = _hostfs_command(socket_path, shared_dir, options, request_queues)
+        command = _hostfs_command(serve, socket_path, shared_dir, options, request_queues)
     elif daemon == "virtiofsd":
         command = _virtiofsd_command(socket_path, shared_dir, options)
     else:
@@ -55,9 +62,13 @@ def daemon_command(
 
 
 def _hostfs_command(
-    socket_path: Path, shared_dir: Path | str, options: FsOptions, request_queues: int
+    serve: Sequence[str],
+    socket_path: Path,
+    shared_dir: Path | str,
+    options: FsOptions,
+    request_queues: int,
 ) -> list[str]:
-    command = [sys.executable, "-m", "hostfs", "serve", "--socket-path", str(socket_path)]
+    command = [*serve, "--socket-path", str(socket_path)]
     command += ["--num-request-queues", str(request_queues)] if request_queues != 1 else []
     command += ["--shared-dir", str(shared_dir), "--cache", options.cache.name]
     command += ["--xattr"] if options.xattr else []

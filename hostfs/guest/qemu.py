@@ -23,10 +23,11 @@ import trio
 from hostfs.core.options import FsOptions
 from hostfs.guest.chroot import QEMU_IN_ROOT, in_root
 from hostfs.guest.console import GuestReport, parse_console
-from hostfs.guest.daemons import daemon_command
+from hostfs.guest.daemons import HOSTFS_SERVE, daemon_command
 from hostfs.guest.errors import GuestError
 from hostfs.guest.initramfs import GuestSetup, build_initramfs
 from hostfs.guest.kernel import GuestKernel
+from hostfs.testing.unprivileged import serve_as
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ async def run_guest(
     request_queues: int = 1,
     emulator: Emulator = HOST_QEMU,
     daemon_args: Sequence[str] = (),
+    daemon_user: tuple[int, int] | None = None,
 ) -> GuestRun:
     """Serve ``shared_dir`` with ``daemon``, boot the guest, run ``setup``'s workload.
 
@@ -131,7 +133,9 @@ async def run_guest(
     ``echo`` sees the console text as it arrives; ``interactive`` hands the
     terminal to the guest's console instead of capturing it.  ``request_queues``
     goes to both QEMU and the daemon; ``emulator`` says which QEMU.
-    ``daemon_args`` go to the daemon's command line as they are.
+    ``daemon_args`` go to the daemon's command line as they are.  ``daemon_user``
+    (uid, gid) runs hostfs as that ordinary user (its scratch folder, where the socket
+    goes, becomes the user's; QEMU, as root, still connects).
     """
     options = options or FsOptions()
     setup = replace(
@@ -149,13 +153,15 @@ async def run_guest(
         initrd.write_bytes(build_initramfs(kernel, setup))
         socket_path = work / "vhost-user-fs.sock"
         daemon_log = work / "daemon.log"
+        serve: Sequence[str] = HOSTFS_SERVE
+        if daemon_user is not None:
+            os.chown(work, *daemon_user)
+            serve = serve_as(*daemon_user)
+        command = daemon_command(
+            daemon, socket_path, shared_dir, options, request_queues, daemon_args, serve=serve
+        )
         with daemon_log.open("wb") as log:
-            server = await _spawn(
-                daemon_command(
-                    daemon, socket_path, shared_dir, options, request_queues, daemon_args
-                ),
-                stdout=log,
-            )
+            server = await _spawn(command, stdout=log)
         try:
             await _wait_for_socket(socket_path, server, daemon_log)
             command = qemu_command(

@@ -109,6 +109,9 @@ class LocalBackend(Backend):
         """``hot_fds``: how many nodes known by handle keep an fd (inodes.HOT_FDS)."""
         self._fd = self._inodes.fd
         self._is_root = os.geteuid() == 0
+        self.supplementary_groups = self._is_root and credentials.can_set_groups()
+        """A daemon in a user namespace whose setgroups is ``deny`` (one own id mapped)
+        cannot give a caller groups, so it does not offer FUSE_CREATE_SUPP_GROUP."""
         self._use_openat2 = syscalls.has_openat2()
         self._limiter = trio.CapacityLimiter(thread_pool_size) if thread_pool_size else None
         self._dirent_buffer = dirents.Buffer()
@@ -145,7 +148,8 @@ class LocalBackend(Backend):
         acts as its own user whoever asks."""
         if not self._is_root or (caller.uid == 0 and caller.gid == 0):
             return _UNCHANGED
-        return credentials.acting_as(caller.uid, caller.gid)
+        groups = caller.groups if self.supplementary_groups else ()
+        return credentials.acting_as(caller.uid, caller.gid, groups)
 
     async def _blocking(self, function: Callable[..., T], *args: object) -> T:
         if self._limiter is None:
