@@ -142,12 +142,13 @@ def test_umask_applies_once(twin):
     assert stat.S_IMODE(dir_stat["st_mode"]) == 0o750
 
 
-def test_a_supplementary_group_lets_its_member_create(twin, engine, backend):
+@pytest.mark.parametrize("engine", ["devfuse"], indirect=True)
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_supplementary_group_lets_its_member_create(twin):
     """USER is in the directory's group only through a supplementary group: the kernel
     lets USER create there, and so must the daemon, which creates as USER's fsuid/fsgid.
-    FUSE_CREATE_SUPP_GROUP carries the group (fs/fuse/dir.c, get_create_supp_group)."""
-    if engine != "devfuse" or backend != "local":
-        pytest.skip("only hostfs's own codec offers FUSE_CREATE_SUPP_GROUP, over the local backend")
+    FUSE_CREATE_SUPP_GROUP carries the group (fs/fuse/dir.c, get_create_supp_group);
+    only hostfs's own codec offers it, and only over the local backend."""
     group = 4343
 
     def team_dir(base):
