@@ -15,7 +15,7 @@ import pytest
 from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.fuse_client import FuseError
-from hostfs.testing.unprivileged import serve_as
+from hostfs.testing.unprivileged import plain_exec_as, serve_as
 from tests.fuse.wire import groups_ext
 from tests.support.serve import round_trip, serving
 
@@ -201,7 +201,8 @@ assert lib.seccomp_load(context) == 0
 
 def test_user_namespaces_refused_is_one_line(home: Path) -> None:
     command = serve_as(USER, USER)
-    command[2] = REFUSE_UNSHARE + command[2]
+    script = command.index("-c") + 1
+    command[script] = REFUSE_UNSHARE + command[script]
     command += ["--shared-dir", str(home / "share"), "--socket-path", str(home / "fs.sock")]
     result = subprocess.run([*command, *MAPS], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
@@ -230,3 +231,17 @@ def _status(pid: int, field: str) -> str:
         if key == field:
             return value.strip()
     raise KeyError(field)
+
+
+def test_the_daemons_process_is_the_users_own() -> None:
+    """The command serve_as gives is the user's process before it reads an argument:
+    a plain exec as the user where the user can reach an interpreter and this checkout
+    (here: Debian's python3), else root that becomes the user right after importing."""
+    probe = "import os, sys; print(os.getuid(), os.getgid(), os.getgroups(), sys.argv[1:])"
+    command = serve_as(USER, USER)
+    script = command.index("-c") + 1
+    command[script] = command[script].replace("sys.exit(main())", probe)
+    result = subprocess.run([*command, "--flag"], capture_output=True, text=True, timeout=60)
+    assert result.stdout == f"{USER} {USER} [] ['--flag']\n", result.stderr
+    if plain_exec_as(USER, USER) is not None:
+        assert command[0].endswith("setpriv")
