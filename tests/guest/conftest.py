@@ -41,15 +41,26 @@ def share(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def boot_guest(guest_kernel: GuestKernel, share: Path) -> Callable[..., Awaitable[GuestRun]]:
-    """``await boot_guest(daemon, workload, boots=1, timeout=120, **environment)``,
+    """``await boot_guest(daemon, workload, boots=1, timeout=120, daemon_args=(), **environment)``,
     with extended attributes on so the smoke workload checks them."""
 
     async def boot(
-        daemon: str, workload: str, boots: int = 1, timeout: float = 120.0, **environment: str
+        daemon: str,
+        workload: str,
+        boots: int = 1,
+        timeout: float = 120.0,
+        daemon_args: tuple[str, ...] = (),
+        **environment: str,
     ) -> GuestRun:
         setup = GuestSetup(workload_path(workload), boots=boots, environment=environment)
         return await run_guest(
-            guest_kernel, setup, share, daemon, timeout=timeout, options=FsOptions(xattr=True)
+            guest_kernel,
+            setup,
+            share,
+            daemon,
+            timeout=timeout,
+            options=FsOptions(xattr=True),
+            daemon_args=daemon_args,
         )
 
     return boot
