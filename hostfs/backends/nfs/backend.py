@@ -27,6 +27,7 @@ from hostfs.backends.nfs.libnfs_c import (
     Context,
     IoFailed,
     NfsStat64,
+    WriteFailed,
     free_handle,
     handle_fh,
     open_handle,
@@ -348,8 +349,8 @@ class NfsBackend(Backend):
                     total += got
                     if got < buffer.nbytes:
                         break
-            except IoFailed:
-                raise _why_io_failed(c, fh) from None
+            except IoFailed as error:
+                raise _why_io_failed(c, error, fh) from None
             return total
 
         return await self.pool.run(read)
@@ -362,8 +363,14 @@ class NfsBackend(Backend):
             try:
                 for buffer in buffers:
                     total += c.pwrite(fh, offset + total, buffer)
-            except IoFailed:
-                raise _why_io_failed(c, fh) from None
+            except WriteFailed as failed:
+                # libnfs lost the server's reason: send the failed WRITE again
+                # ourselves (a WRITE is idempotent) and raise its answer, or
+                # report what got written as a short write.
+                request = rpc3.write_request(
+                    handle_fh(fh), failed.offset, failed.address, failed.count
+                )
+                return total + failed.done + rpc3.call(c, request)
             return total
 
         try:
@@ -443,8 +450,8 @@ class NfsBackend(Backend):
                         break
                     c.pwrite(fh_out, offset_out + done, piece[:got])
                     done += got
-            except IoFailed:
-                raise _why_io_failed(c, fh_in, fh_out) from None
+            except IoFailed as error:
+                raise _why_io_failed(c, error, fh_in, fh_out) from None
             return done
 
         try:
@@ -505,17 +512,18 @@ def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[byte
         raise
 
 
-def _why_io_failed(c: Context, *handles: int) -> OSError:
+def _why_io_failed(c: Context, failure: IoFailed, *handles: int) -> OSError:
     """The error a failed READ/WRITE on ``handles`` stands for (see :class:`IoFailed`).
 
     A GETATTR3 (RFC 1813 §3.3.1) of each file on the same connection raises the
     server's answer (ESTALE: the file was removed) or, if the connection is
     broken, :class:`TransportError`.  If all answer, the server refused the I/O
-    itself for a reason libnfs lost: EIO, and the context stays.
+    itself for a reason libnfs lost: EIO, and the context stays (a failed write
+    asks the server again instead, see :meth:`NfsBackend.write`).
     """
     for fh in handles:
         rpc3.getattr_(c, handle_fh(fh))
-    return OSError(errno.EIO, "the NFS server refused the read or write")
+    return OSError(errno.EIO, f"the NFS server refused the read or write: {failure.strerror}")
 
 
 def _child(

@@ -135,6 +135,7 @@ def _load() -> ctypes.CDLL:
         "nfs_opendir": (c_int, [ctx, path, POINTER(c_void_p)]),
         "nfs_readdir": (POINTER(NfsDirent), [ctx, c_void_p]),
         "nfs_closedir": (None, [ctx, c_void_p]),
+        "nfsstat3_to_errno": (c_int, [c_int]),
     }
     for name, (restype, argtypes) in prototypes.items():
         function = getattr(lib, name)
@@ -156,6 +157,18 @@ TRANSPORT_ERRNOS = frozenset({errno.EINTR, errno.EFAULT})
 RPC_STATUS_ERROR (-EFAULT) in ``check_nfs3_error``: never an NFS answer."""
 
 
+NFS3ERR_DQUOT = 69
+"""RFC 1813 §2.6: quota exceeded; libnfs 4.0 maps it to ERANGE, Linux's NFS client to EDQUOT."""
+
+
+def nfs_errno(nfsstat: int) -> int:
+    """The errno an ``nfsstat3`` stands for, as the Linux NFS client answers it
+    (``nfs_stat_to_errno``): libnfs's mapping but EDQUOT for NFS3ERR_DQUOT."""
+    if nfsstat == NFS3ERR_DQUOT:
+        return errno.EDQUOT
+    return abs(lib.nfsstat3_to_errno(nfsstat)) or errno.EIO
+
+
 class TransportError(OSError):
     """The RPC did not complete (timeout, connection lost): the context is unusable."""
 
@@ -165,6 +178,19 @@ class IoFailed(TransportError):
     report an NFS error (a removed file's ESTALE) and a lost connection alike as
     -EFAULT, with a garbled message.  The caller asks the server to tell them apart;
     left alone it counts as a transport failure."""
+
+
+class WriteFailed(IoFailed):
+    """An ``nfs_pwrite`` that failed: where, so the caller can send that WRITE itself
+    and read the server's answer (:mod:`rpc3`), which libnfs 4.0 garbles."""
+
+    def __init__(self, message: str, done: int, offset: int, address: int, count: int) -> None:
+        super().__init__(errno.EIO, message)
+        self.done = done
+        """Bytes of this pwrite written before the failed piece."""
+        self.offset, self.address, self.count = offset, address, count
+        self.keep: object = None
+        """What keeps ``address`` valid (a copy of a read-only buffer)."""
 
 
 def _dirent_type(nf3type: int) -> int:
@@ -216,6 +242,8 @@ class Context:
         if code in TRANSPORT_ERRNOS or (code == errno.EIO and not nfs_answer):
             code = errno.ETIMEDOUT if "timed out" in message else errno.EIO
             raise TransportError(code, f"{what}: {message}", filename)
+        if code == errno.ERANGE and "NFS3ERR_DQUOT" in message:
+            code = errno.EDQUOT
         raise OSError(code, os.strerror(code), filename)
 
     # -- calls: thin, one per libnfs function -------------------------------
@@ -257,7 +285,7 @@ class Context:
             count = min(size - total, self.readmax)
             status = lib.nfs_pread(self.pointer, fh, offset + total, count, address + total)
             if status == -errno.EFAULT:
-                raise IoFailed(errno.EIO, "read failed")
+                raise IoFailed(errno.EIO, f"read failed: {self.error()}")
             got = self.check(status, "read")
             total += got
             if got < count:
@@ -272,7 +300,11 @@ class Context:
             count = min(size - total, self.writemax)
             status = lib.nfs_pwrite(self.pointer, fh, offset + total, count, address + total)
             if status == -errno.EFAULT:
-                raise IoFailed(errno.EIO, "write failed")
+                failed = WriteFailed(
+                    f"write failed: {self.error()}", total, offset + total, address + total, count
+                )
+                failed.keep = _keep
+                raise failed
             put = self.check(status, "write")
             if put == 0:
                 raise OSError(errno.EIO, "server accepted no bytes")

@@ -30,10 +30,13 @@ from typing import Generic, TypeVar
 
 import outcome
 
-from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
+from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib, nfs_errno
 
 GUARDED = 1
 """``createmode3`` (RFC 1813 §3.3.8): fail with NFS3ERR_EXIST if the name exists."""
+
+UNSTABLE = 0
+"""``stable_how`` (RFC 1813 §3.3.7): what libnfs sends unless the file was opened O_SYNC."""
 
 RPC_STATUS_SUCCESS, RPC_STATUS_ERROR, RPC_STATUS_CANCEL, RPC_STATUS_TIMEOUT = 0, 1, 2, 3
 T = TypeVar("T")
@@ -130,6 +133,33 @@ class Create3Res(Structure):
     _fields_ = [("status", c_int), ("obj", PostOpFh3), ("obj_attributes", PostOpAttr)]
 
 
+class WccAttr(Structure):
+    _fields_ = [("size", c_uint64), ("mtime", c_uint32 * 2), ("ctime", c_uint32 * 2)]
+
+
+class PreOpAttr(Structure):
+    _fields_ = [("attributes_follow", c_uint32), ("attributes", WccAttr)]
+
+
+class WccData(Structure):
+    _fields_ = [("before", PreOpAttr), ("after", PostOpAttr)]
+
+
+class Write3Args(Structure):
+    """``WRITE3args`` (RFC 1813 §3.3.7)."""
+
+    _fields_ = [
+        ("file", NfsFh3), ("offset", c_uint64), ("count", c_uint32), ("stable", c_int),
+        ("data_len", c_uint32), ("data_val", c_void_p),
+    ]  # fmt: skip
+
+
+class Write3Res(Structure):
+    """``WRITE3res``: status, then ``WRITE3resok``'s ``file_wcc`` and ``count``."""
+
+    _fields_ = [("status", c_int), ("file_wcc", WccData), ("count", c_uint32)]
+
+
 class Getattr3Res(Structure):
     _fields_ = [("status", c_int), ("attributes", Fattr3)]
 
@@ -156,6 +186,7 @@ for _name, _restype, _argtypes in (
     ("rpc_nfs3_remove_async", c_int, [c_void_p, RpcCb, POINTER(Diropargs3), c_void_p]),
     ("rpc_nfs3_create_async", c_int, [c_void_p, RpcCb, POINTER(Create3Args), c_void_p]),
     ("rpc_nfs3_mkdir_async", c_int, [c_void_p, RpcCb, POINTER(Mkdir3Args), c_void_p]),
+    ("rpc_nfs3_write_async", c_int, [c_void_p, RpcCb, POINTER(Write3Args), c_void_p]),
 ):
     getattr(lib, _name).restype = _restype
     getattr(lib, _name).argtypes = _argtypes
@@ -204,7 +235,7 @@ class Request(Generic[T]):
             why = "cancelled" if status == RPC_STATUS_CANCEL else rpc_error(self.rpc)
             self.done = outcome.Error(TransportError(code, f"{self.what}: {why}"))
         elif nfsstat := ctypes.cast(data, POINTER(c_int)).contents.value:
-            code = abs(lib.nfsstat3_to_errno(nfsstat)) or errno.EIO
+            code = nfs_errno(nfsstat)
             filename = os.fsdecode(self.name) if self.name is not None else None
             self.done = outcome.Error(OSError(code, os.strerror(code), filename))
         else:
@@ -258,6 +289,17 @@ def mkdir_request(
     """MKDIR3 (RFC 1813 §3.3.9), attributes as for :func:`create_request`."""
     args = Mkdir3Args(Diropargs3(_fh3(directory), name), _sattr(mode, uid, gid))
     return Request(lib.rpc_nfs3_mkdir_async, args, _parse_created, "mkdir", name)
+
+
+def write_request(fh: bytes, offset: int, address: int, count: int) -> Request[int]:
+    """WRITE3 UNSTABLE (RFC 1813 §3.3.7) of ``count`` bytes at ``address``: the bytes
+    the server took, or its refusal as itself (NFS3ERR_NOSPC -> ENOSPC, _DQUOT -> EDQUOT)."""
+
+    def parse(data: int) -> int:
+        return int(ctypes.cast(data, POINTER(Write3Res)).contents.count)
+
+    args = Write3Args(_fh3(fh), offset, count, UNSTABLE, count, address)
+    return Request(lib.rpc_nfs3_write_async, args, parse, "write")
 
 
 def _sattr(mode: int, uid: int | None, gid: int | None) -> Sattr3:
