@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import stat as stat_module
 import time
 import weakref
@@ -35,6 +36,7 @@ from hostfs.backends.nfs.libnfs_c import (
 from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
+from hostfs.backends.nfs.silly import is_silly, silly_name
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,10 @@ class NfsBackend(Backend):
         self.owner = owner
         """The credentials the contexts send (URL ``uid=``/``gid=``, libnfs's default is ours)."""
         self._open: weakref.WeakSet[NfsHandle] = weakref.WeakSet()
+        self._hidden: dict[NfsNode, list[tuple[NfsNode, bytes]]] = {}
+        """Open files unlinked while open, and the hidden names they now have."""
+        self._silly_counter = random.getrandbits(32)
+        """Counts hidden names; random start, so two instances on an export do not collide."""
 
     # -- lifetime -----------------------------------------------------------
 
@@ -252,12 +258,39 @@ class NfsBackend(Backend):
         return obj, to_stat(st)
 
     async def unlink(self, parent: NfsNode, name: bytes) -> None:
+        node = self.tree.child(parent, name)
+        if node is not None and node.opened:
+            await self._hide(parent, name, node)
+            return
+        await self._remove(parent, name)
+
+    async def _remove(self, parent: NfsNode, name: bytes) -> None:
         if parent.fh:
             await self.fast.remove(parent.fh, name)
         else:
             path = parent.child_path(name)
             await self.pool.run(lambda c: c.unlink(path))
         self.tree.removed(parent, name)
+
+    async def _hide(self, parent: NfsNode, name: bytes, node: NfsNode) -> None:
+        """Unlink an open file by renaming it to a hidden name (:mod:`silly`), removed
+        at its last release, so the open handles keep reading and writing it."""
+        self._silly_counter += 1
+        hidden = silly_name(node.ino, self._silly_counter)
+        old, new = parent.child_path(name), parent.child_path(hidden)
+        await self.pool.run(lambda c: c.rename(old, new))
+        self.tree.moved(parent, name, parent, hidden)
+        self._hidden.setdefault(node, []).append((parent, hidden))
+
+    async def _unhide(self, node: NfsNode) -> None:
+        """The last handle on ``node`` is closed: remove the hidden names it was given."""
+        for parent, hidden in self._hidden.pop(node, []):
+            if self.tree.child(parent, hidden) is not node:
+                continue  # renamed or removed by the guest meanwhile
+            try:
+                await self._remove(parent, hidden)
+            except OSError as error:
+                logger.warning("removing %r (unlinked while open): %s", hidden, error)
 
     async def rmdir(self, parent: NfsNode, name: bytes) -> None:
         path = parent.child_path(name)
@@ -271,6 +304,10 @@ class NfsBackend(Backend):
             # RENAME3 (RFC 1813 §3.3.14) always replaces; the Linux NFS client
             # answers EINVAL to renameat2 flags as well.
             raise OSError(errno.EINVAL, "NFSv3 has no RENAME_NOREPLACE/RENAME_EXCHANGE")
+        target = self.tree.child(new_parent, new_name)
+        if target is not None and target.opened and target is not self.tree.child(parent, name):
+            # The replaced file is open: keep it for its handles, as unlink does.
+            await self._hide(new_parent, new_name, target)
         old, new = parent.child_path(name), new_parent.child_path(new_name)
         await self.pool.run(lambda c: c.rename(old, new))
         self.tree.moved(parent, name, new_parent, new_name)
@@ -288,6 +325,7 @@ class NfsBackend(Backend):
     def _handle(self, fh: int, node: NfsNode) -> NfsHandle:
         handle = NfsHandle(fh, node)
         self._open.add(handle)
+        node.opened += 1
         return handle
 
     async def create(
@@ -405,12 +443,16 @@ class NfsBackend(Backend):
         """COMMIT what is still unstable (as ``nfs_close`` would), then free the handle
         here: ``nfs_close`` of a clean handle sends nothing, so it needs no worker."""
         self._open.discard(handle)
+        node = handle.node
         try:
             await self.fsync(handle, datasync=False)
         except OSError as error:
-            logger.warning("closing an NFS file (%s): %s", handle.node, error)
+            logger.warning("closing an NFS file (%s): %s", node, error)
         finally:
             free_handle(handle.fh)
+            node.opened -= 1
+        if not node.opened and node in self._hidden:
+            await self._unhide(node)
 
     async def fallocate(self, handle: NfsHandle, mode: int, offset: int, length: int) -> None:
         # NFSv3 has no ALLOCATE (NFSv4.2 does); the Linux NFSv3 client says the same.
@@ -464,7 +506,8 @@ class NfsBackend(Backend):
     async def listdir(self, obj: NfsNode) -> list[DirEntry]:
         path = obj.path
         entries = await self.pool.run(lambda c: c.listdir(path))
-        return [DirEntry(name, ino, dtype) for name, ino, dtype in entries]
+        # Files unlinked while open are gone for the guest (see silly.py).
+        return [DirEntry(name, ino, dtype) for name, ino, dtype in entries if not is_silly(name)]
 
     async def fsyncdir(self, obj: NfsNode, datasync: bool) -> None:
         """Nothing to do: an NFSv3 server commits namespace changes before it replies

@@ -39,6 +39,14 @@ async def backend(nfs_url: str) -> AsyncIterator[NfsBackend]:
     await nfs.close()
 
 
+@pytest.fixture
+async def other_client(nfs_url: str) -> AsyncIterator[NfsBackend]:
+    """A second, independent client of the same directory (another hostfs, say)."""
+    nfs = await open_nfs_backend(nfs_url + "&timeout=3")
+    yield nfs
+    await nfs.close()
+
+
 SMALL_EXPORT = "1m"
 """tmpfs ``size=`` of :func:`small_server`'s export: full after 256 pages."""
 
