@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
+from hostfs.backends.nfs.deadline import per_request
 from hostfs.backends.nfs.libnfs_c import (
     Context,
     IoFailed,
@@ -68,7 +69,11 @@ class NfsHandle:
     node: NfsNode
 
 
+@per_request(lambda backend: backend.pool.timeout_ms / 1000)
 class NfsBackend(Backend):
+    """Each public method is one request with one deadline, the URL's ``timeout=``
+    from its start, however many RPCs and waits it takes (:mod:`deadline`)."""
+
     def __init__(
         self, pool: ContextPool, fast: LoopRpc, root_stat: Stat, root_fh: bytes, owner: Caller
     ) -> None:

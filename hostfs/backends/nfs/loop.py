@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import trio
 
+from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.rpc3 import (
@@ -85,9 +86,18 @@ class LoopRpc:
         return fh, attributes or await self.getattr(fh)
 
     async def call(self, request: Request[T]) -> T:
-        """Send ``request`` on the loop's connection and wait for its reply."""
-        context = await self._connect()
-        rpc = lib.nfs_get_rpc_context(context.pointer)
+        """Send ``request`` on the loop's connection and wait for its reply, both
+        within the request's deadline (:mod:`deadline`): waiting for another
+        task's mount counts, and libnfs expires the RPC when the deadline passes."""
+        when = deadline(self.timeout_ms / 1000)
+        context: Context | None = None
+        with trio.move_on_at(trio_deadline(when)):
+            context = await self._connect(when)
+        if context is None:
+            raise OSError(errno.ETIMEDOUT, f"{request.what}: no NFS connection before the deadline")
+        context.deadline = when
+        rpc = lib.nfs_get_rpc_context(context.armed())
+        context.deadline = None
         self._pending.add(request)
         try:
             request.start(rpc)
@@ -134,12 +144,14 @@ class LoopRpc:
         if lib.rpc_service(rpc, revents) < 0:
             raise TransportError(errno.EIO, f"NFS connection: {rpc_error(rpc)}")
 
-    async def _connect(self) -> Context:
+    async def _connect(self, when: float) -> Context:
+        """The loop's context, mounted (bounded by ``when``) if there is none."""
         if self._context is not None:
             return self._context
         async with self._mounting:
             if self._context is None:
-                context = await trio.to_thread.run_sync(mount, self.url, self.timeout_ms)
+                left = remaining_ms(when)
+                context = await trio.to_thread.run_sync(mount, self.url, left)
                 lib.nfs_set_autoreconnect(context.pointer, 0)
                 self._context = context
             return self._context

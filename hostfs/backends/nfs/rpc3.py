@@ -321,8 +321,9 @@ def _parse_created(data: int) -> tuple[bytes | None, NfsStat64 | None]:
 
 
 def call(context: Context, request: Request[T]) -> T:
-    """Run ``request`` to completion in this thread, as libnfs's own sync calls wait."""
-    rpc = lib.nfs_get_rpc_context(context.pointer)
+    """Run ``request`` to completion in this thread, as libnfs's own sync calls wait
+    (its timeout: what is left of the context's deadline, :meth:`Context.armed`)."""
+    rpc = lib.nfs_get_rpc_context(context.armed())
     request.start(rpc)
     poller = select.poll()
     while request.done is None:
