@@ -69,6 +69,15 @@ def ensure_rpcbind() -> None:
         time.sleep(0.05)
 
 
+def _stopped(task: Path) -> bool:
+    """Whether a thread (``/proc/PID/task/TID``) is stopped by a signal, or gone."""
+    try:
+        state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("T", "t")
+
+
 class GaneshaServer:
     """One ganesha process exporting ``export_dir`` on 127.0.0.1."""
 
@@ -166,6 +175,14 @@ class GaneshaServer:
         """SIGSTOP: the server keeps its connections but answers nothing (a hung server)."""
         if self.process is not None:
             self.process.send_signal(signal.SIGSTOP)
+            # The stop reaches each thread on its way back to user space: wait until
+            # every one is stopped, or a call sent right now may still be answered.
+            tasks = Path(f"/proc/{self.process.pid}/task")
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while not all(_stopped(task) for task in tasks.iterdir()):
+                if time.monotonic() > deadline:
+                    raise GaneshaUnavailable("ganesha did not stop on SIGSTOP")
+                time.sleep(0.01)
 
     def resume(self) -> None:
         if self.process is not None:

@@ -19,7 +19,7 @@ import random
 import stat as stat_module
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hostfs.backends.base import Backend
@@ -203,7 +203,13 @@ class NfsBackend(Backend):
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
-            c.mkdir(path, mode & 0o7777)
+            before = c.connection()
+            try:
+                c.mkdir(path, mode & 0o7777)
+            except FileExistsError:
+                if c.connection() == before or not stat_module.S_ISDIR(c.lstat(path).mode):
+                    raise
+                # MKDIR sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self.pool.run(make))
@@ -255,7 +261,13 @@ class NfsBackend(Backend):
         old, new = obj.path, new_parent.child_path(new_name)
 
         def make(c: Context) -> NfsStat64:
-            c.link(old, new)
+            before = c.connection()
+            try:
+                c.link(old, new)
+            except FileExistsError:
+                if c.connection() == before or c.lstat(new).ino != c.lstat(old).ino:
+                    raise
+                # LINK sent again after a reconnect: the first one made it.
             return c.lstat(new)
 
         st = await self.pool.run(make)
@@ -274,7 +286,7 @@ class NfsBackend(Backend):
             await self.fast.remove(parent.fh, name)
         else:
             path = parent.child_path(name)
-            await self.pool.run(lambda c: c.unlink(path))
+            await self.pool.run(lambda c: _resent_ok(c, c.unlink, path))
         self.tree.removed(parent, name)
 
     async def _hide(self, parent: NfsNode, name: bytes, node: NfsNode) -> None:
@@ -299,7 +311,7 @@ class NfsBackend(Backend):
 
     async def rmdir(self, parent: NfsNode, name: bytes) -> None:
         path = parent.child_path(name)
-        await self.pool.run(lambda c: c.rmdir(path))
+        await self.pool.run(lambda c: _resent_ok(c, c.rmdir, path))
         self.tree.removed(parent, name)
 
     async def rename(
@@ -314,7 +326,17 @@ class NfsBackend(Backend):
             # The replaced file is open: keep it for its handles, as unlink does.
             await self._hide(new_parent, new_name, target)
         old, new = parent.child_path(name), new_parent.child_path(new_name)
-        await self.pool.run(lambda c: c.rename(old, new))
+
+        def move(c: Context) -> None:
+            before = c.connection()
+            try:
+                c.rename(old, new)
+            except FileNotFoundError:
+                if c.connection() == before or _exists(c, old) or not _exists(c, new):
+                    raise
+                # RENAME sent again after a reconnect: the first one moved it.
+
+        await self.pool.run(move)
         self.tree.moved(parent, name, new_parent, new_name)
 
     # -- files --------------------------------------------------------------
@@ -572,6 +594,28 @@ def _why_io_failed(c: Context, failure: IoFailed, *handles: int) -> OSError:
     for fh in handles:
         rpc3.getattr_(c, handle_fh(fh))
     return OSError(errno.EIO, f"the NFS server refused the read or write: {failure.strerror}")
+
+
+def _resent_ok(c: Context, remove: Callable[[bytes], None], path: bytes) -> None:
+    """``remove(path)`` (REMOVE3/RMDIR3), where ENOENT after libnfs reconnected and
+    sent it again means the first one did it (RFC 1813 §3.3.12: the server's
+    duplicate-request cache should have answered, but it keys entries by the
+    connection, or forgot them when it restarted)."""
+    before = c.connection()
+    try:
+        remove(path)
+    except FileNotFoundError:
+        if c.connection() == before:
+            raise
+        logger.info("%r removed again after a reconnect: already done", path)
+
+
+def _exists(c: Context, path: bytes) -> bool:
+    try:
+        c.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _child(

@@ -20,6 +20,7 @@ import ctypes
 import errno
 import logging
 import os
+import socket
 import time
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
 
@@ -137,6 +138,8 @@ def _load() -> ctypes.CDLL:
         "nfs_readdir": (POINTER(NfsDirent), [ctx, c_void_p]),
         "nfs_closedir": (None, [ctx, c_void_p]),
         "nfsstat3_to_errno": (c_int, [c_int]),
+        "nfs_get_rpc_context": (c_void_p, [ctx]),
+        "rpc_get_fd": (c_int, [c_void_p]),
     }
     for name, (restype, argtypes) in prototypes.items():
         function = getattr(lib, name)
@@ -243,6 +246,10 @@ class Context:
                 raise OSError(errno.ETIMEDOUT, "the NFS request ran out of time")
         lib.nfs_set_timeout(self.pointer, timeout)
         return self.pointer
+
+    def connection(self) -> tuple[int, ...]:
+        """Which connection the context is on now (see :func:`connection_of`)."""
+        return connection_of(lib.nfs_get_rpc_context(self.pointer))
 
     def destroy(self) -> None:
         if self.pointer:
@@ -411,6 +418,27 @@ class Context:
         finally:
             lib.nfs_closedir(self.pointer, directory)
         return entries
+
+
+def connection_of(rpc: int) -> tuple[int, ...]:
+    """The fd and local address of an ``rpc_context``'s socket.
+
+    When libnfs reconnects it sends the calls in flight again (same XIDs,
+    ``rpc_reconnect_requeue``), and it dup2()s the new socket onto the old fd
+    number, so the fd alone does not tell; the new socket's local port does
+    (libnfs binds the next reserved port, or the kernel picks an ephemeral one).
+    A change across a call means it was sent again.
+    """
+    fd = lib.rpc_get_fd(rpc)
+    if fd < 0:
+        return (fd,)
+    sock = socket.socket(fileno=fd)
+    try:
+        return (fd, *sock.getsockname())
+    except OSError:
+        return (fd,)
+    finally:
+        sock.detach()
 
 
 def open_handle(fh: bytes, flags: int) -> int:
