@@ -17,7 +17,16 @@ import struct
 import threading
 from dataclasses import dataclass
 
-NFSPROC3 = {"CREATE": 8, "MKDIR": 9, "REMOVE": 12, "RMDIR": 13, "RENAME": 14, "LINK": 15}
+NFSPROC3 = {
+    "CREATE": 8,
+    "MKDIR": 9,
+    "SYMLINK": 10,
+    "MKNOD": 11,
+    "REMOVE": 12,
+    "RMDIR": 13,
+    "RENAME": 14,
+    "LINK": 15,
+}
 """Procedure numbers (RFC 1813 §3.3)."""
 
 

@@ -188,7 +188,14 @@ class NfsBackend(Backend):
             if stat_module.S_ISREG(mode):
                 c.close(c.create(path, os.O_WRONLY | os.O_EXCL, mode & 0o7777))
             else:
-                c.mknod(path, mode, rdev)
+                before = c.connection()
+                try:
+                    c.mknod(path, mode, rdev)
+                except FileExistsError:
+                    found = c.lstat(path)
+                    if c.connection() == before or found.mode != mode or found.rdev != rdev:
+                        raise
+                    # MKNOD sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self.pool.run(make))
@@ -220,7 +227,13 @@ class NfsBackend(Backend):
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
-            c.symlink(target, path)
+            before = c.connection()
+            try:
+                c.symlink(target, path)
+            except FileExistsError:
+                if c.connection() == before or c.readlink(path) != target:
+                    raise
+                # SYMLINK sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self.pool.run(make))

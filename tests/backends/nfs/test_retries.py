@@ -113,3 +113,19 @@ async def test_rmdir_rename_link_whose_replies_were_lost(
     sent_again(proxy, "RMDIR")
     assert sorted(os.listdir(nfs_dir)) == ["b", "c"]
     assert (nfs_dir / "b").stat().st_ino == (nfs_dir / "c").stat().st_ino
+
+
+async def test_symlink_and_mknod_whose_replies_were_lost(
+    proxied: NfsBackend, proxy: RpcProxy, nfs_dir: Path
+) -> None:
+    root, _ = await proxied.root()
+    proxy.lose_reply("SYMLINK")
+    await proxied.symlink(root, b"link", b"target", ME)
+    sent_again(proxy, "SYMLINK")
+    proxy.lost.clear()
+
+    proxy.lose_reply("MKNOD")
+    await proxied.mknod(root, b"fifo", stat.S_IFIFO | 0o600, 0, ME)
+    sent_again(proxy, "MKNOD")
+    assert os.readlink(nfs_dir / "link") == "target"
+    assert stat.S_ISFIFO((nfs_dir / "fifo").lstat().st_mode)
