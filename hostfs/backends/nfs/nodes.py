@@ -25,7 +25,9 @@ import stat as stat_module
 class NfsNode:
     """One object on the export."""
 
-    __slots__ = ("children", "fh", "held", "ino", "is_root", "links", "mode", "unstable")
+    __slots__ = (
+        "children", "fh", "held", "ino", "is_root", "links", "mode", "opened", "unstable",
+    )  # fmt: skip
 
     def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
         self.is_root = is_root
@@ -41,6 +43,8 @@ class NfsNode:
         itself, so it survives renames (RFC 1813 §2.6 ``nfs_fh3``), and saves path walks."""
         self.unstable = False
         """Some handle WROTE (UNSTABLE, RFC 1813 §3.3.7) since the last COMMIT."""
+        self.opened = 0
+        """Open handles on it: an unlink then hides it instead (:mod:`silly`)."""
 
     @property
     def path(self) -> bytes:
@@ -105,6 +109,10 @@ class NodeTree:
         node.fh = fh or node.fh
         self._link(node, key)
         return node
+
+    def child(self, parent: NfsNode, name: bytes) -> NfsNode | None:
+        """The node ``parent/name`` leads to, if it is in the tree."""
+        return self._by_link.get((parent, name))
 
     def linked(self, node: NfsNode, parent: NfsNode, name: bytes) -> None:
         """A new hard link ``parent/name`` to ``node``."""
