@@ -1,0 +1,72 @@
+"""The benchmark front-end's pre-built requests really reach a ``hostfs serve`` and do
+what they say (hostfs.testing.pipeline, hostfs.testing.workloads)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hostfs.testing.pipeline import Pipeline, RequestFailed
+from hostfs.testing.workloads import (
+    WORKLOADS,
+    WRITE_FILE,
+    forget_created,
+    open_targets,
+    populate,
+)
+from tests.support.serve import serving
+
+DEPTH = 8
+"""Chains in flight: 8 operations of 3 indirect chains fit the front-end's 64-entry ring."""
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    share = tmp_path / "share"
+    share.mkdir()
+    populate(str(share))
+    return share
+
+
+@pytest.mark.parametrize("depth", [1, DEPTH])
+@pytest.mark.parametrize("spin", [False, True], ids=["interrupts", "spin"])
+async def test_every_workload_runs_the_operations_it_was_asked_for(
+    tmp_path: Path, share: Path, depth: int, spin: bool
+):
+    async with serving(tmp_path, str(share)) as daemon:
+        targets = await open_targets(daemon.fuse)
+        queue = daemon.frontend.queues[1]
+        for name, build in WORKLOADS.items():
+            sequences = [build(queue, slot, targets) for slot in range(depth)]
+            result = Pipeline(sequences, spin=spin).run(operations=50)
+
+            steps = sum(len(sequence.steps) for sequence in sequences) // depth
+            assert (result.operations, result.requests) == (50, 50 * steps), name
+            assert len(result.latencies_ns) == 50 and min(result.latencies_ns) > 0
+        assert len(targets.created) == 50
+        await forget_created(daemon.fuse, targets)
+        assert targets.created == []
+
+
+async def test_writes_land_in_the_file_and_created_names_are_gone(tmp_path: Path, share: Path):
+    async with serving(tmp_path, str(share)) as daemon:
+        targets = await open_targets(daemon.fuse)
+        queue = daemon.frontend.queues[1]
+        for name in ("write 4k", "create+release+unlink"):
+            sequences = [WORKLOADS[name](queue, slot, targets) for slot in range(DEPTH)]
+            Pipeline(sequences).run(duration=0.2)
+
+    data = (share / WRITE_FILE.decode()).read_bytes()
+    assert [data[slot * 4096] for slot in range(DEPTH)] == list(range(DEPTH))
+    assert sorted(path.name for path in share.iterdir()) == ["known", "read-me", "write-me"]
+
+
+async def test_an_error_reply_stops_the_run(tmp_path: Path, share: Path):
+    async with serving(tmp_path, str(share)) as daemon:
+        targets = replace(await open_targets(daemon.fuse), known_name=b"missing")
+        sequences = [WORKLOADS["lookup"](daemon.frontend.queues[1], 0, targets)]
+
+        with pytest.raises(RequestFailed, match="errno 2"):
+            Pipeline(sequences).run(operations=5)
