@@ -83,6 +83,23 @@ class PipelineResult:
     def rate(self) -> float:
         return self.operations / self.seconds
 
+    @classmethod
+    def merge(cls, parts: list[PipelineResult]) -> PipelineResult:
+        """Runs one after another as one: a long run cut into pieces, with untimed work
+        (FORGETs) in between."""
+        total = cls(0, 0.0, [], 0, 0.0, 0, 0)
+        for part in parts:
+            total.operations += part.operations
+            total.seconds += part.seconds
+            total.latencies_ns += part.latencies_ns
+            total.frontend_busy_ns += part.frontend_busy_ns
+            total.frontend_cpu_s += part.frontend_cpu_s
+            total.kicks += part.kicks
+            total.interrupts += part.interrupts
+            total.requests += part.requests
+            total.waits += part.waits
+        return total
+
     def percentile_us(self, fraction: float) -> float:
         ordered = sorted(self.latencies_ns)
         if not ordered:
