@@ -103,8 +103,13 @@ class Ring:
         close_fd(old)
 
     def _wake(self) -> None:
+        """End a wait for a kick now: cancel a polling sleep; on a kick fd, kick it
+        ourselves (cheaper than a cancel scope around every wait, which costs a
+        request about 4 us).  A replaced kick fd needs neither: closing it ends the wait."""
         if self._wait_scope is not None:
             self._wait_scope.cancel()
+        elif self.kick_fd is not None:
+            signal_eventfd(self.kick_fd)
 
     def mark_broken(self, reason: str) -> None:
         """The guest broke this ring: stop serving it and tell the front-end (SET_VRING_ERR)."""
@@ -257,22 +262,23 @@ class Ring:
             signal_eventfd(self.call_fd)
 
     async def _wait_for_kick(self) -> None:
-        with trio.CancelScope() as self._wait_scope:
-            if self.kick_fd is None:
+        kick_fd = self.kick_fd
+        if kick_fd is None:
+            with trio.CancelScope() as self._wait_scope:
                 await trio.sleep(POLL_INTERVAL)
-                return
-            try:
-                await trio.lowlevel.wait_readable(self.kick_fd)
-                value = os.read(self.kick_fd, EVENTFD_VALUE.size)
-            except (BlockingIOError, trio.ClosedResourceError):
-                pass
-            except OSError as error:
-                self._kick_failed(str(error))
-            else:
-                if len(value) != EVENTFD_VALUE.size:
-                    # Readable forever: waiting again would spin a core.
-                    self._kick_failed(f"read {len(value)} bytes (end of file)")
-        self._wait_scope = None
+            self._wait_scope = None
+            return
+        try:
+            await trio.lowlevel.wait_readable(kick_fd)
+            value = os.read(kick_fd, EVENTFD_VALUE.size)
+        except (BlockingIOError, trio.ClosedResourceError):
+            pass
+        except OSError as error:
+            self._kick_failed(str(error))
+        else:
+            if len(value) != EVENTFD_VALUE.size:
+                # Readable forever: waiting again would spin a core.
+                self._kick_failed(f"read {len(value)} bytes (end of file)")
 
     def _kick_failed(self, reason: str) -> None:
         self.mark_broken(f"kick fd: {reason}")
