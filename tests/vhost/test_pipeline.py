@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hostfs.testing.pipeline import Pipeline, RequestFailed
+from hostfs.testing.pipeline import Pipeline, PipelineResult, RequestFailed
 from hostfs.testing.workloads import (
     WORKLOADS,
     WRITE_FILE,
@@ -70,3 +70,14 @@ async def test_an_error_reply_stops_the_run(tmp_path: Path, share: Path):
 
         with pytest.raises(RequestFailed, match="errno 2"):
             Pipeline(sequences).run(operations=5)
+
+
+def test_merged_results_add_up_as_one_run():
+    first = PipelineResult(10, 1.0, [1, 2], 5, 0.5, 3, 4, 30, 1)
+    second = PipelineResult(20, 3.0, [3], 7, 0.25, 1, 2, 60, 0)
+
+    merged = PipelineResult.merge([first, second])
+
+    assert (merged.operations, merged.seconds, merged.rate) == (30, 4.0, 7.5)
+    assert merged.latencies_ns == [1, 2, 3] and merged.requests == 90 and merged.waits == 1
+    assert (merged.kicks, merged.interrupts, merged.frontend_busy_ns) == (4, 6, 12)
