@@ -7,11 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hostfs.guest.rust_virtiofsd import (
-    fetch_rust_virtiofsd,
-    private_apt_options,
-    rust_virtiofsd_command,
-)
+from hostfs.guest.rust_virtiofsd import fetch_rust_virtiofsd, rust_virtiofsd_command
 
 
 def test_command_runs_the_binary_under_the_trees_own_loader(tmp_path: Path):
@@ -23,16 +19,6 @@ def test_command_runs_the_binary_under_the_trees_own_loader(tmp_path: Path):
         f"{tmp_path}/usr/lib/x86_64-linux-gnu",
         f"{tmp_path}/usr/libexec/virtiofsd",
     ]
-
-
-def test_private_apt_reads_only_its_own_trixie_sources(tmp_path: Path):
-    options = private_apt_options(tmp_path / "apt")
-
-    settings = dict(word.split("=", 1) for word in options if word != "-o")
-    assert settings["Dir::Etc::SourceParts"] == "-"
-    assert Path(settings["Dir::State"]).is_relative_to(tmp_path)
-    sources = Path(settings["Dir::Etc::SourceList"]).read_text()
-    assert " trixie main" in sources and "bookworm" not in sources
 
 
 @pytest.mark.slow
