@@ -218,8 +218,12 @@ class Pipeline:
                         continue
                     sequence.step = 0
                     sequence.started_ns = now()
-                    queue.publish(sequence.steps[0].chain.head)
-                    published = True
+                    if sequence.queue is queue:
+                        queue.publish(sequence.steps[0].chain.head)
+                        published = True
+                    else:  # it waited for its detached request, which came back here
+                        sequence.queue.publish(sequence.steps[0].chain.head)
+                        kicks += sequence.queue.kick_if_needed(event_idx=True)
                 if published:
                     kicks += queue.kick_if_needed(event_idx=True)
                 queue.set_used_event(queue.last_used_idx)

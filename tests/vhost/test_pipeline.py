@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hostfs.testing.pipeline import Pipeline, PipelineResult, RequestFailed
+from hostfs.fuse import abi
+from hostfs.fuse.abi import ROOT_ID, Opcode
+from hostfs.testing import workloads
+from hostfs.testing.pipeline import Pipeline, PipelineResult, RequestFailed, copy_field, step
 from hostfs.testing.workloads import (
     WORKLOADS,
     WRITE_FILE,
@@ -81,3 +84,28 @@ def test_merged_results_add_up_as_one_run():
     assert (merged.operations, merged.seconds, merged.rate) == (30, 4.0, 7.5)
     assert merged.latencies_ns == [1, 2, 3] and merged.requests == 90 and merged.waits == 1
     assert (merged.kicks, merged.interrupts, merged.frontend_busy_ns) == (4, 6, 12)
+
+
+async def test_a_detached_request_follows_each_operation_unwaited(tmp_path: Path, share: Path):
+    """LOOKUP, then a FORGET of what it found on the hiprio queue, as the kernel sends it."""
+    async with serving(tmp_path, str(share)) as daemon:
+        targets = await open_targets(daemon.fuse)
+        request_queue, hiprio = daemon.frontend.queues[1], daemon.frontend.queues[0]
+        sequences = []
+        for slot in range(DEPTH):
+            sequence = WORKLOADS["lookup"](request_queue, slot, targets)
+            forget_args = abi.FORGET_IN.pack(1)
+            forget = step(hiprio, [workloads.request(Opcode.FORGET, 0, forget_args, slot)], [])
+            entry = hiprio.ram.offset(sequence.steps[0].chain.writable[1][0])
+            forget_in = hiprio.ram.offset(forget.chain.readable[0][0])
+            forget.fixup = copy_field(entry, forget_in + workloads.IN_HEADER_NODEID, workloads.U64)
+            sequence.detached = (hiprio, forget)
+            sequences.append(sequence)
+
+        result = Pipeline(sequences).run(operations=40)
+
+        assert result.operations == 40
+        assert result.requests == 80  # every LOOKUP's FORGET came back before the end
+        assert not any(sequence.detached[1].in_flight for sequence in sequences)
+        # The FORGETs named the node each LOOKUP returned: one lookup is left, ours.
+        assert await daemon.fuse.lookup(ROOT_ID, targets.known_name) == targets.known_node
