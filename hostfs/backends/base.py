@@ -61,6 +61,11 @@ class Backend(abc.ABC):
     A backend whose calls always finish promptly says False, and is spared the
     per-request cancel scope that interrupting needs."""
 
+    calls_in_loop: bool = False
+    """Whether every call is made in the event loop's own thread and never yields to
+    it (no worker thread, no server round trip): a transport may then serve such a
+    request in its own task, since nothing else could run meanwhile anyway."""
+
     supplementary_groups: bool = False
     """Whether creating (create, mknod, mkdir, symlink) honours ``Caller.groups``, so that
     a caller in the parent's group only through a supplementary group passes the host's

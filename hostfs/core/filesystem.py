@@ -112,6 +112,11 @@ class FileSystem:
         """Whether requests other than a waiting lock can wait long (see Backend.calls_wait)."""
         return self.backend.calls_wait
 
+    @property
+    def requests_run_in_loop(self) -> bool:
+        """Whether requests other than a waiting lock never yield (see Backend.calls_in_loop)."""
+        return self.backend.calls_in_loop
+
     # -- lifetime -----------------------------------------------------------
 
     async def start(self) -> None:

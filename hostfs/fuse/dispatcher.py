@@ -75,6 +75,12 @@ def _check_xattr_size(data_size: int, requested: int, limit: int) -> None:
         raise OSError(errno.ERANGE, "xattr buffer too small")
 
 
+_OPCODE = struct.Struct("<I")
+_OPCODE_OFFSET = 4
+"""``fuse_in_header.opcode``: after ``len``."""
+_OPCODE_END = _OPCODE_OFFSET + _OPCODE.size
+
+
 class Dispatcher:
     """One FUSE session over a :class:`FileSystem`, whichever transport carries it."""
 
@@ -96,6 +102,7 @@ class Dispatcher:
         self.session = Session()
         self.stats = stats if stats is not None else OpStats()
         self._every_request_waits = fs.requests_wait
+        self._requests_yield = fs.requests_wait or not fs.requests_run_in_loop
         self._inflight: dict[int, trio.CancelScope] = {}
         self._early_interrupts: set[int] = set()
         self._scratch: list[memoryview] = []
@@ -149,6 +156,18 @@ class Dispatcher:
                 return 0
             return self._write_header(writable, HEADER, -error, header.unique)
         return length
+
+    def may_wait(self, readable: Sequence[memoryview]) -> bool:
+        """Whether serving this request can give the event loop a turn: a lock wait
+        (SETLKW), or any request when the backend's calls leave the loop's thread (NFS,
+        a thread pool: Backend.calls_in_loop).  The rest run start to end without other
+        tasks running, so a transport may serve them in its own task."""
+        if self._requests_yield:
+            return True
+        first = readable[0] if readable else b""
+        if len(first) < _OPCODE_END:
+            return True  # split or short header: let the general path sort it out
+        return bool(_OPCODE.unpack_from(first, _OPCODE_OFFSET)[0] == Opcode.SETLKW)
 
     # -- plumbing ---------------------------------------------------------------
 

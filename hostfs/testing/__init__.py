@@ -5,13 +5,16 @@ device (hostfs's or another): :class:`Frontend` connects and plays QEMU's
 messages (or any message, fd and ring you make it send), :class:`DriverQueue`
 fills split rings as the Linux driver does (raw setters for broken ones),
 :class:`GuestFuseClient` sends FUSE requests on them, :class:`GuestRam` is the
-shared guest memory (a sealable memfd).  Names listed here stay stable.
+shared guest memory (a sealable memfd).  :class:`Pipeline` keeps pre-built
+requests (``hostfs.testing.workloads``) in flight in a tight loop, for
+benchmarks (``scripts/bench-device``).  Names listed here stay stable.
 """
 
 from hostfs.testing.driver_queue import DriverQueue, Submitted
 from hostfs.testing.frontend import Frontend, FrontendError
 from hostfs.testing.fuse_client import FuseError, FuseReply, GuestFuseClient
 from hostfs.testing.guest_ram import GuestRam
+from hostfs.testing.pipeline import Pipeline, PipelineResult
 
 __all__ = [
     "DriverQueue",
@@ -21,5 +24,7 @@ __all__ = [
     "FuseReply",
     "GuestFuseClient",
     "GuestRam",
+    "Pipeline",
+    "PipelineResult",
     "Submitted",
 ]

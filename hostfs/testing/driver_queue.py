@@ -83,6 +83,17 @@ class DriverQueue:
         self, readable: list[bytes], writable: list[int], *, indirect: bool = False
     ) -> Submitted:
         """Copy ``readable`` into fresh buffers, allocate ``writable`` sizes, make it available."""
+        submitted = self.build(readable, writable, indirect=indirect)
+        self._in_flight[submitted.head] = submitted
+        self.publish(submitted.head)
+        return submitted
+
+    def build(
+        self, readable: list[bytes], writable: list[int], *, indirect: bool = False
+    ) -> Submitted:
+        """Lay out a chain in fresh buffers and descriptors without making it available:
+        a benchmark builds its requests once and publishes their heads as often as it likes
+        (it then owns the descriptors; :meth:`collect` does not know the chain)."""
         buffers = [(self.ram.alloc(len(data), 8), len(data), 0) for data in readable]
         for (addr, _, _), data in zip(buffers, readable, strict=True):
             self.ram.write(addr, data)
@@ -104,10 +115,7 @@ class DriverQueue:
                 next_index = 0 if last else descriptors[i + 1]
                 more = 0 if last else VRING_DESC_F_NEXT
                 self.write_desc(descriptors[i], addr, length, flags | more, next_index)
-        submitted = Submitted(descriptors[0], descriptors, written, readable=read)
-        self._in_flight[submitted.head] = submitted
-        self.publish(submitted.head)
-        return submitted
+        return Submitted(descriptors[0], descriptors, written, readable=read)
 
     def resubmit(self, submitted: Submitted) -> None:
         """Make a returned chain available again, same buffers (writable ones zeroed):

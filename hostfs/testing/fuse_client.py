@@ -181,3 +181,9 @@ class GuestFuseClient:
         await self.call(
             Opcode.FORGET, nodeid, abi.FORGET_IN.pack(nlookup), reply_size=0, queue=HIPRIO_QUEUE
         )
+
+    async def batch_forget(self, nodes: list[tuple[int, int]]) -> None:
+        """FUSE_BATCH_FORGET of (nodeid, nlookup) pairs, on the hiprio queue, without reply."""
+        args = abi.BATCH_FORGET_IN.pack(len(nodes), 0)
+        args += b"".join(abi.FORGET_ONE.pack(node, count) for node, count in nodes)
+        await self.call(Opcode.BATCH_FORGET, 0, args, reply_size=0, queue=HIPRIO_QUEUE)

@@ -134,6 +134,13 @@ class GuestMemory:
         if length == 0:
             return views
         for region in self.regions:
+            # The common case first: the whole range in the region it starts in.
+            start = region.guest_start
+            if start <= addr and addr + length <= region.guest_end:
+                offset = addr - start
+                views.append(region.view[offset : offset + length])
+                return views
+        for region in self.regions:
             if region.guest_start <= addr < region.guest_end:
                 offset = addr - region.guest_start
                 chunk = min(length, region.guest_end - addr)

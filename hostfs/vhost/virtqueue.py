@@ -15,7 +15,6 @@ the code; the full ones are :func:`~hostfs.vhost.fence.full_fence`.
 from __future__ import annotations
 
 import struct
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from hostfs.vhost.fence import full_fence
@@ -39,6 +38,7 @@ caps a request at the same number of buffers."""
 
 DESC = struct.Struct("<QIHH")
 """``struct vring_desc``: addr, len, flags, next."""
+_DESC_SIZE = DESC.size
 U16 = struct.Struct("<H")
 USED_ELEM = struct.Struct("<II")
 """``struct vring_used_elem``: id (head index), len (bytes written)."""
@@ -82,10 +82,16 @@ class Chain:
     writable: list[memoryview] = field(default_factory=list)
 
     def release(self) -> None:
-        """Drop our views of guest memory so a later unmap is immediate."""
-        for view in (*self.readable, *self.writable):
-            with suppress(BufferError):
-                view.release()
+        """Drop our views of guest memory so a later unmap is immediate.
+
+        ``try`` rather than ``contextlib.suppress``: a suppress object per view was a
+        sixth of a ring round trip's instructions (callgrind)."""
+        for views in (self.readable, self.writable):
+            for view in views:
+                try:  # noqa: SIM105
+                    view.release()
+                except BufferError:  # still exported (a reply being sent): freed with it
+                    pass
 
 
 class SplitQueue:
@@ -159,6 +165,9 @@ class SplitQueue:
     def _read_chain(self, head: int) -> Chain:
         """Follow NEXT links (and at most one INDIRECT table, §2.7.5.3) from ``head``."""
         chain = Chain(head)
+        readable, writable = chain.readable, chain.writable
+        buffers = self.memory.buffers  # once per chain, not per descriptor: a hot loop
+        unpack = DESC.unpack_from
         table: memoryview | bytes = self._desc
         table_size = self.size
         limit = self.size
@@ -172,7 +181,7 @@ class SplitQueue:
                 count += 1
                 if count > limit:
                     raise RingError(f"chain from head {head} longer than {limit} (a loop?)")
-                addr, length, flags, next_index = DESC.unpack_from(table, DESC.size * index)
+                addr, length, flags, next_index = unpack(table, _DESC_SIZE * index)
                 if flags & VRING_DESC_F_INDIRECT:
                     if not self.indirect:
                         raise RingError("indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC")
@@ -191,13 +200,13 @@ class SplitQueue:
                     index = 0
                     count = 0
                     continue
-                views = self.memory.buffers(addr, length)
+                views = buffers(addr, length)
                 if flags & VRING_DESC_F_WRITE:
-                    chain.writable.extend(views)
-                elif chain.writable:
+                    writable.extend(views)
+                elif writable:
                     raise RingError("device-readable descriptor after a device-writable one")
                 else:
-                    chain.readable.extend(views)
+                    readable.extend(views)
                 if not flags & VRING_DESC_F_NEXT:
                     return chain
                 index = next_index

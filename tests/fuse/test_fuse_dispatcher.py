@@ -381,3 +381,21 @@ async def test_init_again_while_running_starts_a_new_session(session) -> None:
     reply = await call(dispatcher, request(Opcode.INIT, wire.init_in()))
     assert reply.error == 0 and dispatcher.initialized
     assert [name for name, _ in fs.calls].count("init") == 2
+
+
+@pytest.mark.parametrize(
+    ("requests_wait", "in_loop", "lookup_waits"),
+    [(False, True, False), (False, False, True), (True, True, True)],
+    ids=["prompt-in-loop", "worker-threads", "waiting-backend"],
+)
+def test_may_wait_says_which_requests_a_transport_can_serve_in_its_own_task(
+    requests_wait: bool, in_loop: bool, lookup_waits: bool
+) -> None:
+    fs = FakeFileSystem()
+    fs.requests_wait, fs.requests_run_in_loop = requests_wait, in_loop
+    dispatcher = Dispatcher(fs)  # type: ignore[arg-type]
+    lookup = request(Opcode.LOOKUP, names(b"a"))
+
+    assert dispatcher.may_wait([memoryview(lookup)]) is lookup_waits
+    assert dispatcher.may_wait([memoryview(request(Opcode.SETLKW, bytes(64)))]) is True
+    assert dispatcher.may_wait([memoryview(lookup)[:6], memoryview(lookup)[6:]]) is True

@@ -114,6 +114,7 @@ class LocalBackend(Backend):
         cannot give a caller groups, so it does not offer FUSE_CREATE_SUPP_GROUP."""
         self._use_openat2 = syscalls.has_openat2()
         self._limiter = trio.CapacityLimiter(thread_pool_size) if thread_pool_size else None
+        self.calls_in_loop = self._limiter is None
         self._dirent_buffer = dirents.Buffer()
 
     @classmethod
