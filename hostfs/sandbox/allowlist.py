@@ -56,6 +56,9 @@ REASONS: dict[str, str] = {
     "rt_sigaction": "trio installs its SIGTERM/SIGINT handlers",
     "rt_sigprocmask": "threads block signals (Python's threading)",
     "rt_sigreturn": "a signal handler returns (SIGTERM)",
+    "tgkill": "raise(3): trio re-delivers a SIGTERM that reaches its closed signal receiver "
+    "(a front-end gone, the daemon on its way out); the daemon's own pid namespace holds "
+    "nothing else to signal",
     "sigaltstack": "*code*: Python's faulthandler and new threads",
     "clock_gettime": "*code*: the vDSO's fallback",
     "clock_nanosleep": "*code*: time.sleep in retry paths",

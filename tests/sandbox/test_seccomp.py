@@ -42,6 +42,20 @@ def test_an_allowed_syscall_goes_through() -> None:
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def test_a_signal_the_daemon_raises_itself_is_delivered() -> None:
+    """trio re-raises a SIGTERM that arrives as its signal receiver closes (on the way
+    out after a disconnect): raise(3) is tgkill, and must end the daemon by SIGTERM,
+    not by seccomp's SIGSYS."""
+    child = os.fork()
+    if child == 0:
+        install_filter("kill")
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
 def test_kill_mode_kills_with_sigsys() -> None:
     status = run_filtered("kill", FORBIDDEN)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS
