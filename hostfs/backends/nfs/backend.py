@@ -18,11 +18,13 @@ import os
 import stat as stat_module
 import time
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
+from hostfs.backends.nfs.counts import total
 from hostfs.backends.nfs.libnfs_c import (
     Context,
     IoFailed,
@@ -93,6 +95,10 @@ class NfsBackend(Backend):
         if known.fh is not None and found.fh is not None:
             return known.fh == found.fh
         return known is found
+
+    def rpc_counts(self) -> Counter[str]:
+        """NFS calls made so far, by procedure or libnfs function (:mod:`.counts`)."""
+        return total([self.fast.counter, *self.pool.counters])
 
     async def close(self) -> None:
         self.fast.close()

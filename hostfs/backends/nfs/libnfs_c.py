@@ -22,6 +22,8 @@ import logging
 import os
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
 
+from hostfs.backends.nfs.counts import CallCounter
+
 logger = logging.getLogger(__name__)
 
 SONAME = "libnfs.so.13"
@@ -176,6 +178,8 @@ class Context:
     """One mounted ``struct nfs_context``: use it from one thread at a time."""
 
     def __init__(self, url: bytes, timeout_ms: int) -> None:
+        self.counter: CallCounter | None = None
+        """Where this context's calls are counted (set by its owner after mounting)."""
         self.pointer = lib.nfs_init_context()
         if not self.pointer:
             raise OSError(errno.ENOMEM, "nfs_init_context failed")
@@ -207,6 +211,8 @@ class Context:
 
     def check(self, status: int, what: str, path: bytes | None = None) -> int:
         """``status`` when >= 0, else the matching OSError (TransportError for RPC failures)."""
+        if self.counter is not None:
+            self.counter.add(f"nfs_{what}")
         if status >= 0:
             return status
         code = -status

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import trio
 
+from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.rpc3 import (
@@ -45,6 +46,8 @@ class LoopRpc:
         self.url = url
         self.timeout_ms = timeout_ms
         self._context: Context | None = None
+        self.counter = CallCounter()
+        """Every request sent from the loop, by procedure."""
         self._mounting = trio.Lock()
         self._pending: set[Request] = set()
         """In-flight requests: their ctypes callbacks must outlive a cancelled waiter."""
@@ -89,6 +92,7 @@ class LoopRpc:
         context = await self._connect()
         rpc = lib.nfs_get_rpc_context(context.pointer)
         self._pending.add(request)
+        self.counter.add(request.procedure)
         try:
             request.start(rpc)
             self._service(rpc, lib.rpc_which_events(rpc) & select.POLLOUT)  # send it now

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.libnfs_c import Context, TransportError
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Worker:
         self.url = url
         self.timeout_ms = timeout_ms
         self.context: Context | None = None
+        self.counter = CallCounter()
+        """The calls this worker's contexts made (:mod:`hostfs.backends.nfs.counts`)."""
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -68,6 +71,7 @@ class Worker:
     def _call(self, call: Callable[[Context], T]) -> T:
         if self.context is None:
             self.context = mount(self.url, self.timeout_ms)
+            self.context.counter = self.counter
         try:
             return call(self.context)
         except TransportError as error:
@@ -94,6 +98,10 @@ class ContextPool:
         self._idle = list(self._workers)
         self._available = trio.Semaphore(size)
         self._closed = False
+
+    @property
+    def counters(self) -> list[CallCounter]:
+        return [worker.counter for worker in self._workers]
 
     @property
     def connected(self) -> int:

@@ -187,6 +187,11 @@ class Request(Generic[T]):
         self.rpc = 0
         self._handler = RpcCb(self._callback)
 
+    @property
+    def procedure(self) -> str:
+        """The NFSv3 procedure sent (RFC 1813 §3.3), as :mod:`counts` names it."""
+        return "REMOVE3" if self.what == "unlink" else f"{self.what.upper()}3"
+
     def start(self, rpc: int) -> None:
         """Queue the call (libnfs encodes ``args`` now and writes it on POLLOUT)."""
         self.rpc = rpc
@@ -281,6 +286,8 @@ def _parse_created(data: int) -> tuple[bytes | None, NfsStat64 | None]:
 def call(context: Context, request: Request[T]) -> T:
     """Run ``request`` to completion in this thread, as libnfs's own sync calls wait."""
     rpc = lib.nfs_get_rpc_context(context.pointer)
+    if context.counter is not None:
+        context.counter.add(request.procedure)
     request.start(rpc)
     poller = select.poll()
     while request.done is None:
