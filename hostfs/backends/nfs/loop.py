@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import errno
 import select
+import time
+from collections.abc import Callable
 from typing import TypeVar
 
 import trio
@@ -27,6 +29,13 @@ import trio
 from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
+from hostfs.backends.nfs.postop import (
+    Observe,
+    after_create,
+    after_getattr,
+    after_lookup,
+    after_remove,
+)
 from hostfs.backends.nfs.rpc3 import (
     POLL_MS,
     Request,
@@ -39,6 +48,7 @@ from hostfs.backends.nfs.rpc3 import (
 )
 
 T = TypeVar("T")
+Observer = Callable[[bytes, NfsStat64, int], None]
 
 
 class LoopRpc:
@@ -48,6 +58,8 @@ class LoopRpc:
         self._context: Context | None = None
         self.counter = CallCounter()
         """Every request sent from the loop, by procedure."""
+        self.observer: Observer | None = None
+        """Told ``(filehandle, attributes, sent_ns)`` for every post-op attribute replied."""
         self._mounting = trio.Lock()
         self._pending: set[Request] = set()
         """In-flight requests: their ctypes callbacks must outlive a cancelled waiter."""
@@ -56,14 +68,14 @@ class LoopRpc:
 
     async def lookup(self, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
         """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
-        fh, attributes = await self.call(lookup_request(directory, name))
+        fh, attributes = await self.call(lookup_request(directory, name), after_lookup(directory))
         return fh, attributes or await self.getattr(fh)
 
     async def getattr(self, fh: bytes) -> NfsStat64:
-        return await self.call(getattr_request(fh))
+        return await self.call(getattr_request(fh), after_getattr(fh))
 
     async def remove(self, directory: bytes, name: bytes) -> None:
-        await self.call(remove_request(directory, name))
+        await self.call(remove_request(directory, name), after_remove(directory))
 
     async def create(
         self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
@@ -82,17 +94,20 @@ class LoopRpc:
     ) -> tuple[bytes, NfsStat64]:
         """The new object's handle and attributes; the reply may omit either (§2.6
         ``post_op_fh3``, ``post_op_attr``; ganesha sends both), then one more call."""
-        fh, attributes = await self.call(request)
+        fh, attributes = await self.call(request, after_create(directory))
         if fh is None:
             return await self.lookup(directory, name)
         return fh, attributes or await self.getattr(fh)
 
-    async def call(self, request: Request[T]) -> T:
-        """Send ``request`` on the loop's connection and wait for its reply."""
+    async def call(self, request: Request[T], observe: Observe | None = None) -> T:
+        """Send ``request`` on the loop's connection and wait for its reply; hand the
+        post-op attributes ``observe`` finds in a successful one to :attr:`observer`."""
+        request.observe = observe
         context = await self._connect()
         rpc = lib.nfs_get_rpc_context(context.pointer)
         self._pending.add(request)
         self.counter.add(request.procedure)
+        sent = time.monotonic_ns()
         try:
             request.start(rpc)
             self._service(rpc, lib.rpc_which_events(rpc) & select.POLLOUT)  # send it now
@@ -109,7 +124,11 @@ class LoopRpc:
         finally:
             if request.done is not None or context is not self._context:
                 self._pending.discard(request)
-        return request.result()
+        result = request.result()
+        if self.observer is not None:
+            for fh, attributes in request.seen:
+                self.observer(fh, attributes, sent)
+        return result
 
     async def _pump(self, context: Context, rpc: int) -> None:
         """One ``rpc_service`` round: wait for replies (or 100 ms, to expire timeouts)."""

@@ -20,12 +20,19 @@ from __future__ import annotations
 
 import errno
 import stat as stat_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hostfs.backends.nfs.libnfs_c import NfsStat64
 
 
 class NfsNode:
     """One object on the export."""
 
-    __slots__ = ("children", "fh", "held", "ino", "is_root", "links", "mode", "unstable")
+    __slots__ = (
+        "attrs", "attrs_at", "children", "fh", "held", "ino", "is_root", "links", "mode",
+        "unstable",
+    )  # fmt: skip
 
     def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
         self.is_root = is_root
@@ -41,6 +48,11 @@ class NfsNode:
         itself, so it survives renames (RFC 1813 §2.6 ``nfs_fh3``), and saves path walks."""
         self.unstable = False
         """Some handle WROTE (UNSTABLE, RFC 1813 §3.3.7) since the last COMMIT."""
+        self.attrs: NfsStat64 | None = None
+        """The newest attributes a reply carried (the backend decides how long they answer)."""
+        self.attrs_at = 0
+        """When the call that brought ``attrs`` was sent, or when they were dropped
+        (monotonic ns): older news never replaces newer."""
 
     @property
     def path(self) -> bytes:
@@ -105,6 +117,13 @@ class NodeTree:
         node.fh = fh or node.fh
         self._link(node, key)
         return node
+
+    def child(self, parent: NfsNode, name: bytes) -> NfsNode | None:
+        """The node ``parent/name`` led to when last seen, if the tree still has it."""
+        return self._by_link.get((parent, name))
+
+    def by_fileid(self, ino: int) -> NfsNode | None:
+        return self._by_ino.get(ino)
 
     def linked(self, node: NfsNode, parent: NfsNode, name: bytes) -> None:
         """A new hard link ``parent/name`` to ``node``."""

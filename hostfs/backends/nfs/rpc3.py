@@ -172,7 +172,9 @@ class Request(Generic[T]):
     when its callback runs (inside ``rpc_service``); the result is read there,
     since libnfs frees the decoded reply when the callback returns."""
 
-    __slots__ = ("_handler", "args", "done", "name", "parse", "rpc", "send", "what")
+    __slots__ = (
+        "_handler", "args", "done", "name", "observe", "parse", "rpc", "seen", "send", "what",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -184,6 +186,10 @@ class Request(Generic[T]):
     ) -> None:
         self.send, self.args, self.parse, self.what, self.name = send, args, parse, what, name
         self.done: outcome.Outcome | None = None
+        self.observe: Callable[[int], list[tuple[bytes, NfsStat64]]] | None = None
+        """Reads the post-op attributes a successful reply carries (:mod:`.postop`)."""
+        self.seen: list[tuple[bytes, NfsStat64]] = []
+        """(filehandle, attributes) pairs ``observe`` found in the reply."""
         self.rpc = 0
         self._handler = RpcCb(self._callback)
 
@@ -214,6 +220,8 @@ class Request(Generic[T]):
             self.done = outcome.Error(OSError(code, os.strerror(code), filename))
         else:
             self.done = outcome.capture(self.parse, data)
+            if self.observe is not None:
+                self.seen = self.observe(data)
 
 
 def lookup_request(directory: bytes, name: bytes) -> Request[tuple[bytes, NfsStat64 | None]]:

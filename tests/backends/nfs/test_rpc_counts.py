@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -43,6 +44,7 @@ async def counted(fs: FileSystem, call: Awaitable[T]) -> tuple[T, Counter[str]]:
 
 
 async def test_the_counter_sees_filehandle_calls_and_path_walks(fs: FileSystem) -> None:
+    backend_of(fs).reuse_ns = 0
     directory = await fs.mkdir(ME, ROOT_NODEID, b"d", 0o755)
     _, calls = await counted(fs, fs.getattr(ME, directory.nodeid))
     assert calls == Counter(GETATTR3=1)
@@ -64,3 +66,64 @@ async def test_lookup_create_unlink_are_one_rpc_each(fs: FileSystem) -> None:
     assert found.nodeid == entry.nodeid and calls == Counter(LOOKUP3=1)
     _, calls = await counted(fs, fs.unlink(ME, directory.nodeid, b"f"))
     assert calls == Counter(REMOVE3=1)
+
+
+def same_times(attr: object, on_host: os.stat_result) -> None:
+    assert (attr.mtime_ns, attr.ctime_ns, attr.nlink) == (  # type: ignore[attr-defined]
+        on_host.st_mtime_ns,
+        on_host.st_ctime_ns,
+        on_host.st_nlink,
+    )
+
+
+async def test_the_directory_getattr_after_a_change_in_it_is_answered_from_the_reply(
+    fs: FileSystem, nfs_dir: Path
+) -> None:
+    """The kernel GETATTRs a directory after every create or unlink in it (it drops the
+    directory's attributes itself): CREATE3/REMOVE3/LOOKUP3 replies already carry them."""
+    directory = await fs.mkdir(ME, ROOT_NODEID, b"d", 0o755)
+    entry, opened = await fs.create(ME, directory.nodeid, b"f", 0o644, os.O_WRONLY)
+    await fs.release(ME, entry.nodeid, opened.fh)
+    reply, calls = await counted(fs, fs.getattr(ME, directory.nodeid))
+    assert calls == Counter()
+    same_times(reply.attr, os.stat(nfs_dir / "d"))
+    await fs.mkdir(ME, directory.nodeid, b"sub", 0o755)
+    reply, calls = await counted(fs, fs.getattr(ME, directory.nodeid))
+    assert calls == Counter() and reply.attr.nlink == 3
+    await fs.unlink(ME, directory.nodeid, b"f")
+    reply, calls = await counted(fs, fs.getattr(ME, directory.nodeid))
+    assert calls == Counter()
+    same_times(reply.attr, os.stat(nfs_dir / "d"))
+    await fs.lookup(ME, directory.nodeid, b"sub")
+    _, calls = await counted(fs, fs.getattr(ME, directory.nodeid))
+    assert calls == Counter()
+
+
+async def test_reply_attributes_expire(fs: FileSystem) -> None:
+    backend_of(fs).reuse_ns = 0
+    directory = await fs.mkdir(ME, ROOT_NODEID, b"d", 0o755)
+    await fs.mkdir(ME, directory.nodeid, b"sub", 0o755)
+    _, calls = await counted(fs, fs.getattr(ME, directory.nodeid))
+    assert calls == Counter(GETATTR3=1)
+
+
+async def test_changes_through_a_worker_drop_the_attributes_they_touch(
+    fs: FileSystem, nfs_dir: Path
+) -> None:
+    directory = await fs.mkdir(ME, ROOT_NODEID, b"d", 0o755)
+    entry, opened = await fs.create(ME, directory.nodeid, b"f", 0o644, os.O_RDWR)
+    await fs.getattr(ME, entry.nodeid)
+    await fs.write(ME, entry.nodeid, opened.fh, 0, [memoryview(bytearray(b"12345"))])
+    reply, calls = await counted(fs, fs.getattr(ME, entry.nodeid))
+    assert calls == Counter(GETATTR3=1) and reply.attr.size == 5
+    await fs.release(ME, entry.nodeid, opened.fh)
+    await fs.rename(ME, directory.nodeid, b"f", directory.nodeid, b"g")
+    reply, calls = await counted(fs, fs.getattr(ME, directory.nodeid))
+    assert calls == Counter(GETATTR3=1)
+    same_times(reply.attr, os.stat(nfs_dir / "d"))
+    await fs.link(ME, entry.nodeid, directory.nodeid, b"h")
+    reply, calls = await counted(fs, fs.getattr(ME, entry.nodeid))
+    assert calls == Counter(GETATTR3=1) and reply.attr.nlink == 2
+    await fs.unlink(ME, directory.nodeid, b"h")
+    reply, calls = await counted(fs, fs.getattr(ME, entry.nodeid))
+    assert calls == Counter(GETATTR3=1) and reply.attr.nlink == 1
