@@ -54,9 +54,14 @@ def run_native(directory: Path, environment: dict[str, str], timeout: float) -> 
 
 
 async def run_in_guest(
-    kernel: GuestKernel, daemon: str, share: Path, environment: dict[str, str], timeout: float
+    kernel: GuestKernel,
+    daemon: str,
+    share: Path | str,
+    environment: dict[str, str],
+    timeout: float,
 ) -> PeerResult:
-    """bench.sh in a guest, with the guest's page cache dropped before the read."""
+    """bench.sh in a guest, with the guest's page cache dropped before the read;
+    ``share`` is a directory or, for hostfs, an ``nfs://`` URL (scripts/bench-nfs)."""
     setup = GuestSetup(
         workload_path("bench"), environment={**environment, "HOSTFS_BENCH_DROP_CACHES": "1"}
     )
