@@ -119,11 +119,8 @@ class NodeTree:
         return node
 
     def child(self, parent: NfsNode, name: bytes) -> NfsNode | None:
-        """The node ``parent/name`` led to when last seen, if the tree still has it."""
+        """The node ``parent/name`` leads to, if it is in the tree."""
         return self._by_link.get((parent, name))
-
-    def by_fileid(self, ino: int) -> NfsNode | None:
-        return self._by_ino.get(ino)
 
     def linked(self, node: NfsNode, parent: NfsNode, name: bytes) -> None:
         """A new hard link ``parent/name`` to ``node``."""
@@ -152,6 +149,10 @@ class NodeTree:
         new_parent.children += 1
         parent.children -= 1
         self._maybe_drop(parent)
+
+    def by_fileid(self, ino: int) -> NfsNode | None:
+        """The node the tree has for fileid ``ino`` (compare filehandles to be sure)."""
+        return self._by_ino.get(ino)
 
     def forget(self, node: NfsNode) -> None:
         """The core holds no more references: drop the node unless a descendant needs it."""
