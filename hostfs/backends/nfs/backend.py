@@ -349,10 +349,30 @@ class NfsBackend(Backend):
         if stat_module.S_ISDIR(obj.mode) and flags & os.O_ACCMODE != os.O_RDONLY:
             # nfs_open only LOOKUPs and ACCESSes; open(2) refuses to write a directory.
             raise OSError(errno.EISDIR, "is a directory")
+        if obj.fh:
+            return self._handle(await self._open_by_fh(obj, obj.fh, flags), obj)
         path = obj.path
         truncated = obj if flags & os.O_TRUNC else None
         fh = await self._changing(lambda c: c.open(path, flags & OPEN_FLAGS), truncated)
         return self._handle(fh, obj)
+
+    async def _open_by_fh(self, obj: NfsNode, node_fh: bytes, flags: int) -> int:
+        """What ``nfs_open`` does, without its path walk: one ACCESS3 for the open mode
+        from the event loop (it refuses as ``nfs_open`` would), the handle built from
+        the filehandle, and for O_TRUNC one SETATTR of the size."""
+        access = {os.O_RDONLY: rpc3.ACCESS3_READ, os.O_WRONLY: rpc3.ACCESS3_MODIFY}.get(
+            flags & os.O_ACCMODE, rpc3.ACCESS3_READ | rpc3.ACCESS3_MODIFY
+        )
+        if await self.fast.access(node_fh, access) & access != access:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        fh = open_handle(node_fh, flags & OPEN_FLAGS)
+        if flags & os.O_TRUNC:
+            try:
+                await self._changing(lambda c: c.ftruncate(fh, 0), obj)
+            except BaseException:
+                free_handle(fh)
+                raise
+        return fh
 
     def _handle(self, fh: int, node: NfsNode) -> NfsHandle:
         handle = NfsHandle(fh, node)

@@ -31,6 +31,7 @@ from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
     Observe,
+    after_access,
     after_create,
     after_getattr,
     after_lookup,
@@ -39,6 +40,7 @@ from hostfs.backends.nfs.postop import (
 from hostfs.backends.nfs.rpc3 import (
     POLL_MS,
     Request,
+    access_request,
     create_request,
     getattr_request,
     lookup_request,
@@ -73,6 +75,10 @@ class LoopRpc:
 
     async def getattr(self, fh: bytes) -> NfsStat64:
         return await self.call(getattr_request(fh), after_getattr(fh))
+
+    async def access(self, fh: bytes, access: int) -> int:
+        """The ``access`` bits (ACCESS3_*) the server grants on ``fh``."""
+        return await self.call(access_request(fh, access), after_access(fh))
 
     async def remove(self, directory: bytes, name: bytes) -> None:
         await self.call(remove_request(directory, name), after_remove(directory))

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_uint32, c_uint64
 
 from hostfs.backends.nfs.libnfs_c import NfsStat64
-from hostfs.backends.nfs.rpc3 import Fattr3, NfsFh3, PostOpAttr, PostOpFh3, _stat
+from hostfs.backends.nfs.rpc3 import Access3Res, Fattr3, NfsFh3, PostOpAttr, PostOpFh3, _stat
 
 Seen = list[tuple[bytes, NfsStat64]]
 Observe = Callable[[int], Seen]
@@ -102,6 +102,15 @@ def after_remove(directory: bytes) -> Observe:
 
     def observe(data: int) -> Seen:
         return _post_op(directory, ctypes.cast(data, POINTER(Remove3Res)).contents.dir_wcc.after)
+
+    return observe
+
+
+def after_access(fh: bytes) -> Observe:
+    """The object's attributes in an ACCESS3 reply (§3.3.4)."""
+
+    def observe(data: int) -> Seen:
+        return _post_op(fh, ctypes.cast(data, POINTER(Access3Res)).contents.obj_attributes)
 
     return observe
 

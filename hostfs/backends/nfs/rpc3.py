@@ -156,6 +156,7 @@ for _name, _restype, _argtypes in (
     ("rpc_nfs3_remove_async", c_int, [c_void_p, RpcCb, POINTER(Diropargs3), c_void_p]),
     ("rpc_nfs3_create_async", c_int, [c_void_p, RpcCb, POINTER(Create3Args), c_void_p]),
     ("rpc_nfs3_mkdir_async", c_int, [c_void_p, RpcCb, POINTER(Mkdir3Args), c_void_p]),
+    ("rpc_nfs3_access_async", c_int, [c_void_p, RpcCb, c_void_p, c_void_p]),
 ):
     getattr(lib, _name).restype = _restype
     getattr(lib, _name).argtypes = _argtypes
@@ -250,6 +251,28 @@ def remove_request(directory: bytes, name: bytes) -> Request[None]:
     """REMOVE3 of ``name`` in ``directory``."""
     args = Diropargs3(_fh3(directory), name)
     return Request(lib.rpc_nfs3_remove_async, args, lambda _data: None, "unlink", name)
+
+
+ACCESS3_READ, ACCESS3_MODIFY = 0x0001, 0x0004
+"""``ACCESS3args.access`` bits (RFC 1813 §3.3.4) that ``nfs_open`` asks for."""
+
+
+class Access3Args(Structure):
+    _fields_ = [("object", NfsFh3), ("access", c_uint32)]
+
+
+class Access3Res(Structure):
+    _fields_ = [("status", c_int), ("obj_attributes", PostOpAttr), ("access", c_uint32)]
+
+
+def access_request(fh: bytes, access: int) -> Request[int]:
+    """ACCESS3 (RFC 1813 §3.3.4): which of the ``access`` bits the server grants."""
+
+    def parse(data: int) -> int:
+        return int(ctypes.cast(data, POINTER(Access3Res)).contents.access)
+
+    args = Access3Args(_fh3(fh), access)
+    return Request(lib.rpc_nfs3_access_async, args, parse, "access")
 
 
 def create_request(

@@ -127,3 +127,38 @@ async def test_changes_through_a_worker_drop_the_attributes_they_touch(
     await fs.unlink(ME, directory.nodeid, b"h")
     reply, calls = await counted(fs, fs.getattr(ME, entry.nodeid))
     assert calls == Counter(GETATTR3=1) and reply.attr.nlink == 1
+
+
+async def test_open_is_one_access_and_truncate_one_setattr(fs: FileSystem, nfs_dir: Path) -> None:
+    """nfs_open walks the path (a LOOKUP per component) before its ACCESS3."""
+    directory = await fs.mkdir(ME, ROOT_NODEID, b"d", 0o755)
+    sub = await fs.mkdir(ME, directory.nodeid, b"e", 0o755)
+    entry, opened = await fs.create(ME, sub.nodeid, b"f", 0o644, os.O_WRONLY)
+    await fs.write(ME, entry.nodeid, opened.fh, 0, [memoryview(bytearray(b"data"))])
+    await fs.release(ME, entry.nodeid, opened.fh)
+    opened, calls = await counted(fs, fs.open(ME, entry.nodeid, os.O_RDONLY))
+    assert calls == Counter(ACCESS3=1)
+    buffer = bytearray(8)
+    assert await fs.read(ME, entry.nodeid, opened.fh, 0, [memoryview(buffer)]) == 4
+    assert buffer[:4] == b"data"
+    await fs.release(ME, entry.nodeid, opened.fh)
+    opened, calls = await counted(fs, fs.open(ME, entry.nodeid, os.O_WRONLY | os.O_TRUNC))
+    assert calls == Counter(ACCESS3=1, nfs_ftruncate=1)
+    assert os.stat(nfs_dir / "d" / "e" / "f").st_size == 0
+    reply, calls = await counted(fs, fs.getattr(ME, entry.nodeid))
+    assert reply.attr.size == 0 and calls == Counter(GETATTR3=1)
+    await fs.release(ME, entry.nodeid, opened.fh)
+
+
+async def test_open_refused_by_the_server_is_eacces(nfs_url: str, nfs_dir: Path) -> None:
+    """ACCESS3 answers for the URL's credentials (uid= here), as nfs_open's did."""
+    (nfs_dir / "private").write_bytes(b"secret")
+    os.chmod(nfs_dir / "private", 0o600)
+    fs = FileSystem(await open_nfs_backend(nfs_url + "&uid=1000&gid=1000"), FsOptions())
+    await fs.start()
+    try:
+        entry = await fs.lookup(ME, ROOT_NODEID, b"private")
+        with pytest.raises(PermissionError):
+            await fs.open(ME, entry.nodeid, os.O_RDONLY)
+    finally:
+        await fs.close()
