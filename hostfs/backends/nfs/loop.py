@@ -36,6 +36,7 @@ from hostfs.backends.nfs.postop import (
     after_getattr,
     after_lookup,
     after_remove,
+    setattr_request,
 )
 from hostfs.backends.nfs.rpc3 import (
     POLL_MS,
@@ -79,6 +80,20 @@ class LoopRpc:
     async def access(self, fh: bytes, access: int) -> int:
         """The ``access`` bits (ACCESS3_*) the server grants on ``fh``."""
         return await self.call(access_request(fh, access), after_access(fh))
+
+    async def setattr(
+        self,
+        fh: bytes,
+        mode: int | None,
+        uid: int | None,
+        gid: int | None,
+        size: int | None,
+        atime: int | str | None,
+        mtime: int | str | None,
+    ) -> NfsStat64:
+        """SETATTR3 of all the changes at once; the attributes after it."""
+        request = setattr_request(fh, mode, uid, gid, size, atime, mtime)
+        return await self.call(request) or await self.getattr(fh)
 
     async def remove(self, directory: bytes, name: bytes) -> None:
         await self.call(remove_request(directory, name), after_remove(directory))

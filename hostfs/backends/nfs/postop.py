@@ -20,8 +20,21 @@ import ctypes
 from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_uint32, c_uint64
 
-from hostfs.backends.nfs.libnfs_c import NfsStat64
-from hostfs.backends.nfs.rpc3 import Access3Res, Fattr3, NfsFh3, PostOpAttr, PostOpFh3, _stat
+from hostfs.backends.nfs.libnfs_c import NfsStat64, lib
+from hostfs.backends.nfs.rpc3 import (
+    Access3Res,
+    Fattr3,
+    NfsFh3,
+    PostOpAttr,
+    PostOpFh3,
+    Request,
+    Sattr3,
+    SetTime,
+    SetU32,
+    SetU64,
+    _fh3,
+    _stat,
+)
 
 Seen = list[tuple[bytes, NfsStat64]]
 Observe = Callable[[int], Seen]
@@ -66,6 +79,66 @@ class Remove3Res(Structure):
 
 class Getattr3Res(Structure):
     _fields_ = [("status", c_int), ("attributes", Fattr3)]
+
+
+class SattrGuard3(Structure):
+    """``sattrguard3``: never checked here (``check`` 0)."""
+
+    _fields_ = [("check", c_uint32), ("seconds", c_uint32), ("nseconds", c_uint32)]
+
+
+class Setattr3Args(Structure):
+    _fields_ = [("object", NfsFh3), ("new_attributes", Sattr3), ("guard", SattrGuard3)]
+
+
+class Setattr3Res(Structure):
+    _fields_ = [("status", c_int), ("obj_wcc", WccData)]
+
+
+DONT_CHANGE, SET_TO_SERVER_TIME, SET_TO_CLIENT_TIME = 0, 1, 2
+"""``time_how`` (RFC 1813 §2.6)."""
+
+lib.rpc_nfs3_setattr_async.restype = c_int
+lib.rpc_nfs3_setattr_async.argtypes = [ctypes.c_void_p] * 4
+
+
+def _set_time(change: int | str | None) -> SetTime:
+    if change is None:
+        return SetTime(DONT_CHANGE, 0, 0)
+    if change == "now":
+        return SetTime(SET_TO_SERVER_TIME, 0, 0)
+    assert isinstance(change, int)
+    return SetTime(SET_TO_CLIENT_TIME, change // 10**9, change % 10**9)
+
+
+def setattr_request(
+    fh: bytes,
+    mode: int | None,
+    uid: int | None,
+    gid: int | None,
+    size: int | None,
+    atime: int | str | None,
+    mtime: int | str | None,
+) -> Request[NfsStat64 | None]:
+    """SETATTR3 (RFC 1813 §3.3.2) of every given attribute at once (None = unchanged;
+    a time is "now" for the server's clock or nanoseconds): the object's attributes
+    after it, from ``obj_wcc`` (absent if the server sent none)."""
+
+    def optional(value: int | None) -> SetU32:
+        return SetU32(0, 0) if value is None else SetU32(1, value)
+
+    attributes = Sattr3(
+        mode=optional(mode), uid=optional(uid), gid=optional(gid),
+        size=SetU64(0, 0) if size is None else SetU64(1, size),
+        atime=_set_time(atime), mtime=_set_time(mtime),
+    )  # fmt: skip
+
+    def parse(data: int) -> NfsStat64 | None:
+        after = ctypes.cast(data, POINTER(Setattr3Res)).contents.obj_wcc.after
+        return _stat(after.attributes) if after.attributes_follow else None
+
+    args = Setattr3Args(_fh3(fh), attributes, SattrGuard3(0, 0, 0))
+    return Request(lib.rpc_nfs3_setattr_async, args, parse, "setattr")
 
 
 def _post_op(fh: bytes, attributes: PostOpAttr) -> Seen:

@@ -17,7 +17,7 @@ import pytest
 from hostfs.backends.nfs import NfsBackend, open_nfs_backend
 from hostfs.core.filesystem import ROOT_NODEID, FileSystem
 from hostfs.core.options import FsOptions
-from hostfs.core.types import Caller
+from hostfs.core.types import Caller, SetattrChanges
 
 ME = Caller(os.getuid(), os.getgid(), os.getpid())
 T = TypeVar("T")
@@ -162,3 +162,22 @@ async def test_open_refused_by_the_server_is_eacces(nfs_url: str, nfs_dir: Path)
             await fs.open(ME, entry.nodeid, os.O_RDONLY)
     finally:
         await fs.close()
+
+
+async def test_setattr_is_one_setattr3_whatever_it_changes(fs: FileSystem, nfs_dir: Path) -> None:
+    """The path API walked the path and sent a SETATTR per attribute, then a GETATTR."""
+    directory = await fs.mkdir(ME, ROOT_NODEID, b"d", 0o755)
+    entry, opened = await fs.create(ME, directory.nodeid, b"f", 0o644, os.O_RDWR)
+    await fs.write(ME, entry.nodeid, opened.fh, 0, [memoryview(bytearray(b"0123456789"))])
+    changes = SetattrChanges(
+        mode=0o600, uid=1000, gid=1001, size=3, mtime=1_234_567_890_123_456_789
+    )
+    reply, calls = await counted(fs, fs.setattr(ME, entry.nodeid, changes, opened.fh))
+    assert calls == Counter(SETATTR3=1)
+    on_host = os.stat(nfs_dir / "d" / "f")
+    assert (on_host.st_mode & 0o7777, on_host.st_uid, on_host.st_gid) == (0o600, 1000, 1001)
+    assert on_host.st_size == 3 and on_host.st_mtime_ns == 1_234_567_890_123_456_000
+    assert (reply.attr.size, reply.attr.mtime_ns, reply.attr.uid) == (3, on_host.st_mtime_ns, 1000)
+    _, calls = await counted(fs, fs.getattr(ME, entry.nodeid))
+    assert calls == Counter()
+    await fs.release(ME, entry.nodeid, opened.fh)
