@@ -1,9 +1,10 @@
 """The NFS backend: :class:`~hostfs.backends.base.Backend` over an NFSv3 export.
 
-Lookup, getattr, unlink, create and mkdir where the NFS filehandle (of the
-node, or of the parent) is known are one RPC sent from the event loop
-(:class:`LoopRpc`); flush and release of a file with no unstable writes send
-nothing.  Every other operation becomes one closure run by a
+Lookup, getattr, setattr, open, unlink, create and mkdir where the NFS
+filehandle (of the node, or of the parent) is known are one RPC sent from the
+event loop (:class:`LoopRpc`); a getattr right after a reply that carried the
+attributes (:mod:`.postop`), and flush and release of a file with no unstable
+writes, send nothing.  Every other operation becomes one closure run by a
 :class:`ContextPool` worker, so a request costs one thread hop however many
 RPCs it needs.  Paths come from the :class:`NodeTree` on the event loop thread
 before the hop; the tree is updated after the RPCs succeed.  Support table:
