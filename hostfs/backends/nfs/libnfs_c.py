@@ -405,11 +405,12 @@ def _address(buffer: memoryview) -> tuple[int, object]:
     """The address of a contiguous buffer and the object that keeps it alive.
 
     Writable buffers (guest memory, bytearrays) are used in place; a read-only
-    one is copied once, since ctypes only maps writable buffers.
+    one (pyfuse3 hands writes over as bytes) is copied once, since ctypes only
+    maps writable buffers (``tobytes`` and then a string buffer would copy twice).
     """
     if buffer.nbytes == 0:
         return 0, None
     if buffer.readonly:
-        copy = ctypes.create_string_buffer(buffer.tobytes(), buffer.nbytes)
+        copy = (ctypes.c_char * buffer.nbytes).from_buffer_copy(buffer)
         return ctypes.addressof(copy), copy
     return ctypes.addressof(ctypes.c_char.from_buffer(buffer)), buffer
