@@ -32,13 +32,27 @@ echo "HOSTFS-GUEST-BOOT $boot $BOOTS"
 HOSTFS_BOOT=$boot HOSTFS_MNT=/mnt sh /workload.sh
 echo "HOSTFS-WORKLOAD-EXIT $?"
 
+# HOSTFS_POWER_BUTTON=1: after each boot's workload, wait for the ACPI power button
+# (`virsh reboot` and `virsh shutdown` press it) and power off; libvirt turns the
+# power-off into a reset when it was asked to reboot.
+wait_for_the_button() {
+    [ "$HOSTFS_POWER_BUTTON" = 1 ] || return 1
+    echo "HOSTFS-GUEST-WAITING"
+    hostfs-io wait-power-button >/dev/null || fail "hostfs-io wait-power-button"
+}
+
 if [ "$boot" -lt "$BOOTS" ]; then
     echo $((boot + 1)) > /mnt/.hostfs-guest-boot
     umount /mnt || fail "umount before reboot"
+    if wait_for_the_button; then
+        echo "HOSTFS-GUEST-REBOOT"
+        poweroff -f
+    fi
     echo "HOSTFS-GUEST-REBOOT"
     reboot -f
 fi
 rm -f /mnt/.hostfs-guest-boot
 umount /mnt || fail "umount"
+wait_for_the_button
 echo "HOSTFS-GUEST-END"
 poweroff -f

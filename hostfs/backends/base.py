@@ -19,15 +19,37 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
+from hostfs.core.types import Caller, DirEntry, Lock, SetattrChanges, Stat, StatFs
 
 BackendObject = Any
 """An object the backend can operate on (an O_PATH fd, an NFS path record, ...)."""
 
 BackendHandle = Any
 """An open file or directory on the backend."""
+
+
+class HostLocks(Protocol):
+    """Guest locks kept by the storage itself, so that every client of it sees them
+    (the local backend's: hostfs/backends/local/host_locks.py).  ``key`` is the
+    core's nodeid, ``owner`` FUSE's lock owner, ``handle`` the open file asking."""
+
+    def getlk(self, key: int, handle: BackendHandle, owner: int, lock: Lock) -> Lock: ...
+
+    async def setlk(
+        self, key: int, handle: BackendHandle, owner: int, lock: Lock, wait: bool
+    ) -> None: ...
+
+    async def flock(
+        self, key: int, handle: BackendHandle, owner: int, lock: Lock, wait: bool
+    ) -> None: ...
+
+    def release_posix(self, key: int, owner: int) -> None: ...
+
+    def release_flock(self, key: int, owner: int) -> None: ...
+
+    def release_all(self) -> None: ...
 
 
 class Backend(abc.ABC):
@@ -38,6 +60,11 @@ class Backend(abc.ABC):
     server, a slow device) for long enough that FUSE_INTERRUPT should cancel it.
     A backend whose calls always finish promptly says False, and is spared the
     per-request cancel scope that interrupting needs."""
+
+    supplementary_groups: bool = False
+    """Whether creating (create, mknod, mkdir, symlink) honours ``Caller.groups``, so that
+    a caller in the parent's group only through a supplementary group passes the host's
+    permission check (FUSE_CREATE_SUPP_GROUP)."""
 
     # -- lifetime -----------------------------------------------------------
 
@@ -64,6 +91,22 @@ class Backend(abc.ABC):
         """
         return True
 
+    async def names_object(self, parent: BackendObject, name: bytes, obj: BackendObject) -> bool:
+        """Whether ``name`` in ``parent``, which :meth:`stat_name` just found with the
+        (st_dev, st_ino) of the held ``obj``, is ``obj`` and not a newer object that
+        reuses its number: then the stat stands for a full lookup.
+
+        True by default, for objects that pin their inode while held (see
+        :meth:`same_object`); the local backend compares file handles for the
+        objects that hold no fd.
+        """
+        return True
+
+    def host_locks(self) -> HostLocks | None:
+        """Locks the storage keeps for every client (``--locks host``), or None (the
+        default): the core's own tables then keep them, coherent within this daemon."""
+        return None
+
     # -- names --------------------------------------------------------------
 
     @abc.abstractmethod
@@ -76,8 +119,8 @@ class Backend(abc.ABC):
         (st_dev, st_ino), it answers a lookup with that one.
 
         None, the default, makes the core always :meth:`lookup`; a backend returns
-        a Stat only where (st_dev, st_ino) alone identifies an object the core holds
-        (see :meth:`same_object`).
+        a Stat only where (st_dev, st_ino) can identify an object the core holds,
+        which the core then asks :meth:`names_object` of.
         """
         return None
 

@@ -72,6 +72,14 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.set_defaults(posix_lock=None, flock=None)
     parser.add_argument(
+        "--locks",
+        choices=LOCK_SCOPES,
+        help="where guest POSIX and flock locks live: host (the host kernel's OFD and flock "
+        "locks on the shared files, seen by other hostfs daemons and host processes; the "
+        "default for a local directory) or local (this daemon's own table, seen by this "
+        "daemon's clients only; the only choice for NFS)",
+    )
+    parser.add_argument(
         "--cache",
         choices=sorted(CACHE_POLICIES),
         help="how long the kernel may cache names, attributes and data: never (0 s, direct "
@@ -187,6 +195,19 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+LOCK_SCOPES = ("host", "local")
+
+
+def _host_locks(args: argparse.Namespace) -> bool:
+    """``--locks``: host unless asked otherwise; the NFS backend has no host locks to
+    give (no NLM client in it), so asking for them there is refused, not ignored."""
+    if args.locks == "host" and args.shared_dir.startswith("nfs://"):
+        raise UsageError(
+            "--locks host: the NFS backend keeps locks in this daemon only (use --locks local)"
+        )
+    return args.locks != "local"
+
+
 def filesystem_options(args: argparse.Namespace) -> FsOptions:
     try:
         compat.apply_compat_options(args)
@@ -202,6 +223,7 @@ def filesystem_options(args: argparse.Namespace) -> FsOptions:
         writeback=bool(args.writeback),
         locks=args.posix_lock is not False,
         flock=args.flock is not False,
+        host_locks=_host_locks(args),
         readdirplus=args.readdirplus is not False,
         allow_direct_io=bool(args.allow_direct_io),
         allow_mmap=args.allow_mmap,

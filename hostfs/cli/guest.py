@@ -15,12 +15,13 @@ from pathlib import Path
 import trio
 
 from hostfs.cli import common
+from hostfs.guest.chroot import fetch_trixie_root
 from hostfs.guest.console import GuestReport
-from hostfs.guest.daemons import DAEMONS
+from hostfs.guest.daemons import DAEMONS, MAX_REQUEST_QUEUES
 from hostfs.guest.errors import GuestError
 from hostfs.guest.initramfs import GuestSetup, available_workloads, workload_path
 from hostfs.guest.kernel import fetch_kernel
-from hostfs.guest.qemu import run_guest
+from hostfs.guest.qemu import HOST_QEMU, Emulator, run_guest
 
 INTERACTIVE_WORKLOADS = ("shell",)
 DEFAULT_TIMEOUT = 300.0
@@ -44,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--daemon",
         choices=DAEMONS,
         default="hostfs",
-        help="who serves the share: hostfs serve (default) or QEMU's virtiofsd",
+        help="who serves the share: hostfs serve (default), QEMU 7.2's C virtiofsd, or "
+        "Rust virtiofsd 1.13 (trixie's, fetched into the cache)",
     )
     parser.add_argument(
         "--boots",
@@ -69,6 +71,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Debian kernel package to boot (default: what linux-image-cloud-amd64 depends on)",
     )
     parser.add_argument(
+        "--kernel-suite",
+        choices=("trixie",),
+        help="take the kernel from this Debian suite instead of the host's: trixie is 6.12, "
+        "whose virtio-fs driver uses every request queue (fetched through a private apt)",
+    )
+    parser.add_argument(
+        "--num-request-queues",
+        type=int,
+        default=1,
+        metavar="N",
+        help="QEMU's num-request-queues, and the daemon's (hostfs only beyond 1); default 1",
+    )
+    parser.add_argument(
+        "--qemu",
+        choices=("7.2", "10.0"),
+        default="7.2",
+        help="the host's QEMU 7.2 (default), or QEMU 10.0 in a trixie root built once "
+        "into the cache with debootstrap",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="print only the summary, not the serial console"
     )
     parser.set_defaults(func=run)
@@ -79,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
     shared_dir = _shared_dir(args.shared_dir, args.daemon)
     if args.boots < 1:
         raise common.UsageError("--boots must be at least 1")
+    if not 1 <= args.num_request_queues <= MAX_REQUEST_QUEUES[args.daemon]:
+        raise common.UsageError(
+            f"--num-request-queues: {args.daemon} serves 1..{MAX_REQUEST_QUEUES[args.daemon]}"
+        )
     try:
         workload = workload_path(args.workload)
     except FileNotFoundError as error:
@@ -87,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     interactive = args.workload in INTERACTIVE_WORKLOADS
     timeout = args.timeout or (math.inf if interactive else DEFAULT_TIMEOUT)
     try:
-        kernel = fetch_kernel(args.kernel_package)
+        kernel = fetch_kernel(args.kernel_package, suite=args.kernel_suite)
+        emulator = Emulator(fetch_trixie_root()) if args.qemu == "10.0" else HOST_QEMU
         result = trio.run(
             lambda: run_guest(
                 kernel,
@@ -98,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
                 options=options,
                 echo=None if args.quiet else _echo,
                 interactive=interactive,
+                request_queues=args.num_request_queues,
+                emulator=emulator,
             )
         )
     except GuestError as error:

@@ -1,4 +1,7 @@
-"""``hostfs install-vhost-user``: tell QEMU and libvirt where hostfs's vhost-user-fs binary is.
+"""``hostfs install-vhost-user`` and ``install-mount-helper``: make hostfs findable.
+
+``install-vhost-user`` tells QEMU and libvirt where hostfs's vhost-user-fs binary is;
+``install-mount-helper`` gives mount(8) a ``mount.fuse.hostfs`` (``hostfs.cli.mount_helper``).
 
 QEMU's ``docs/interop/vhost-user.rst`` ("Backend program conventions") and
 libvirt (``qemu_vhost_user.c``, ``qemuVhostUserFetchConfigs``) read backend
@@ -31,6 +34,11 @@ DEFAULT_PREFIX = "/usr"
 
 BINARY = "hostfs-vhost-user-fs"
 
+MOUNT_HELPER = "mount.fuse.hostfs"
+HELPER_PREFIX = "/"
+"""mount(8) looks for ``mount.TYPE`` in ``/sbin``, ``/sbin/fs.d`` and ``/sbin/fs`` only
+(libmount's ``FS_SEARCH_PATH``); on Debian ``/sbin`` is ``/usr/sbin``."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -47,6 +55,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--uninstall", action="store_true", help="remove the description written before"
     )
     parser.set_defaults(func=run)
+    helper = subparsers.add_parser(
+        "install-mount-helper",
+        help=f"install /sbin/{MOUNT_HELPER} for mount -t fuse.hostfs and fstab (or remove it)",
+        description=f"Write PREFIX/sbin/{MOUNT_HELPER}, which runs this hostfs's mount helper.",
+    )
+    helper.add_argument(
+        "--prefix",
+        default=HELPER_PREFIX,
+        help=f"write PREFIX/sbin/{MOUNT_HELPER} (default: {HELPER_PREFIX}; mount(8) reads "
+        "only /sbin)",
+    )
+    helper.add_argument("--uninstall", action="store_true", help="remove the helper written before")
+    helper.set_defaults(func=run_mount_helper)
 
 
 def description_path(prefix: str) -> Path:
@@ -71,17 +92,44 @@ def description() -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     path = description_path(args.prefix)
     if args.uninstall:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            print(f"removed {path}")
-        return 0
-    text = json.dumps(description(), indent=2) + "\n"
+        return remove(path)
+    write(path, json.dumps(description(), indent=2) + "\n", 0o644)
+    print(f"wrote {path} (binary {binary_path()})")
+    return 0
+
+
+def mount_helper() -> str:
+    """A shell script running this interpreter (the venv's, unresolved) on the helper."""
+    return (
+        "#!/bin/sh\n"
+        "# Written by `hostfs install-mount-helper`: mount(8) runs it for fuse.hostfs.\n"
+        f'exec {sys.executable} -m hostfs.cli.mount_helper "$@"\n'
+    )
+
+
+def run_mount_helper(args: argparse.Namespace) -> int:
+    path = Path(args.prefix) / "sbin" / MOUNT_HELPER
+    if args.uninstall:
+        return remove(path)
+    write(path, mount_helper(), 0o755)
+    print(f"wrote {path} (python {sys.executable})")
+    return 0
+
+
+def write(path: Path, text: str, mode: int) -> None:
+    """Replace ``path`` whole: QEMU, libvirt or mount(8) never read half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
+        temporary = path.with_name(path.name + ".tmp")
         temporary.write_text(text)
-        temporary.replace(path)  # QEMU or libvirt never reads half a file
+        temporary.chmod(mode)
+        temporary.replace(path)
     except OSError as error:
         raise UsageError(f"cannot write {path}: {error.strerror}") from None
-    print(f"wrote {path} (binary {binary_path()})")
+
+
+def remove(path: Path) -> int:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        print(f"removed {path}")
     return 0

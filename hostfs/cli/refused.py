@@ -24,10 +24,6 @@ REFUSED_SWITCHES = {
 }
 
 REFUSED_WITH_VALUE = {
-    "--uid-map": "user namespaces with id maps are not implemented; "
-    "--translate-uid maps ids inside hostfs",
-    "--gid-map": "user namespaces with id maps are not implemented; "
-    "--translate-gid maps ids inside hostfs",
     "--migration-mode": MIGRATION,
     "--migration-on-error": MIGRATION,
 }

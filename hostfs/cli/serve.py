@@ -23,6 +23,7 @@ from hostfs.fuse.stats import OpStats, log_on_signal
 from hostfs.sandbox import SANDBOX_MODES, capabilities, seccomp
 from hostfs.sandbox.enter import enter_sandbox
 from hostfs.sandbox.namespaces import SandboxError
+from hostfs.sandbox.usermaps import IdRange, UserMapError, UserMaps
 from hostfs.vhost.device import (
     DEFAULT_REQUEST_QUEUES,
     MAX_REQUEST_QUEUES,
@@ -32,7 +33,7 @@ from hostfs.vhost.device import (
 from hostfs.vhost.server import (
     SocketSetupError,
     VhostUserServer,
-    listen_on_path,
+    bind_listener,
     shutdown_on_signals,
     socket_from_fd,
 )
@@ -106,6 +107,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "namespaces, pivot_root; the default, as in virtiofsd), chroot (for containers that "
         "forbid namespaces), none; also -o sandbox=MODE",
     )
+    for kind in ("uid", "gid"):
+        parser.add_argument(
+            f"--{kind}-map",
+            metavar=f":NAMESPACE_{kind.upper()}:HOST_{kind.upper()}:COUNT:",
+            help=f"started by an ordinary user (--sandbox namespace): map these {kind}s into the "
+            f"daemon's own user namespace, e.g. :0:$(id -{kind[0]}):1: makes the guest's root "
+            f"the user; ranges need newuidmap/newgidmap and /etc/sub{kind}, as in virtiofsd "
+            f"(default: the user's own {kind}, to itself)",
+        )
     parser.add_argument(
         "--seccomp",
         choices=seccomp.SECCOMP_MODES,
@@ -158,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         keep = capabilities.serving_capabilities(args.modcaps)
     except capabilities.CapabilityError as error:
         raise common.UsageError(str(error)) from None
+    mode = args.sandbox or "namespace"
+    user_maps = _user_maps(args, mode)
     # After the pure argument checks: these look at the host (directories, groups, fds).
     check_socket_arguments(args.socket_path, args.fd, args.socket_group)
     nfs = args.shared_dir.startswith("nfs://")
@@ -169,17 +181,28 @@ def run(args: argparse.Namespace) -> int:
         set_nofile_limit(args.rlimit_nofile)
     except OSError as error:
         raise common.UsageError(f"--rlimit-nofile: {error.strerror}") from None
-    mode = args.sandbox or "namespace"
+    supervisor = os.getpid()
     try:
-        status = enter_sandbox(mode, root, network=nfs, cleanup=functools.partial(_cleanup, args))
+        status = enter_sandbox(
+            mode,
+            root,
+            network=nfs,
+            cleanup=functools.partial(_cleanup, args),
+            user_maps=user_maps,
+        )
     except SandboxError as error:
+        if os.getpid() == supervisor:  # not the confined child: its paths are the share's
+            _cleanup(args)  # the socket made above: nothing is left behind
         raise common.UsageError(str(error)) from None
     if status is not None:
         return status
     if root is not None and mode != "none":
         args.shared_dir = "/"
     try:
-        capabilities.keep_only(keep)
+        if os.geteuid() == 0 or user_maps is not None:
+            # Root's capabilities, or those over the user namespace just made.  An ordinary
+            # user's daemon outside one (--sandbox none) has none to drop (as virtiofsd).
+            capabilities.keep_only(keep)
         seccomp.install_filter(args.seccomp)
     except (capabilities.CapabilityError, seccomp.SeccompError) as error:
         raise common.UsageError(str(error)) from None
@@ -187,6 +210,34 @@ def run(args: argparse.Namespace) -> int:
         log.warning("--seccomp log: system calls outside the allow-list are only logged")
     trio.run(_serve, args, listener, mode == "none")
     return 0
+
+
+def _user_maps(args: argparse.Namespace, mode: str) -> UserMaps | None:
+    """The user namespace an ordinary user's daemon makes, by virtiofsd's rules: only in
+    ``namespace`` mode (chroot(2) needs root; ``none`` runs as the user, unconfined), and
+    ``--uid-map``/``--gid-map`` only then (root maps ids with ``--translate-uid/gid``)."""
+    given = [f"--{kind}-map" for kind in ("uid", "gid") if getattr(args, f"{kind}_map")]
+    for flag in given:
+        try:
+            IdRange.parse(getattr(args, f"{flag[2:5]}_map"))
+        except UserMapError as error:
+            raise common.UsageError(f"{flag}: {error}") from None
+    if os.geteuid() == 0:
+        if given:
+            raise common.UsageError(
+                f"{given[0]} is for a daemon started by an ordinary user (root: --translate-"
+                f"{given[0][2:5]})"
+            )
+        return None
+    if mode == "chroot":
+        raise common.UsageError(
+            "--sandbox chroot needs root (as in virtiofsd): use --sandbox namespace or none"
+        )
+    if mode == "none":
+        if given:
+            raise common.UsageError(f"{given[0]} needs --sandbox namespace (a user namespace)")
+        return None
+    return UserMaps.for_caller(args.uid_map, args.gid_map)
 
 
 def _shared_directory(path: str) -> str:
@@ -214,12 +265,15 @@ def _request_queues(text: str) -> int:
 def _open_socket(args: argparse.Namespace) -> tuple[trio.socket.SocketType, bool]:
     """The listening (or connected) socket, made before the sandbox hides its path.
 
-    ``listen_on_path`` is async; a trio.run of its own starts no thread, so fork stays safe.
+    Without trio.run: its bind may leave a worker thread, and the sandbox must start from a
+    single thread (fork(2) copies one; unshare(2) with CLONE_NEWUSER refuses more).
     """
     try:
         if args.fd is not None:
             return socket_from_fd(args.fd)
-        listener = trio.run(listen_on_path, args.socket_path, args.socket_group)
+        listener = trio.socket.from_stdlib_socket(
+            bind_listener(args.socket_path, args.socket_group)
+        )
     except SocketSetupError as error:
         raise common.UsageError(str(error)) from None
     log.info("waiting for a vhost-user front-end on %s", args.socket_path)

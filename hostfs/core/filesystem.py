@@ -92,11 +92,20 @@ class FileSystem:
         self.snapshots = SnapshotCache()
         self.posix_locks = LockTable()
         self.flocks = FlockTable()
+        self.host_locks = backend.host_locks() if self.options.host_locks else None
+        """The backend's locks, shared with every client of the storage; when None
+        the core's tables above keep them, for this daemon only."""
         self._root: Node | None = None
         if self.options.readonly:
             make_read_only(self)
         if not self.options.ids.is_identity:
             translate_callers(self, self.options.ids)
+
+    @property
+    def supplementary_groups(self) -> bool:
+        """Whether the backend creates with a caller's supplementary groups (INIT then
+        offers FUSE_CREATE_SUPP_GROUP; see Backend.supplementary_groups)."""
+        return self.backend.supplementary_groups
 
     @property
     def requests_wait(self) -> bool:
@@ -118,6 +127,8 @@ class FileSystem:
         """FUSE_DESTROY or device reset: flush and release every handle, forget every node."""
         self.posix_locks.release_all()
         self.flocks.release_all()
+        if self.host_locks is not None:
+            self.host_locks.release_all()
         await self.files.remove_all(self._close_quietly)
         await self.dirs.remove_all(self._release_dir)
         self.nodes.forget_all()
@@ -205,7 +216,7 @@ class FileSystem:
         st = await self.backend.stat_name(parent, name)
         if st is not None:
             node = self.nodes.find(st.dev, st.ino)
-            if node is not None:
+            if node is not None and await self.backend.names_object(parent, name, node.obj):
                 return node.obj, st
         return await self.backend.lookup(parent, name)
 
@@ -368,7 +379,10 @@ class FileSystem:
     async def flush(self, caller: Caller, nodeid: int, fh: int, lock_owner: int) -> None:
         async with self.files.borrow(fh, nodeid) as open_file:
             # close(2) drops the closing owner's POSIX locks on the file (fcntl(2)).
-            self.posix_locks.release_owner(open_file.node.nodeid, lock_owner)
+            if self.host_locks is not None:
+                self.host_locks.release_posix(open_file.node.nodeid, lock_owner)
+            else:
+                self.posix_locks.release_owner(open_file.node.nodeid, lock_owner)
             await self.backend.flush(open_file.handle)
 
     async def release(
@@ -382,7 +396,10 @@ class FileSystem:
         open_file = self.files.get(fh, nodeid)
         if flock_release:
             # FUSE_RELEASE_FLOCK_UNLOCK: the last close of the file drops its flock.
-            self.flocks.release_owner(open_file.node.nodeid, lock_owner)
+            if self.host_locks is not None:
+                self.host_locks.release_flock(open_file.node.nodeid, lock_owner)
+            else:
+                self.flocks.release_owner(open_file.node.nodeid, lock_owner)
         await self.files.remove(fh, nodeid, self._release_file)
 
     def file_nodeid(self, fh: int) -> int:
@@ -573,7 +590,10 @@ class FileSystem:
 
     async def getlk(self, caller: Caller, nodeid: int, fh: int, owner: int, lock: Lock) -> Lock:
         self._require_locks()
-        return self.posix_locks.getlk(self.files.get(fh, nodeid).node.nodeid, owner, lock)
+        open_file = self.files.get(fh, nodeid)
+        if self.host_locks is not None:
+            return self.host_locks.getlk(open_file.node.nodeid, open_file.handle, owner, lock)
+        return self.posix_locks.getlk(open_file.node.nodeid, owner, lock)
 
     async def setlk(
         self,
@@ -586,6 +606,11 @@ class FileSystem:
         flock: bool = False,
     ) -> None:
         self._require_locks()
-        key = self.files.get(fh, nodeid).node.nodeid
+        open_file = self.files.get(fh, nodeid)
+        key = open_file.node.nodeid
+        if self.host_locks is not None:
+            host = self.host_locks.flock if flock else self.host_locks.setlk
+            await host(key, open_file.handle, owner, lock, wait)
+            return
         table = self.flocks if flock else self.posix_locks
         await table.setlk(key, owner, lock, wait)

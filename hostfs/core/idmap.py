@@ -17,9 +17,10 @@ Sans-I/O: ids in, ids or errno out.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,17 @@ class IdMapping:
     def caller_to_host(self, caller: Caller) -> HostCaller:
         if isinstance(caller, HostCaller):
             return caller
-        return HostCaller(self.uids.host(caller.uid), self.gids.host(caller.gid), caller.pid)
+        groups = tuple(self._host_groups(caller.groups))
+        return HostCaller(
+            self.uids.host(caller.uid), self.gids.host(caller.gid), caller.pid, groups
+        )
+
+    def _host_groups(self, groups: Iterable[int]) -> Iterator[int]:
+        """Supplementary groups as the host knows them; a forbidden one is left out (it
+        could only grant access, never take any away)."""
+        for group in groups:
+            with contextlib.suppress(OSError):
+                yield self.gids.host(group)
 
     def changes_to_host(self, changes: SetattrChanges) -> SetattrChanges:
         """chown(2) to guest ids is a chown to the host ids they act as."""

@@ -146,7 +146,7 @@ class LockTable(_WaitQueues):
     def getlk(self, key: int, owner: int, lock: Lock) -> Lock:
         """F_GETLK: the first lock of another owner that would block ``lock``
         (with its holder's pid), else ``lock``'s range with type F_UNLCK."""
-        request = _validate(lock)
+        request = validate(lock)
         if request.type == fcntl.F_UNLCK:
             raise _error(errno.EINVAL)
         for _, held in self._conflicts(key, owner, request):
@@ -156,7 +156,7 @@ class LockTable(_WaitQueues):
     async def setlk(self, key: int, owner: int, lock: Lock, wait: bool) -> None:
         """F_SETLK (``wait=False``: EAGAIN on conflict) or F_SETLKW (park until
         granted; EDEADLK if the owners it waits for wait, in turn, for it)."""
-        request = _validate(lock)
+        request = validate(lock)
         if request.type == fcntl.F_UNLCK or not any(self._conflicts(key, owner, request)):
             self._replace(key, owner, request)
             self._wake(key)
@@ -322,7 +322,7 @@ class FlockTable(_WaitQueues):
         owners[waiter.owner] = waiter.request.type
 
 
-def _validate(lock: Lock) -> _Range:
+def validate(lock: Lock) -> _Range:
     """The kernel checks these before sending; the guest's kernel is not trusted."""
     if lock.type not in _LOCK_TYPES or not 0 <= lock.start <= lock.end <= OFFSET_MAX:
         raise _error(errno.EINVAL)

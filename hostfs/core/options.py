@@ -51,6 +51,11 @@ class FsOptions:
     POSIX record locks (``locks``) and flock locks (``flock``) are on: the core
     implements them itself, where virtiofsd answers ENOSYS; libvirt turns each
     off alone (``-o no_posix_lock``, ``-o no_flock``).
+    ``host_locks`` (``--locks host``, the default) keeps them where the backend
+    can keep them for every client of the storage (the local backend: the
+    host's OFD and flock locks, so other daemons and host processes see them);
+    False (``--locks local``), or a backend that cannot, keeps them in the
+    core's tables, coherent within this daemon only.
     ``allow_direct_io`` passes the guest's O_DIRECT to the host's open(2); off by
     default, as in virtiofsd (``--allow-direct-io``): the guest's buffers need
     not be aligned for the host file system.  ``allow_mmap`` lets the guest
@@ -75,6 +80,7 @@ class FsOptions:
     writeback: bool = False
     locks: bool = True
     flock: bool = True
+    host_locks: bool = True
     allow_direct_io: bool = False
     allow_mmap: bool = False
     killpriv_v2: bool = True

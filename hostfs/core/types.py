@@ -19,6 +19,9 @@ class Caller(NamedTuple):
     uid: int
     gid: int
     pid: int
+    groups: tuple[int, ...] = ()
+    """Supplementary groups the request carries (FUSE_EXT_GROUPS, only on creation);
+    empty when unknown, which FUSE's header alone never tells."""
 
 
 ROOT_CALLER = Caller(0, 0, 0)

@@ -112,6 +112,10 @@ SUBMOUNTS = 1 << 27
 HANDLE_KILLPRIV_V2 = 1 << 28
 SETXATTR_EXT = 1 << 29
 INIT_EXT = 1 << 30
+CREATE_SUPP_GROUP = 1 << 34
+"""fuse.h 7.38 (Linux 6.2), ``flags2``: CREATE, MKNOD, MKDIR and SYMLINK carry, as a
+FUSE_EXT_GROUPS extension, the parent directory's group when the caller is in it only
+through a supplementary group (fs/fuse/dir.c, ``get_create_supp_group``)."""
 DIRECT_IO_ALLOW_MMAP = 1 << 36
 """fuse.h 7.39 (Linux 6.6), ``flags2``: a FOPEN_DIRECT_IO file may be mapped shared."""
 PASSTHROUGH = 1 << 37
@@ -156,6 +160,15 @@ FSYNC_FDATASYNC = 1 << 0
 
 IN_HEADER = struct.Struct("<IIQQIIIHH")
 """``struct fuse_in_header``: len, opcode, unique, nodeid, uid, gid, pid, total_extlen, pad."""
+
+EXT_HEADER = struct.Struct("<II")
+"""``struct fuse_ext_header`` (7.38): size (this header included, a multiple of 8), type.
+Extensions follow a request's arguments, ``total_extlen`` 8-byte units in all."""
+EXT_GROUPS = 32
+"""``FUSE_EXT_GROUPS`` (``enum fuse_ext_type``; types 0..31 are security contexts)."""
+SUPP_GROUPS = struct.Struct("<I")
+"""``struct fuse_supp_groups``: nr_groups, then that many ``uint32_t groups[]``."""
+GROUP = struct.Struct("<I")
 
 OUT_HEADER = struct.Struct("<IiQ")
 """``struct fuse_out_header``: len, error (negative errno), unique."""

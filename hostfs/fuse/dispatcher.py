@@ -30,6 +30,7 @@ from hostfs.fuse import abi, replies
 from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.args import Args
+from hostfs.fuse.extensions import decode_extensions
 from hostfs.fuse.init import Protocol, SessionConfig, negotiate
 from hostfs.fuse.operations import Operation, OperationTable, ReplyKind
 from hostfs.fuse.parking import parked
@@ -47,6 +48,10 @@ HEADER = abi.OUT_HEADER.size
 _MAX_ERRNO = 511
 """The kernel rejects a reply whose error is not in ``[-511, 0]`` (fuse_dev_do_write)."""
 _EARLY_INTERRUPTS_MAX = 1024
+
+_CREATIONS = frozenset({Opcode.CREATE, Opcode.MKNOD, Opcode.MKDIR, Opcode.SYMLINK})
+"""The requests the kernel extends with FUSE_EXT_GROUPS (fs/fuse/dir.c, get_create_ext;
+TMPFILE too, which hostfs does not implement): on others the groups are ignored."""
 
 OPERATIONS = OperationTable()
 """What hostfs serves: each handler below registers itself, with its decoder."""
@@ -119,11 +124,15 @@ class Dispatcher:
         opcode = header.opcode
         operation = OPERATIONS.get(opcode)
         request = self._decode(operation, opcode, args)
+        caller = self._caller(header, readable) if not isinstance(args, rq.BadRequest) else None
+        if isinstance(caller, rq.BadRequest) and not isinstance(request, rq.BadRequest):
+            request = caller
         if isinstance(request, rq.BadRequest):
             length, error = 0, request.errno
         else:
             assert operation is not None  # without one, _decode answered ENOSYS
-            length, error = await self._call(operation, header, request, writable)
+            assert isinstance(caller, Caller)
+            length, error = await self._call(operation, header, request, caller, writable)
         if self._debug:
             log.debug(
                 "%s unique=%d nodeid=%d -> %s",
@@ -143,6 +152,21 @@ class Dispatcher:
 
     # -- plumbing ---------------------------------------------------------------
 
+    def _caller(
+        self, header: rq.InHeader, readable: Sequence[memoryview]
+    ) -> Caller | rq.BadRequest:
+        """Who asks; on a creation, with the supplementary groups its extension carries
+        once FUSE_CREATE_SUPP_GROUP is agreed (a malformed extension is EINVAL always)."""
+        if not header.total_extlen:
+            return Caller(header.uid, header.gid, header.pid)
+        extensions = decode_extensions(readable, header)
+        if isinstance(extensions, rq.BadRequest):
+            return extensions
+        groups = extensions.groups
+        if not (groups and self.protocol.create_supp_group and header.opcode in _CREATIONS):
+            groups = ()
+        return Caller(header.uid, header.gid, header.pid, groups)
+
     def _decode(
         self, operation: Operation | None, opcode: int, args: Args | rq.BadRequest
     ) -> rq.Request | rq.BadRequest:
@@ -161,6 +185,7 @@ class Dispatcher:
         operation: Operation,
         header: rq.InHeader,
         request: rq.Request,
+        caller: Caller,
         writable: Sequence[memoryview],
     ) -> tuple[int, int]:
         """Serve the request; map its failure to an errno.
@@ -171,8 +196,8 @@ class Dispatcher:
         """
         try:
             if self._every_request_waits or header.opcode == Opcode.SETLKW:
-                return await self._interruptible(operation, header, request, writable)
-            return await self._serve(operation, header, request, writable), 0
+                return await self._interruptible(operation, header, request, caller, writable)
+            return await self._serve(operation, header, request, caller, writable), 0
         except OSError as error:
             return 0, _errno_of(error)
         except struct.error as error:
@@ -201,6 +226,7 @@ class Dispatcher:
         operation: Operation,
         header: rq.InHeader,
         request: rq.Request,
+        caller: Caller,
         writable: Sequence[memoryview],
     ) -> tuple[int, int]:
         """Serve in a cancel scope that FUSE_INTERRUPT for its ``unique`` cancels."""
@@ -213,7 +239,7 @@ class Dispatcher:
         length = 0
         try:
             with scope:
-                length = await self._serve(operation, header, request, writable)
+                length = await self._serve(operation, header, request, caller, writable)
         finally:
             if self._inflight.get(unique) is scope:
                 del self._inflight[unique]
@@ -238,14 +264,14 @@ class Dispatcher:
         operation: Operation,
         header: rq.InHeader,
         request: rq.Request,
+        caller: Caller,
         writable: Sequence[memoryview],
     ) -> int:
         """Call the handler as its reply kind wants; the reply length."""
         reply = operation.reply
         if reply is ReplyKind.BUFFER:
-            return await self._reply_in_buffer(operation.handler, header, request, writable)
+            return await self._reply_in_buffer(operation.handler, header, request, caller, writable)
         if reply is ReplyKind.DATA:
-            caller = Caller(header.uid, header.gid, header.pid)
             length: int = await operation.handler(self, header, request, caller, writable)
             return length
         await operation.handler(self, header, request)
@@ -256,10 +282,10 @@ class Dispatcher:
         handler: Callable[..., Awaitable[int]],
         header: rq.InHeader,
         request: rq.Request,
+        caller: Caller,
         writable: Sequence[memoryview],
     ) -> int:
         """Encode straight into a single reply buffer, else into scratch then scatter."""
-        caller = Caller(header.uid, header.gid, header.pid)
         if len(writable) == 1:
             out = writable[0]
             payload = await handler(self, header, request, caller, out, len(out))
@@ -306,6 +332,7 @@ class Dispatcher:
             request.flags,
             self.fs.options,
             self.config,
+            supplementary_groups=self.fs.supplementary_groups,
         )
         if reply.error:
             guest_errors.log(

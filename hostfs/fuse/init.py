@@ -88,6 +88,10 @@ class Protocol:
         return bool(self.flags & abi.PASSTHROUGH)
 
     @property
+    def create_supp_group(self) -> bool:
+        return bool(self.flags & abi.CREATE_SUPP_GROUP)
+
+    @property
     def entry_out_size(self) -> int:
         return abi.ENTRY_OUT.size if self.minor >= 9 else abi.COMPAT_ENTRY_OUT_SIZE
 
@@ -100,8 +104,13 @@ class Protocol:
         return abi.KSTATFS.size if self.minor >= 4 else abi.COMPAT_STATFS_SIZE
 
 
-def offered_flags(options: FsOptions, config: SessionConfig) -> int:
-    """The INIT flags the core and this transport can honour with these options."""
+def offered_flags(
+    options: FsOptions, config: SessionConfig, *, supplementary_groups: bool = False
+) -> int:
+    """The INIT flags the core and this transport can honour with these options.
+
+    ``supplementary_groups``: the backend creates with the groups FUSE_EXT_GROUPS
+    carries (Backend.supplementary_groups), so FUSE_CREATE_SUPP_GROUP is offered."""
     flags = (
         abi.ASYNC_READ | abi.PARALLEL_DIROPS | abi.ATOMIC_O_TRUNC | abi.BIG_WRITES | abi.MAX_PAGES
     )
@@ -119,6 +128,8 @@ def offered_flags(options: FsOptions, config: SessionConfig) -> int:
         flags |= abi.WRITEBACK_CACHE
     if options.xattr:
         flags |= abi.SETXATTR_EXT
+    if supplementary_groups:
+        flags |= abi.CREATE_SUPP_GROUP
     if config.passthrough and not options.writeback:
         # The kernel ignores FUSE_PASSTHROUGH together with WRITEBACK_CACHE.
         flags |= abi.PASSTHROUGH
@@ -151,6 +162,8 @@ def negotiate(
     kernel_flags: int,
     options: FsOptions,
     config: SessionConfig,
+    *,
+    supplementary_groups: bool = False,
 ) -> InitReply:
     """Answer ``fuse_init_in`` (flags already merged with ``flags2 << 32``)."""
     if major < abi.KERNEL_VERSION:
@@ -159,7 +172,7 @@ def negotiate(
         body = abi.INIT_OUT.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, *[0] * 10)
         return InitReply(0, body[: abi.COMPAT_INIT_OUT_SIZE], None)
     minor = min(minor, abi.KERNEL_MINOR_VERSION)
-    flags = kernel_flags & offered_flags(options, config)
+    flags = kernel_flags & offered_flags(options, config, supplementary_groups=supplementary_groups)
     if flags >> 32:
         flags |= abi.INIT_EXT  # the kernel reads flags2 only with it
     readahead = max_readahead

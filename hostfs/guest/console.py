@@ -9,6 +9,7 @@ Lines the guest's /init and workloads print for the host (all start with
 - ``HOSTFS-MEASURE NAME AMOUNT UNIT T0 T1`` — AMOUNT UNITs done between
   monotonic clock readings T0 and T1 (nanoseconds);
 - ``HOSTFS-WORKLOAD-EXIT STATUS``;
+- ``HOSTFS-GUEST-WAITING`` — the guest waits for the ACPI power button (libvirt tests);
 - ``HOSTFS-GUEST-FAIL reason`` (setup failed) and ``HOSTFS-GUEST-END``.
 """
 

@@ -19,13 +19,19 @@ from hostfs.guest.cpio import CpioEntry, write_newc
 from hostfs.guest.errors import GuestError
 from hostfs.guest.kernel import GuestKernel
 from hostfs.guest.modinfo import module_image
-from hostfs.guest.modules import ModuleTree
+from hostfs.guest.modules import VIRTIOFS_MODULES, ModuleTree
+from hostfs.guest.tools import GUEST_TOOLS, build_tool
+from hostfs.progress import phase
 
 GUEST_IMAGES = Path(__file__).resolve().parents[2] / "guest-images"
 BUSYBOX = Path("/bin/busybox")
-# Dynamic host programs worth having in the guest (busybox has no xattr applets);
-# copied with the shared libraries they load, left out when the host lacks them.
-HOST_PROGRAMS = ("setfattr", "getfattr")
+# Dynamic host programs worth having in the guest (busybox has no xattr applets, and
+# Debian's busybox-static no flock); copied with the shared libraries they load, left
+# out when the host lacks them.
+HOST_PROGRAMS = ("setfattr", "getfattr", "flock")
+WORKLOAD_PROGRAMS = {"bench": ("perl",)}
+"""Host programs a workload needs besides: bench.sh's random 4 KiB I/O seeks, which no
+busybox applet does in a loop, so it is one perl-base process (no modules needed)."""
 ENV_FILE = "etc/hostfs-guest.env"
 
 
@@ -37,6 +43,11 @@ class GuestSetup:
     tag: str = "hostfs"
     boots: int = 1
     environment: dict[str, str] = field(default_factory=dict)
+    modules: tuple[str, ...] = ()
+    """Kernel modules to load besides virtio-fs's, e.g. ``button``, ``evdev`` (ACPI power
+    button, for ``virsh reboot``)."""
+    programs: tuple[Path, ...] = ()
+    """Static host binaries a workload needs, copied to the guest's /usr/bin by name."""
 
 
 def workload_path(name_or_path: str) -> Path:
@@ -76,9 +87,16 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
         tree.add(CpioEntry.directory(directory))
     tree.add(CpioEntry.char_device("dev/console", 5, 1))
     _add_busybox(tree)
-    for program in HOST_PROGRAMS:
+    for program in (*HOST_PROGRAMS, *WORKLOAD_PROGRAMS.get(setup.workload.stem, ())):
         _add_host_program(tree, program)
-    modules = ModuleTree(kernel.modules_dir).load_order()
+    for tool in GUEST_TOOLS:
+        binary = build_tool(tool)
+        if binary is not None:
+            tree.add(CpioEntry.file(f"usr/bin/{tool}", binary.read_bytes(), 0o755))
+    for binary in setup.programs:
+        tree.add(CpioEntry.file(f"usr/bin/{binary.name}", binary.read_bytes(), 0o755))
+    with phase(f"guest image: resolving the modules of {kernel.release}"):
+        modules = ModuleTree(kernel.modules_dir).load_order((*VIRTIOFS_MODULES, *setup.modules))
     for module in modules:
         tree.add(CpioEntry.file(f"lib/modules/{module.name}.ko", module_image(module.path)))
     environment = {
@@ -93,7 +111,8 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
     tree.add(CpioEntry.file(ENV_FILE, env_lines.encode()))
     tree.add(CpioEntry.file("init", (GUEST_IMAGES / "init.sh").read_bytes(), 0o755))
     tree.add(CpioEntry.file("workload.sh", setup.workload.read_bytes(), 0o755))
-    return gzip.compress(write_newc(list(tree.entries.values())), compresslevel=1)
+    with phase(f"guest image: packing {len(tree.entries)} files"):
+        return gzip.compress(write_newc(list(tree.entries.values())), compresslevel=1)
 
 
 def _add_busybox(tree: ImageTree) -> None:

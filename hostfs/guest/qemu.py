@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,13 @@ from typing import Any
 import trio
 
 from hostfs.core.options import FsOptions
+from hostfs.guest.chroot import QEMU_IN_ROOT, in_root
 from hostfs.guest.console import GuestReport, parse_console
-from hostfs.guest.daemons import daemon_command
+from hostfs.guest.daemons import HOSTFS_SERVE, daemon_command
 from hostfs.guest.errors import GuestError
 from hostfs.guest.initramfs import GuestSetup, build_initramfs
 from hostfs.guest.kernel import GuestKernel
+from hostfs.testing.unprivileged import serve_as
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,28 @@ QEMU = "qemu-system-x86_64"
 BOOT_MARKER = ".hostfs-guest-boot"
 SOCKET_WAIT_SECONDS = 10.0
 DAEMON_EXIT_GRACE_SECONDS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Emulator:
+    """Which QEMU boots the guest: the host's (7.2), or one installed in a root
+    (:mod:`hostfs.guest.chroot`: trixie's 10.0), which sees only the files under it."""
+
+    root: Path | None = None
+
+    def command(self) -> list[str]:
+        return [QEMU] if self.root is None else in_root(self.root, [QEMU_IN_ROOT])
+
+    def scratch_parent(self) -> Path | None:
+        """Where the run's files go so that this QEMU can open them."""
+        return None if self.root is None else self.root / "tmp"
+
+    def path(self, host_path: Path) -> str:
+        """``host_path`` as this QEMU names it."""
+        return str(host_path if self.root is None else "/" / host_path.relative_to(self.root))
+
+
+HOST_QEMU = Emulator()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +79,18 @@ def qemu_command(
     memory: str = "1G",
     reboot: bool = False,
     interactive: bool = False,
+    request_queues: int = 1,
+    emulator: Emulator = HOST_QEMU,
 ) -> list[str]:
     """QEMU under TCG (KVM cannot run a stock guest kernel on these hosts).
 
     ``-no-reboot`` turns the guest's final ``poweroff -f``/panic into an exit;
     a multi-boot run leaves it out so ``reboot -f`` resets the machine and the
-    vhost-user device with it.
+    vhost-user device with it.  ``request_queues`` > 1 is the device's
+    ``num-request-queues`` (QEMU's default 1 is left implicit); a Linux >= 6.11
+    guest sends on the queue of the CPU it runs on, hence the two vCPUs.
     """
-    command = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "2"]
+    command = [*emulator.command(), "-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "2"]
     command += [
         "-nodefaults",
         "-display",
@@ -69,10 +98,12 @@ def qemu_command(
         "-serial",
         "mon:stdio" if interactive else "stdio",
     ]
-    command += ["-kernel", str(kernel.vmlinuz), "-initrd", str(initrd)]
+    command += ["-kernel", emulator.path(kernel.vmlinuz), "-initrd", emulator.path(initrd)]
     command += ["-append", "console=ttyS0 quiet panic=-1"]
-    command += ["-chardev", f"socket,id=char0,path={socket_path}"]
-    command += ["-device", f"vhost-user-fs-pci,queue-size=1024,chardev=char0,tag={tag}"]
+    command += ["-chardev", f"socket,id=char0,path={emulator.path(socket_path)}"]
+    device = f"vhost-user-fs-pci,queue-size=1024,chardev=char0,tag={tag}"
+    device += f",num-request-queues={request_queues}" if request_queues != 1 else ""
+    command += ["-device", device]
     command += ["-object", f"memory-backend-memfd,id=mem,size={memory},share=on"]
     command += ["-numa", "node,memdev=mem"]
     return command if reboot else [*command, "-no-reboot"]
@@ -88,6 +119,10 @@ async def run_guest(
     options: FsOptions | None = None,
     echo: Callable[[str], None] | None = None,
     interactive: bool = False,
+    request_queues: int = 1,
+    emulator: Emulator = HOST_QEMU,
+    daemon_args: Sequence[str] = (),
+    daemon_user: tuple[int, int] | None = None,
 ) -> GuestRun:
     """Serve ``shared_dir`` with ``daemon``, boot the guest, run ``setup``'s workload.
 
@@ -96,7 +131,11 @@ async def run_guest(
     (default: the core's defaults); the workload learns through
     ``HOSTFS_XATTR`` whether to test extended attributes.
     ``echo`` sees the console text as it arrives; ``interactive`` hands the
-    terminal to the guest's console instead of capturing it.
+    terminal to the guest's console instead of capturing it.  ``request_queues``
+    goes to both QEMU and the daemon; ``emulator`` says which QEMU.
+    ``daemon_args`` go to the daemon's command line as they are.  ``daemon_user``
+    (uid, gid) runs hostfs as that ordinary user (its scratch folder, where the socket
+    goes, becomes the user's; QEMU, as root, still connects).
     """
     options = options or FsOptions()
     setup = replace(
@@ -104,16 +143,25 @@ async def run_guest(
     )
     if isinstance(shared_dir, Path):
         (shared_dir / BOOT_MARKER).unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(prefix="hostfs-guest-") as scratch:
+    with tempfile.TemporaryDirectory(
+        prefix="hostfs-guest-", dir=emulator.scratch_parent()
+    ) as scratch:
         work = Path(scratch)
+        if emulator.root is not None:
+            kernel = replace(kernel, vmlinuz=Path(shutil.copy(kernel.vmlinuz, work)))
         initrd = work / "initrd.gz"
         initrd.write_bytes(build_initramfs(kernel, setup))
         socket_path = work / "vhost-user-fs.sock"
         daemon_log = work / "daemon.log"
+        serve: Sequence[str] = HOSTFS_SERVE
+        if daemon_user is not None:
+            os.chown(work, *daemon_user)
+            serve = serve_as(*daemon_user)
+        command = daemon_command(
+            daemon, socket_path, shared_dir, options, request_queues, daemon_args, serve=serve
+        )
         with daemon_log.open("wb") as log:
-            server = await _spawn(
-                daemon_command(daemon, socket_path, shared_dir, options), stdout=log
-            )
+            server = await _spawn(command, stdout=log)
         try:
             await _wait_for_socket(socket_path, server, daemon_log)
             command = qemu_command(
@@ -123,6 +171,8 @@ async def run_guest(
                 setup.tag,
                 reboot=setup.boots > 1,
                 interactive=interactive,
+                request_queues=request_queues,
+                emulator=emulator,
             )
             logger.debug("starting %s", " ".join(command))
             console, timed_out, status = await _run_qemu(command, timeout, echo, interactive)

@@ -28,7 +28,8 @@ REASONS: dict[str, str] = {
     "getsockopt": "SO_ACCEPTCONN (--fd), libnfs's SO_ERROR after connect",
     "setsockopt": "trio and libnfs set socket options",
     "shutdown": "*code*: trio closes sockets",
-    "fcntl": "O_NONBLOCK, F_GETFL; F_OFD_SETLK/GETLK locks and F_ADD_SEALS (core, guest memfds)",
+    "fcntl": "O_NONBLOCK, F_GETFL; F_OFD_SETLK/GETLK: guest record locks as host OFD locks "
+    "(backends/local/host_locks.py); F_ADD_SEALS (guest memfds)",
     "ioctl": "FIONBIO and the like (trio, Python's io)",
     "close": "every descriptor: FORGET, RELEASE, disconnect",
     "dup": "*code*: os.dup of a handle (hostfs.backends.local)",
@@ -108,11 +109,14 @@ REASONS: dict[str, str] = {
     "getxattr": "GETXATTR (and ACL checks)",
     "listxattr": "*code*: LISTXATTR",
     "removexattr": "*code*: REMOVEXATTR",
-    "flock": "*code*: flock on handles (locks are the core's; kept for Python's io)",
+    "flock": "guest flock locks as host flock(2) on per-owner descriptions "
+    "(backends/local/host_locks.py; tests/guest/test_two_guest_locks.py)",
     # -- per-request credentials and file handles (hostfs.backends.local.credentials)
     "setfsuid": "*code*: the caller's uid for each request, as virtiofsd",
     "setfsgid": "*code*: the caller's gid for each request, as virtiofsd",
     "setgroups": "*code*: the caller's supplementary groups (per thread, raw syscall)",
+    "getgroups": "the daemon's own groups, put back after a caller's (credentials.acting_as); "
+    "reached by a guest caller other than root (tests/sandbox/test_user_namespace.py)",
     "capget": "*code*: per-thread capability changes (FSETID around writes)",
     "capset": "*code*: per-thread capability changes (FSETID around writes)",
     "name_to_handle_at": "*code*: file handles of nodes (as virtiofsd --inode-file-handles)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
@@ -54,13 +54,28 @@ class GuestFuseClient:
         data: list[bytes] | None = None,
         pages: int = 0,
         queue: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        extensions: bytes = b"",
     ) -> FuseReply:
+        """One request; the caller is this process unless ``uid``/``gid`` say otherwise.
+        ``extensions`` (whole 8-byte units) follow the arguments, counted in the header's
+        ``total_extlen``, as the kernel appends them (fuse_in_header, 7.36)."""
         self._unique += 2
         expected = self._unique  # calls may run concurrently: remember our own
         data = data or []
+        args += extensions
         length = abi.IN_HEADER.size + len(args) + sum(len(chunk) for chunk in data)
         header = abi.IN_HEADER.pack(
-            length, opcode, expected, nodeid, os.getuid(), os.getgid(), os.getpid(), 0, 0
+            length,
+            opcode,
+            expected,
+            nodeid,
+            os.getuid() if uid is None else uid,
+            os.getgid() if gid is None else gid,
+            os.getpid(),
+            len(extensions) // 8,
+            0,
         )
         readable = [header] + ([args] if args else []) + data
         writable = [abi.OUT_HEADER.size] + ([reply_size] if reply_size else []) + [PAGE] * pages
@@ -80,21 +95,39 @@ class GuestFuseClient:
             raise FuseError(reply.error, f"{Opcode(opcode).name}: {os.strerror(reply.error)}")
         return reply.body
 
-    async def init(self) -> bytes:
-        flags = abi.ASYNC_READ | abi.BIG_WRITES | abi.MAX_PAGES | abi.DO_READDIRPLUS
-        args = abi.INIT_IN.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, 128 << 10, flags, 0)
+    async def init(self, extra_flags: int = 0) -> bytes:
+        """INIT as Linux 6.1's driver sends it, plus ``extra_flags`` (bits 32.. go in
+        ``flags2``, with FUSE_INIT_EXT)."""
+        flags = abi.ASYNC_READ | abi.BIG_WRITES | abi.MAX_PAGES | abi.DO_READDIRPLUS | extra_flags
+        if flags >> 32:
+            flags |= abi.INIT_EXT
+        args = abi.INIT_IN.pack(
+            abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, 128 << 10, flags & 0xFFFFFFFF, flags >> 32
+        )
         return await self.ok(Opcode.INIT, 0, args)
 
     async def lookup(self, parent: int, name: bytes) -> int:
         body = await self.ok(Opcode.LOOKUP, parent, _name(name))
         return abi.ENTRY_OUT.unpack_from(body)[0]
 
-    async def create(self, parent: int, name: bytes, mode: int = 0o644) -> tuple[int, int]:
+    async def create(
+        self, parent: int, name: bytes, mode: int = 0o644, **caller: Any
+    ) -> tuple[int, int]:
+        """``caller``: ``uid``, ``gid``, ``extensions`` as :meth:`call` takes them."""
         args = abi.CREATE_IN.pack(os.O_RDWR | os.O_CREAT, mode, 0o022, 0) + _name(name)
-        body = await self.ok(Opcode.CREATE, parent, args)
+        body = await self.ok(Opcode.CREATE, parent, args, **caller)
         nodeid = abi.ENTRY_OUT.unpack_from(body)[0]
         fh = abi.OPEN_OUT.unpack_from(body, abi.ENTRY_OUT.size)[0]
         return nodeid, fh
+
+    async def mkdir(self, parent: int, name: bytes, mode: int = 0o755, **caller: Any) -> int:
+        args = abi.MKDIR_IN.pack(mode, 0o022) + _name(name)
+        body = await self.ok(Opcode.MKDIR, parent, args, **caller)
+        return abi.ENTRY_OUT.unpack_from(body)[0]
+
+    async def symlink(self, parent: int, name: bytes, target: bytes, **caller: Any) -> int:
+        body = await self.ok(Opcode.SYMLINK, parent, _name(name) + _name(target), **caller)
+        return abi.ENTRY_OUT.unpack_from(body)[0]
 
     async def open(self, nodeid: int, flags: int = os.O_RDWR) -> int:
         body = await self.ok(Opcode.OPEN, nodeid, abi.OPEN_IN.pack(flags, 0))

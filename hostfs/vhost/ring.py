@@ -62,6 +62,8 @@ class Ring:
         self.enabled = False
         self.broken = False
         self.queue: SplitQueue | None = None
+        self.requests = 0
+        """Chains this ring has answered since the device (re)started it from scratch."""
         self._stopping = False
         self._parked = ParkedWaits()
         self._wait_scope: trio.CancelScope | None = None
@@ -155,6 +157,8 @@ class Ring:
             queue.release()
             self.queue = None
             self._stopped.set()
+            # Which queues the guest used (Linux >= 6.11 picks one by CPU), for the log.
+            logger.info("queue %d stopped: %d requests so far", self.index, self.requests)
 
     async def _drain_loop(
         self,
@@ -210,6 +214,7 @@ class Ring:
             written = min(max(written, 0), capacity)
         chain.release()
         queue.push(chain.head, written)
+        self.requests += 1
 
     async def _handle_concurrently(
         self,

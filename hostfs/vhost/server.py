@@ -34,19 +34,26 @@ class SocketSetupError(Exception):
 
 
 async def listen_on_path(path: str, group: str | None = None) -> trio.socket.SocketType:
+    """Bind and listen at ``path`` (:func:`bind_listener`), as a trio socket."""
+    return trio.socket.from_stdlib_socket(bind_listener(path, group))
+
+
+def bind_listener(path: str, group: str | None = None) -> socket.socket:
     """Bind and listen at ``path``; a stale socket left by a dead daemon is replaced.
 
     ``group`` (``--socket-group``, as virtiofsd) gets the socket file and read/write on it.
+    Blocking and thread-free (trio's bind may start a worker thread, and unshare(2) with
+    CLONE_NEWUSER refuses a process that has one): ``hostfs serve`` binds before its sandbox.
     """
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
     except FileNotFoundError:
         pass
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with _bind_umask(group):
-            await sock.bind(path)
+            sock.bind(path)
         if group is not None:
             os.chown(path, -1, grp.getgrnam(group).gr_gid)
         sock.listen(LISTEN_BACKLOG)

@@ -46,6 +46,8 @@ ACCEPTED = [
     ("--translate-uid", "map:0:1000:1"),
     ("--translate-gid", "squash-guest:0:100:10"),
     ("--preserve-noatime",),
+    ("--uid-map", ":0:100000:65536:"),
+    ("--gid-map=:0:100000:65536:",),
 ]
 
 REFUSED = [
@@ -53,8 +55,6 @@ REFUSED = [
     (("--announce-submounts",), "submounts are not announced"),
     (("--syslog",), "stderr only"),
     (("--security-label",), "security labels"),
-    (("--uid-map", ":0:100000:65536:"), "--translate-uid"),
-    (("--gid-map=:0:100000:65536:",), "--translate-gid"),
     (("--migration-mode", "file-handles"), "cannot migrate"),
     (("--migration-on-error", "guest-error"), "cannot migrate"),
     (("--migration-verify-handles",), "cannot migrate"),

@@ -3,8 +3,8 @@
 The kernel forgets only inodes no open file holds, but a guest may send FORGET
 early: closing the node's O_PATH descriptor under an open handle would let a
 GETATTR or FSYNCDIR on that handle reach whatever reuses the descriptor number.
-(The default ``--inode-file-handles never``: every node pins an fd, ``Inode.fd``,
-which the backend sets to -1 when it gives it back.)
+(``Inode.fd`` is the node's O_PATH fd, pinned with ``--inode-file-handles never``
+or hot with ``prefer``; the backend sets it to -1 when it gives it back.)
 """
 
 from __future__ import annotations

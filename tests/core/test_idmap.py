@@ -88,8 +88,14 @@ def test_ranges_of_different_directions_may_overlap():
 def test_a_translated_caller_is_not_translated_again():
     mapping = IdMapping(IdMap.parse(["guest:0:1:10"]), IdMap())
     host = mapping.caller_to_host(Caller(0, 0, 7))
-    assert host == (1, 0, 7) and isinstance(host, HostCaller)
-    assert mapping.caller_to_host(host) == (1, 0, 7)
+    assert host == Caller(1, 0, 7) and isinstance(host, HostCaller)
+    assert mapping.caller_to_host(host) == Caller(1, 0, 7)
+
+
+def test_supplementary_groups_are_translated_and_forbidden_ones_dropped():
+    mapping = IdMapping(IdMap(), IdMap.parse(["guest:100:5000:10", "forbid-guest:7:1"]))
+    host = mapping.caller_to_host(Caller(0, 100, 7, (101, 7, 42)))
+    assert host == Caller(0, 5000, 7, (5001, 42))
 
 
 # -- through the core, on a real directory (as root) ---------------------------------

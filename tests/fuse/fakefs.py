@@ -26,6 +26,7 @@ class FakeFileSystem:
         self.xattrs = {b"user.a": b"value"}
         self.block = trio.Event()
         self.requests_wait = True
+        self.supplementary_groups = True
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, args))

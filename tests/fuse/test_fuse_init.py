@@ -86,3 +86,17 @@ def test_the_request_cap_is_virtiofsds() -> None:
     """Rust virtiofsd: in_header.len > MAX_BUFFER_SIZE (1 MiB) + 4 KiB -> ENOMEM."""
     assert SessionConfig().max_request == (1 << 20) + 4096
     assert SessionConfig(max_write=4096).max_request == 65536 + 4096
+
+
+def test_create_supp_group_only_when_the_backend_honours_groups() -> None:
+    kernel = ALL | abi.CREATE_SUPP_GROUP
+    for backend, agreed in ((True, True), (False, False)):
+        reply = negotiate(
+            7, 38, 0, kernel, FsOptions(), SessionConfig(), supplementary_groups=backend
+        )
+        assert reply.protocol is not None
+        assert bool(reply.protocol.flags & abi.CREATE_SUPP_GROUP) is agreed
+        assert reply.protocol.create_supp_group is agreed
+        flags2 = abi.INIT_OUT.unpack(reply.body)[10]
+        assert bool(flags2 << 32 & abi.CREATE_SUPP_GROUP) is agreed
+        assert bool(abi.INIT_OUT.unpack(reply.body)[3] & abi.INIT_EXT) is agreed

@@ -30,6 +30,15 @@ def names(*strings: bytes) -> bytes:
     return b"".join(string + b"\0" for string in strings)
 
 
+def groups_ext(*groups: int, count: int | None = None) -> bytes:
+    """A FUSE_EXT_GROUPS record as fs/fuse/dir.c builds it (fuse_ext_size: 8-aligned);
+    ``count`` overrides ``nr_groups`` (to lie about it)."""
+    body = abi.SUPP_GROUPS.pack(len(groups) if count is None else count)
+    body += b"".join(abi.GROUP.pack(group) for group in groups)
+    body += bytes(-len(body) % 8)
+    return abi.EXT_HEADER.pack(abi.EXT_HEADER.size + len(body), abi.EXT_GROUPS) + body
+
+
 def init_in(minor: int = 45, flags: int = 0xFFFFFFFF, major: int = 7, readahead: int = 131072):
     return abi.INIT_IN.pack(major, minor, readahead, flags, 0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hostfs.guest.qemu import GuestRun
 
 DAEMONS = ["virtiofsd", "hostfs"]
@@ -13,3 +15,14 @@ def assert_guest_ok(run: GuestRun) -> None:
     evidence = [*run.report.problems(), "--- console ---", run.console[-3000:]]
     evidence += ["--- daemon log ---", run.daemon_log[-3000:]]
     assert run.report.ok, "\n".join(evidence)
+
+
+QUEUE_STOPPED = re.compile(r"hostfs\.vhost\.ring INFO: queue (\d+) stopped: (\d+) requests so far")
+
+
+def requests_per_queue(daemon_log: str) -> dict[int, int]:
+    """What ``hostfs serve`` logged each ring answered, by queue (the latest count)."""
+    counts: dict[int, int] = {}
+    for match in QUEUE_STOPPED.finditer(daemon_log):
+        counts[int(match[1])] = max(counts.get(int(match[1]), 0), int(match[2]))
+    return counts

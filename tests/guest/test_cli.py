@@ -22,8 +22,13 @@ def parse(*argv: str):
         (("--shared-dir", "{tmp}", "--workload", "no-such-workload"), "no workload script"),
         (("--shared-dir", "{tmp}", "--boots", "0"), "--boots"),
         (("--shared-dir", "{tmp}", "--env", "NOEQUALS"), "KEY=VALUE"),
+        (("--shared-dir", "{tmp}", "--num-request-queues", "0"), "hostfs serves 1..1023"),
+        (
+            ("--shared-dir", "{tmp}", "--daemon", "virtiofsd", "--num-request-queues", "2"),
+            "virtiofsd serves 1..1",
+        ),
     ],
-    ids=["no-share", "missing-dir", "nfs-virtiofsd", "workload", "boots", "env"],
+    ids=["no-share", "missing-dir", "nfs-virtiofsd", "workload", "boots", "env", "queues", "peer"],
 )
 def test_usage_errors(tmp_path, argv, message):
     args = parse(*(word.format(tmp=tmp_path) for word in argv))

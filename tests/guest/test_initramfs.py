@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gzip
 import stat
+import subprocess
+import sys
 
 from hostfs.guest.cpio import read_newc
 from hostfs.guest.initramfs import GUEST_IMAGES, GuestSetup, build_initramfs, workload_path
+from hostfs.progress import ERASE_LINE
+from tests.test_progress import environment, stderr_on_a_pty
 
 
 def test_initramfs_contents(guest_kernel):
@@ -31,3 +35,19 @@ def test_initramfs_contents(guest_kernel):
         for parent in [name.rpartition("/")[0]]
         if parent
     )
+
+
+def test_building_shows_its_phases_on_a_terminal_only(guest_kernel):
+    code = (
+        "from pathlib import Path\n"
+        "from hostfs.guest.kernel import GuestKernel\n"
+        "from hostfs.guest.initramfs import GuestSetup, build_initramfs, workload_path\n"
+        f"kernel = GuestKernel({guest_kernel.package!r}, Path({str(guest_kernel.vmlinuz)!r}), "
+        f"Path({str(guest_kernel.modules_dir)!r}))\n"
+        "build_initramfs(kernel, GuestSetup(workload_path('smoke')))\n"
+    )
+    seen = stderr_on_a_pty([sys.executable, "-c", code], environment())
+    assert f"{ERASE_LINE}guest image: resolving the modules of {guest_kernel.release}" in seen
+    assert f"{ERASE_LINE}guest image: packing " in seen and seen.endswith(ERASE_LINE)
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, env=environment())
+    assert quiet.returncode == 0 and quiet.stderr == b""

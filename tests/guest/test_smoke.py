@@ -22,9 +22,19 @@ def md5(path: Path) -> str:
 @pytest.mark.parametrize("daemon", DAEMONS)
 async def test_smoke_workload_leaves_its_files_on_the_host(boot_guest, share, daemon):
     (share / "from-host.txt").write_bytes(FROM_HOST)
-
     run = await boot_guest(daemon, "smoke")
+    assert_smoke_files(run, share)
 
+
+async def test_smoke_workload_without_sandbox_or_seccomp(boot_guest, share):
+    """The same workload with both of serve's barriers off (every other guest test runs
+    with the defaults, namespace and kill): nothing in the request path needs them."""
+    (share / "from-host.txt").write_bytes(FROM_HOST)
+    run = await boot_guest("hostfs", "smoke", daemon_args=("--sandbox=none", "--seccomp=none"))
+    assert_smoke_files(run, share)
+
+
+def assert_smoke_files(run, share: Path) -> None:
     assert_guest_ok(run)
     results = run.report.boots[0].results
     assert results["from-host"] == hashlib.md5(FROM_HOST).hexdigest()

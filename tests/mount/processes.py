@@ -11,7 +11,7 @@ import pickle
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 CHILD_TIMEOUT = 20.0
@@ -93,8 +93,11 @@ def _run_child(pipe: int, function: Callable[..., Any], args: tuple, setup) -> N
         os._exit(status)
 
 
-def as_user(uid: int, gid: int, function: Callable[[str], Any], base: str) -> Any:
-    """``function(".")`` run by ``uid``/``gid`` with ``base`` as working directory.
+def as_user(
+    uid: int, gid: int, function: Callable[[str], Any], base: str, groups: Sequence[int] = ()
+) -> Any:
+    """``function(".")`` run by ``uid``/``gid`` (and supplementary ``groups``) with
+    ``base`` as working directory.
 
     The child enters ``base`` while still root: pytest's temporary directories
     sit under a 0700 directory that another user could not walk through.
@@ -102,7 +105,7 @@ def as_user(uid: int, gid: int, function: Callable[[str], Any], base: str) -> An
 
     def become_user() -> None:
         os.chdir(base)
-        os.setgroups([])
+        os.setgroups(list(groups))
         os.setgid(gid)
         os.setuid(uid)
 

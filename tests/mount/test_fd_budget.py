@@ -1,6 +1,8 @@
 """The local backend's fd budget through a real mount (``--rlimit-nofile``): a stat
 walk wider than the budget gets ENFILE for what does not fit, the daemon never
-holds more than its budget, and every node is released once the kernel forgets."""
+holds more than its budget, and every node is released once the kernel forgets.
+With ``--inode-file-handles never``, where every node pins an fd (prefer's nodes
+cost none: tests/mount/test_file_handles.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ FILES = 1000
 @pytest.mark.parametrize("engine", ["devfuse", "pyfuse3"])
 def test_a_walk_wider_than_the_budget_gets_enfile_and_leaks_nothing(engine, tmp_path):
     share, mnt, names = share_of_files(tmp_path, FILES)
-    args = ("--rlimit-nofile", str(LIMIT))
+    args = ("--rlimit-nofile", str(LIMIT), "--inode-file-handles", "never")
     with hostfs_mount(engine, str(share), str(mnt), str(share), extra_args=args) as mount:
         forget_everything_unused()
         before = settled_fd_count(mount)

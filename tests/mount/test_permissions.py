@@ -10,6 +10,8 @@ import os
 import socket
 import stat
 
+import pytest
+
 from tests.mount.compare import in_both, lstat_summary, read_file, same, same_error, write_file
 from tests.mount.processes import as_user
 
@@ -138,3 +140,32 @@ def test_umask_applies_once(twin):
     file_stat, dir_stat = same(twin, run)
     assert stat.S_IMODE(file_stat["st_mode"]) == 0o640
     assert stat.S_IMODE(dir_stat["st_mode"]) == 0o750
+
+
+@pytest.mark.parametrize("engine", ["devfuse"], indirect=True)
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_supplementary_group_lets_its_member_create(twin):
+    """USER is in the directory's group only through a supplementary group: the kernel
+    lets USER create there, and so must the daemon, which creates as USER's fsuid/fsgid.
+    FUSE_CREATE_SUPP_GROUP carries the group (fs/fuse/dir.c, get_create_supp_group);
+    only hostfs's own codec offers it, and only over the local backend."""
+    group = 4343
+
+    def team_dir(base):
+        os.mkdir(j(base, "team"))
+        os.chown(j(base, "team"), 0, group)
+        os.chmod(j(base, "team"), 0o770)
+
+    def create(base):
+        write_file(j(base, "file"), b"ours")
+        os.mkdir(j(base, "dir"))
+        os.symlink("file", j(base, "link"))
+        os.mkfifo(j(base, "fifo"))
+        return sorted(os.listdir(base))
+
+    in_both(twin, team_dir)
+    made = same(twin, lambda b: as_user(USER, USER, create, j(b, "team"), groups=[group]))
+    assert made == ["dir", "fifo", "file", "link"]
+    assert set(owners(j(twin.host, "team")).values()) == {(USER, USER)}
+    # Without the group, both refuse alike.
+    same_error(twin, lambda b: as_user(USER, USER, create, j(b, "team")), errno.EACCES)

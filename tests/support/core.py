@@ -26,9 +26,11 @@ def share(tmp_path) -> str:
     return str(path)
 
 
-@pytest.fixture
-async def fs(share) -> AsyncIterator[FileSystem]:
-    core = FileSystem(LocalBackend.from_path(share), FsOptions(xattr=True))
+@pytest.fixture(params=["prefer", "never"])
+async def fs(share, request) -> AsyncIterator[FileSystem]:
+    """Over both ways of holding nodes: by file handle (the default) and by pinned fd."""
+    backend = LocalBackend.from_path(share, inode_file_handles=request.param)
+    core = FileSystem(backend, FsOptions(xattr=True))
     await core.start()
     yield core
     await core.close()

@@ -69,6 +69,15 @@ def ensure_rpcbind() -> None:
         time.sleep(0.05)
 
 
+def _stopped(task: Path) -> bool:
+    """Whether a thread (``/proc/PID/task/TID``) is stopped by a signal, or gone."""
+    try:
+        state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("T", "t")
+
+
 class GaneshaServer:
     """One ganesha process exporting ``export_dir`` on 127.0.0.1."""
 
@@ -86,6 +95,8 @@ class GaneshaServer:
         self.config = self.state_dir / "ganesha.conf"
         self.log = self.state_dir / "ganesha.log"
         self.pidfile = self.state_dir / "ganesha.pid"
+        self.output = self.state_dir / "ganesha.out"
+        """stdout and stderr of a detached server (:meth:`start`)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -105,8 +116,13 @@ class GaneshaServer:
             text = text.replace(f"@{key}@", value)
         self.config.write_text(text)
 
-    def start(self) -> None:
-        """Start ganesha and wait until both of its ports accept connections."""
+    def start(self, detach: bool = False) -> None:
+        """Start ganesha and wait until both of its ports accept connections.
+
+        ``detach``: ganesha's stdout and stderr go to ``ganesha.out`` in the state
+        directory, not ours, so a caller reading our output to its end (the shell's
+        ``URL=$(scripts/nfs-server start DIR)``) is not kept waiting by the server.
+        """
         if self.process is not None:
             return
         ganesha = shutil.which("ganesha.nfsd") or "/usr/bin/ganesha.nfsd"
@@ -122,7 +138,15 @@ class GaneshaServer:
         self.write_config()
         command = [ganesha, "-F", "-f", str(self.config), "-L", str(self.log)]
         command += ["-p", str(self.pidfile), "-N", "NIV_WARN"]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        with contextlib.ExitStack() as files:
+            output = files.enter_context(self.output.open("ab")) if detach else None
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while not (_port_open(self.nfs_port) and _port_open(self.mnt_port)):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -151,6 +175,14 @@ class GaneshaServer:
         """SIGSTOP: the server keeps its connections but answers nothing (a hung server)."""
         if self.process is not None:
             self.process.send_signal(signal.SIGSTOP)
+            # The stop reaches each thread on its way back to user space: wait until
+            # every one is stopped, or a call sent right now may still be answered.
+            tasks = Path(f"/proc/{self.process.pid}/task")
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while not all(_stopped(task) for task in tasks.iterdir()):
+                if time.monotonic() > deadline:
+                    raise GaneshaUnavailable("ganesha did not stop on SIGSTOP")
+                time.sleep(0.01)
 
     def resume(self) -> None:
         if self.process is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import IO
 
 import trio
 
+from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
@@ -53,6 +54,8 @@ class Daemon:
     """The process that serves: the supervisor's child when sandboxed, else the process."""
     fuse: GuestFuseClient
     frontend: Frontend
+    init_flags: int
+    """The flags the daemon agreed to in INIT (flags | flags2 << 32)."""
 
     def status(self, field: str) -> str:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -72,12 +75,19 @@ def _serving_pid(process: subprocess.Popen[bytes]) -> int:
 
 @asynccontextmanager
 async def serving(
-    tmp_path: Path, shared_dir: str, *flags: str, stderr: IO[bytes] | None = None
+    tmp_path: Path,
+    shared_dir: str,
+    *flags: str,
+    stderr: IO[bytes] | None = None,
+    serve: Sequence[str] = SERVE,
+    init_flags: int = 0,
 ) -> AsyncIterator[Daemon]:
     """``hostfs serve`` up to an answered FUSE INIT, so its set-up is over; at the end
-    the front-end leaves, and the daemon must exit 0 and remove its socket."""
+    the front-end leaves, and the daemon must exit 0 and remove its socket.  ``serve``
+    is the command before the flags (``hostfs.testing.unprivileged.serve_as``: as an
+    ordinary user); ``init_flags`` are offered in INIT besides the usual ones."""
     sock = tmp_path / "vhost.sock"
-    command = [*SERVE, "--shared-dir", shared_dir, "--socket-path", str(sock), *flags]
+    command = [*serve, "--shared-dir", shared_dir, "--socket-path", str(sock), *flags]
     process = subprocess.Popen(command, stderr=stderr)
     try:
         await wait_for_socket(sock)
@@ -85,8 +95,9 @@ async def serving(
             await frontend.realize()
             await frontend.start(2)
             fuse = GuestFuseClient(frontend)
-            await fuse.init()
-            yield Daemon(process, _serving_pid(process), fuse, frontend)
+            reply = abi.INIT_OUT.unpack(await fuse.init(init_flags))
+            agreed = reply[3] | reply[10] << 32
+            yield Daemon(process, _serving_pid(process), fuse, frontend, agreed)
             frontend.close_queues()
         assert await trio.to_thread.run_sync(process.wait, 10) == 0
         assert not sock.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import trio
 from hostfs.backends.local.backend import LocalBackend
 from hostfs.cli.serve import make_device
 from hostfs.core.filesystem import FileSystem
+from hostfs.core.options import FsOptions
 from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.frontend import Frontend
@@ -64,11 +66,14 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.fixture
-async def served(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Served]:
+@contextlib.asynccontextmanager
+async def serving(
+    tmp_path: Path, nursery: trio.Nursery, options: FsOptions
+) -> AsyncIterator[Served]:
+    """A device over a new share in ``tmp_path``, listening until the block ends."""
     share = tmp_path / "share"
     share.mkdir()
-    fs = FileSystem(LocalBackend.from_path(str(share)))
+    fs = FileSystem(LocalBackend.from_path(str(share)), options)
     await fs.start()
     device = make_device(fs, num_request_queues=REQUEST_QUEUES)
     server = VhostUserServer(device, reconnect=True)
@@ -79,6 +84,12 @@ async def served(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Served]
     server.shutdown()
     listener.close()
     await fs.close()
+
+
+@pytest.fixture
+async def served(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Served]:
+    async with serving(tmp_path, nursery, FsOptions()) as live:
+        yield live
 
 
 @pytest.fixture

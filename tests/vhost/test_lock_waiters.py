@@ -13,12 +13,14 @@ import errno
 import fcntl
 import signal
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 
 from hostfs.core.filesystem import ROOT_NODEID
+from hostfs.core.options import FsOptions
 from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.init import SessionConfig
@@ -27,7 +29,7 @@ from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import FuseReply, GuestFuseClient
 from hostfs.vhost.messages import Request, VringState
 from tests.support.serve import serve_command, wait_for_socket
-from tests.vhost.conftest import NUM_QUEUES, Served
+from tests.vhost.conftest import NUM_QUEUES, Served, serving
 
 WAITERS = SessionConfig().concurrency + 8
 WHOLE_FILE = (0, 0x7FFFFFFFFFFFFFFF)
@@ -35,6 +37,17 @@ PROMPTLY = 5.0
 """A stop that waits for a parked lock never completes; anything that completes passes."""
 
 KINDS = ["posix", "flock"]
+
+
+@pytest.fixture(params=["host", "local"])
+async def served(
+    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[Served]:
+    """Both lock homes keep the guarantees: the host's locks (the default) and the
+    core's own tables (``--locks local``)."""
+    options = FsOptions(host_locks=request.param == "host")
+    async with serving(tmp_path, nursery, options) as live:
+        yield live
 
 
 def lock_args(fh: int, owner: int, lock_type: int, kind: str = "posix") -> bytes:

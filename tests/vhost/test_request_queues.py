@@ -8,6 +8,8 @@ waiting on one queue must not hold up another.
 from __future__ import annotations
 
 import fcntl
+import logging
+import re
 import subprocess
 from pathlib import Path
 
@@ -120,3 +122,21 @@ def test_queue_count_outside_the_range_is_a_usage_error(tmp_path: Path) -> None:
         command = serve_command(tmp_path, "--socket-path", "x", "--num-request-queues", count)
         result = subprocess.run(command, capture_output=True, check=False)
         assert result.returncode == 2, result.stderr  # argparse's usage error
+
+
+async def test_each_queue_logs_the_requests_it_answered(served: Served, caplog) -> None:
+    """The log tells which queues a guest used: at each stop, a queue's answered chains."""
+    caplog.set_level(logging.INFO, logger="hostfs.vhost.ring")
+    report = await run_guest(served, 2_000, request_queues=REQUEST_QUEUES)
+    with trio.fail_after(PROMPTLY):
+        while len(stopped_counts(caplog)) < NUM_QUEUES:  # the disconnect stops every ring
+            await trio.sleep(0.01)
+    expected = {int(queue): count for queue, count in report["per_queue"].items()}
+    expected[1] += 1  # the guest's FUSE_INIT, before the stress
+    assert stopped_counts(caplog) == {0: 0, **expected}
+
+
+def stopped_counts(caplog) -> dict[int, int]:
+    pattern = re.compile(r"queue (\d+) stopped: (\d+) requests so far")
+    found = (pattern.fullmatch(record.getMessage()) for record in caplog.records)
+    return {int(match[1]): int(match[2]) for match in found if match}

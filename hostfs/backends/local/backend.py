@@ -26,6 +26,7 @@ from hostfs import procfd
 from hostfs.backends.base import Backend
 from hostfs.backends.local import credentials, direct_io, dirents, file_handles, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
+from hostfs.backends.local.host_locks import HostLocks
 from hostfs.backends.local.inodes import Inode, Inodes
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
@@ -97,15 +98,20 @@ class LocalBackend(Backend):
         root_fd: int,
         thread_pool_size: int = 0,
         fds: FdBudget | None = None,
-        inode_file_handles: str = "never",
+        inode_file_handles: str = file_handles.DEFAULT_MODE,
+        hot_fds: int | None = None,
     ) -> None:
         self._root_fd = root_fd
         self._fds = fds if fds is not None else FdBudget.from_rlimit()
         """Every fd the guest makes the backend hold (nodes that pin one, open files,
         directory streams) is counted here and refused beyond the budget (fd_budget.py)."""
-        self._inodes = Inodes(inode_file_handles, root_fd, self._fds)
+        self._inodes = Inodes(inode_file_handles, root_fd, self._fds, hot_fds)
+        """``hot_fds``: how many nodes known by handle keep an fd (inodes.HOT_FDS)."""
         self._fd = self._inodes.fd
         self._is_root = os.geteuid() == 0
+        self.supplementary_groups = self._is_root and credentials.can_set_groups()
+        """A daemon in a user namespace whose setgroups is ``deny`` (one own id mapped)
+        cannot give a caller groups, so it does not offer FUSE_CREATE_SUPP_GROUP."""
         self._use_openat2 = syscalls.has_openat2()
         self._limiter = trio.CapacityLimiter(thread_pool_size) if thread_pool_size else None
         self._dirent_buffer = dirents.Buffer()
@@ -117,6 +123,7 @@ class LocalBackend(Backend):
         thread_pool_size: int = 0,
         rlimit_nofile: int | None = None,
         inode_file_handles: str = file_handles.DEFAULT_MODE,
+        hot_fds: int | None = None,
     ) -> LocalBackend:
         """Open ``path`` as the shared directory; OSError if it is not one.
 
@@ -128,7 +135,8 @@ class LocalBackend(Backend):
         root_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             set_nofile_limit(rlimit_nofile)
-            return cls(root_fd, thread_pool_size, FdBudget.from_rlimit(), inode_file_handles)
+            fds = FdBudget.from_rlimit()
+            return cls(root_fd, thread_pool_size, fds, inode_file_handles, hot_fds)
         except BaseException:
             os.close(root_fd)
             raise
@@ -140,7 +148,8 @@ class LocalBackend(Backend):
         acts as its own user whoever asks."""
         if not self._is_root or (caller.uid == 0 and caller.gid == 0):
             return _UNCHANGED
-        return credentials.acting_as(caller.uid, caller.gid)
+        groups = caller.groups if self.supplementary_groups else ()
+        return credentials.acting_as(caller.uid, caller.gid, groups)
 
     async def _blocking(self, function: Callable[..., T], *args: object) -> T:
         if self._limiter is None:
@@ -162,6 +171,22 @@ class LocalBackend(Backend):
 
     def same_object(self, known: Inode, found: Inode) -> bool:
         return self._inodes.same(known, found)
+
+    async def names_object(self, parent: Inode, name: bytes, obj: Inode) -> bool:
+        if self._inodes.identifies(obj):
+            return True
+        # A cold node by handle: its inode may be gone and the number reused. The
+        # handle of the name now settles it (it carries the inode's generation), and
+        # if it is the node's, the node's inode lived at the stat before it too.
+        with self._fd(parent) as parent_fd:
+            try:
+                return file_handles.name_to_handle(parent_fd, name) == obj.handle
+            except OSError:
+                return False
+
+    def host_locks(self) -> HostLocks:
+        """Guest locks as OFD and flock locks on the shared files (host_locks.py)."""
+        return HostLocks(self._fds)
 
     async def close(self) -> None:
         self._inodes.close()
@@ -191,10 +216,7 @@ class LocalBackend(Backend):
         # A single component (the core refuses "/", "." and ".."), final symlink
         # not followed: it cannot leave ``parent``, so RESOLVE_BENEATH adds nothing.
         with self._fd(parent) as parent_fd:
-            st = Stat.from_os(os.stat(name, dir_fd=parent_fd, follow_symlinks=False))
-        # An inode known by handle only may be gone and its number reused: the
-        # core must compare handles (same_object), which a full lookup brings.
-        return st if self._inodes.pins(st.dev) else None
+            return Stat.from_os(os.stat(name, dir_fd=parent_fd, follow_symlinks=False))
 
     async def getattr(self, obj: Inode, handle: int | None = None) -> Stat:
         if handle is not None:

@@ -59,14 +59,16 @@ def _set_groups(groups: Sequence[int]) -> None:
 
 
 @contextlib.contextmanager
-def acting_as(uid: int, gid: int) -> Iterator[None]:
-    """Run the body with filesystem ids ``uid``/``gid`` and no supplementary
-    groups (the guest's groups are not known: FUSE sends uid and gid only), on
-    the calling thread; restore the previous ids and groups afterwards, also
-    on error."""
-    groups = os.getgroups()
-    if groups:
-        _set_groups(())
+def acting_as(uid: int, gid: int, groups: Sequence[int] = ()) -> Iterator[None]:
+    """Run the body with filesystem ids ``uid``/``gid`` and supplementary ``groups``
+    (none unless the request said: FUSE's header has uid and gid only, and
+    FUSE_EXT_GROUPS adds a creation's), on the calling thread; restore the previous
+    ids and groups afterwards, also on error."""
+    previous_groups = os.getgroups()
+    wanted = sorted(set(groups))
+    change_groups = sorted(set(previous_groups)) != wanted
+    if change_groups:
+        _set_groups(wanted)
     try:
         previous_gid = _set_fs_id(_SYS_SETFSGID, gid)
         try:
@@ -78,8 +80,19 @@ def acting_as(uid: int, gid: int) -> Iterator[None]:
         finally:
             _set_fs_id(_SYS_SETFSGID, previous_gid)
     finally:
-        if groups:
-            _set_groups(groups)
+        if change_groups:
+            _set_groups(previous_groups)
+
+
+def can_set_groups() -> bool:
+    """Whether this thread may set its supplementary groups: CAP_SETGID, and, in a user
+    namespace, ``/proc/self/setgroups`` not ``deny`` (user_namespaces(7)); setting the
+    groups it has already answers without changing anything."""
+    try:
+        _set_groups(os.getgroups())
+    except OSError:
+        return False
+    return True
 
 
 def fs_ids() -> tuple[int, int]:

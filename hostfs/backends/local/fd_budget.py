@@ -59,6 +59,9 @@ class FdBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.held = 0
+        self.reclaim: Callable[[int], None] | None = None
+        """Asked to close that many fds of a cache (inodes.py's hot fds) before a
+        request is refused: cached fds are counted, but never cost the guest an ENFILE."""
 
     @classmethod
     def from_rlimit(cls, reserve: int = CONTROL_PLANE_RESERVE) -> FdBudget:
@@ -69,6 +72,8 @@ class FdBudget:
     def check(self, count: int = 1) -> None:
         """Refuse now an operation that will need ``count`` more fds: one that creates
         a name first and pins it after must not leave the name behind when refused."""
+        if self.held + count > self.limit and self.reclaim is not None:
+            self.reclaim(self.held + count - self.limit)
         if self.held + count > self.limit:
             raise OSError(REFUSAL, f"the share holds {self.held} fds, its limit")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import stat as stat_module
 import time
 import weakref
@@ -27,10 +28,12 @@ from typing import TypeVar
 from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
 from hostfs.backends.nfs.counts import total
+from hostfs.backends.nfs.deadline import per_request
 from hostfs.backends.nfs.libnfs_c import (
     Context,
     IoFailed,
     NfsStat64,
+    WriteFailed,
     free_handle,
     handle_fh,
     open_handle,
@@ -38,6 +41,7 @@ from hostfs.backends.nfs.libnfs_c import (
 from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
+from hostfs.backends.nfs.silly import is_silly, silly_name
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 logger = logging.getLogger(__name__)
@@ -81,7 +85,11 @@ class NfsHandle:
     node: NfsNode
 
 
+@per_request(lambda backend: backend.pool.timeout_ms / 1000)
 class NfsBackend(Backend):
+    """Each public method is one request with one deadline, the URL's ``timeout=``
+    from its start, however many RPCs and waits it takes (:mod:`deadline`)."""
+
     def __init__(
         self, pool: ContextPool, fast: LoopRpc, root_stat: Stat, root_fh: bytes, owner: Caller
     ) -> None:
@@ -95,6 +103,10 @@ class NfsBackend(Backend):
         self.reuse_ns = POST_OP_REUSE_NS
         fast.observer = self._observed
         self._open: weakref.WeakSet[NfsHandle] = weakref.WeakSet()
+        self._hidden: dict[NfsNode, list[tuple[NfsNode, bytes]]] = {}
+        """Open files unlinked while open, and the hidden names they now have."""
+        self._silly_counter = random.getrandbits(32)
+        """Counts hidden names; random start, so two instances on an export do not collide."""
 
     # -- lifetime -----------------------------------------------------------
 
@@ -262,7 +274,14 @@ class NfsBackend(Backend):
             if stat_module.S_ISREG(mode):
                 c.close(c.create(path, os.O_WRONLY | os.O_EXCL, mode & 0o7777))
             else:
-                c.mknod(path, mode, rdev)
+                before = c.connection()
+                try:
+                    c.mknod(path, mode, rdev)
+                except FileExistsError:
+                    found = c.lstat(path)
+                    if c.connection() == before or found.mode != mode or found.rdev != rdev:
+                        raise
+                    # MKNOD sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self._changing(make, parent), sent)
@@ -278,7 +297,13 @@ class NfsBackend(Backend):
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
-            c.mkdir(path, mode & 0o7777)
+            before = c.connection()
+            try:
+                c.mkdir(path, mode & 0o7777)
+            except FileExistsError:
+                if c.connection() == before or not stat_module.S_ISDIR(c.lstat(path).mode):
+                    raise
+                # MKDIR sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self._changing(make, parent), sent)
@@ -290,7 +315,13 @@ class NfsBackend(Backend):
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
-            c.symlink(target, path)
+            before = c.connection()
+            try:
+                c.symlink(target, path)
+            except FileExistsError:
+                if c.connection() == before or c.readlink(path) != target:
+                    raise
+                # SYMLINK sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
         return self._found(parent, name, await self._changing(make, parent), sent)
@@ -339,7 +370,13 @@ class NfsBackend(Backend):
         old, new = obj.path, new_parent.child_path(new_name)
 
         def make(c: Context) -> NfsStat64:
-            c.link(old, new)
+            before = c.connection()
+            try:
+                c.link(old, new)
+            except FileExistsError:
+                if c.connection() == before or c.lstat(new).ino != c.lstat(old).ino:
+                    raise
+                # LINK sent again after a reconnect: the first one made it.
             return c.lstat(new)
 
         st = await self._changing(make, obj, new_parent)
@@ -347,6 +384,13 @@ class NfsBackend(Backend):
         return obj, to_stat(st)
 
     async def unlink(self, parent: NfsNode, name: bytes) -> None:
+        node = self.tree.child(parent, name)
+        if node is not None and node.opened:
+            await self._hide(parent, name, node)
+            return
+        await self._remove(parent, name)
+
+    async def _remove(self, parent: NfsNode, name: bytes) -> None:
         child = self.tree.child(parent, name)
         if parent.fh:
             # REMOVE3's reply brings the directory's new attributes (postop.py).
@@ -356,12 +400,34 @@ class NfsBackend(Backend):
                 _stale(child)
         else:
             path = parent.child_path(name)
-            await self._changing(lambda c: c.unlink(path), parent, child)
+            await self._changing(lambda c: _resent_ok(c, c.unlink, path), parent, child)
         self.tree.removed(parent, name)
+
+    async def _hide(self, parent: NfsNode, name: bytes, node: NfsNode) -> None:
+        """Unlink an open file by renaming it to a hidden name (:mod:`silly`), removed
+        at its last release, so the open handles keep reading and writing it."""
+        self._silly_counter += 1
+        hidden = silly_name(node.ino, self._silly_counter)
+        old, new = parent.child_path(name), parent.child_path(hidden)
+        await self._changing(lambda c: c.rename(old, new), parent, node)
+        self.tree.moved(parent, name, parent, hidden)
+        self._hidden.setdefault(node, []).append((parent, hidden))
+
+    async def _unhide(self, node: NfsNode) -> None:
+        """The last handle on ``node`` is closed: remove the hidden names it was given."""
+        for parent, hidden in self._hidden.pop(node, []):
+            if self.tree.child(parent, hidden) is not node:
+                continue  # renamed or removed by the guest meanwhile
+            try:
+                await self._remove(parent, hidden)
+            except OSError as error:
+                logger.warning("removing %r (unlinked while open): %s", hidden, error)
 
     async def rmdir(self, parent: NfsNode, name: bytes) -> None:
         path = parent.child_path(name)
-        await self._changing(lambda c: c.rmdir(path), parent, self.tree.child(parent, name))
+        await self._changing(
+            lambda c: _resent_ok(c, c.rmdir, path), parent, self.tree.child(parent, name)
+        )
         self.tree.removed(parent, name)
 
     async def rename(
@@ -371,9 +437,23 @@ class NfsBackend(Backend):
             # RENAME3 (RFC 1813 §3.3.14) always replaces; the Linux NFS client
             # answers EINVAL to renameat2 flags as well.
             raise OSError(errno.EINVAL, "NFSv3 has no RENAME_NOREPLACE/RENAME_EXCHANGE")
+        target = self.tree.child(new_parent, new_name)
+        if target is not None and target.opened and target is not self.tree.child(parent, name):
+            # The replaced file is open: keep it for its handles, as unlink does.
+            await self._hide(new_parent, new_name, target)
         old, new = parent.child_path(name), new_parent.child_path(new_name)
+
+        def move(c: Context) -> None:
+            before = c.connection()
+            try:
+                c.rename(old, new)
+            except FileNotFoundError:
+                if c.connection() == before or _exists(c, old) or not _exists(c, new):
+                    raise
+                # RENAME sent again after a reconnect: the first one moved it.
+
         moved, replaced = self.tree.child(parent, name), self.tree.child(new_parent, new_name)
-        await self._changing(lambda c: c.rename(old, new), parent, new_parent, moved, replaced)
+        await self._changing(move, parent, new_parent, moved, replaced)
         self.tree.moved(parent, name, new_parent, new_name)
 
     # -- files --------------------------------------------------------------
@@ -410,6 +490,7 @@ class NfsBackend(Backend):
     def _handle(self, fh: int, node: NfsNode) -> NfsHandle:
         handle = NfsHandle(fh, node)
         self._open.add(handle)
+        node.opened += 1
         return handle
 
     async def create(
@@ -476,8 +557,8 @@ class NfsBackend(Backend):
                     total += got
                     if got < buffer.nbytes:
                         break
-            except IoFailed:
-                raise _why_io_failed(c, fh) from None
+            except IoFailed as error:
+                raise _why_io_failed(c, error, fh) from None
             return total
 
         return await self.pool.run(read)
@@ -490,8 +571,14 @@ class NfsBackend(Backend):
             try:
                 for buffer in buffers:
                     total += c.pwrite(fh, offset + total, buffer)
-            except IoFailed:
-                raise _why_io_failed(c, fh) from None
+            except WriteFailed as failed:
+                # libnfs lost the server's reason: send the failed WRITE again
+                # ourselves (a WRITE is idempotent) and raise its answer, or
+                # report what got written as a short write.
+                request = rpc3.write_request(
+                    handle_fh(fh), failed.offset, failed.address, failed.count
+                )
+                return total + failed.done + rpc3.call(c, request)
             return total
 
         try:
@@ -527,12 +614,16 @@ class NfsBackend(Backend):
         """COMMIT what is still unstable (as ``nfs_close`` would), then free the handle
         here: ``nfs_close`` of a clean handle sends nothing, so it needs no worker."""
         self._open.discard(handle)
+        node = handle.node
         try:
             await self.fsync(handle, datasync=False)
         except OSError as error:
-            logger.warning("closing an NFS file (%s): %s", handle.node, error)
+            logger.warning("closing an NFS file (%s): %s", node, error)
         finally:
             free_handle(handle.fh)
+            node.opened -= 1
+        if not node.opened and node in self._hidden:
+            await self._unhide(node)
 
     async def fallocate(self, handle: NfsHandle, mode: int, offset: int, length: int) -> None:
         # NFSv3 has no ALLOCATE (NFSv4.2 does); the Linux NFSv3 client says the same.
@@ -572,8 +663,8 @@ class NfsBackend(Backend):
                         break
                     c.pwrite(fh_out, offset_out + done, piece[:got])
                     done += got
-            except IoFailed:
-                raise _why_io_failed(c, fh_in, fh_out) from None
+            except IoFailed as error:
+                raise _why_io_failed(c, error, fh_in, fh_out) from None
             return done
 
         try:
@@ -587,7 +678,8 @@ class NfsBackend(Backend):
     async def listdir(self, obj: NfsNode) -> list[DirEntry]:
         path = obj.path
         entries = await self.pool.run(lambda c: c.listdir(path))
-        return [DirEntry(name, ino, dtype) for name, ino, dtype in entries]
+        # Files unlinked while open are gone for the guest (see silly.py).
+        return [DirEntry(name, ino, dtype) for name, ino, dtype in entries if not is_silly(name)]
 
     async def fsyncdir(self, obj: NfsNode, datasync: bool) -> None:
         """Nothing to do: an NFSv3 server commits namespace changes before it replies
@@ -650,17 +742,40 @@ def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[byte
         raise
 
 
-def _why_io_failed(c: Context, *handles: int) -> OSError:
+def _why_io_failed(c: Context, failure: IoFailed, *handles: int) -> OSError:
     """The error a failed READ/WRITE on ``handles`` stands for (see :class:`IoFailed`).
 
     A GETATTR3 (RFC 1813 §3.3.1) of each file on the same connection raises the
     server's answer (ESTALE: the file was removed) or, if the connection is
     broken, :class:`TransportError`.  If all answer, the server refused the I/O
-    itself for a reason libnfs lost: EIO, and the context stays.
+    itself for a reason libnfs lost: EIO, and the context stays (a failed write
+    asks the server again instead, see :meth:`NfsBackend.write`).
     """
     for fh in handles:
         rpc3.getattr_(c, handle_fh(fh))
-    return OSError(errno.EIO, "the NFS server refused the read or write")
+    return OSError(errno.EIO, f"the NFS server refused the read or write: {failure.strerror}")
+
+
+def _resent_ok(c: Context, remove: Callable[[bytes], None], path: bytes) -> None:
+    """``remove(path)`` (REMOVE3/RMDIR3), where ENOENT after libnfs reconnected and
+    sent it again means the first one did it (RFC 1813 §3.3.12: the server's
+    duplicate-request cache should have answered, but it keys entries by the
+    connection, or forgot them when it restarted)."""
+    before = c.connection()
+    try:
+        remove(path)
+    except FileNotFoundError:
+        if c.connection() == before:
+            raise
+        logger.info("%r removed again after a reconnect: already done", path)
+
+
+def _exists(c: Context, path: bytes) -> bool:
+    try:
+        c.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _child(

@@ -20,6 +20,8 @@ import ctypes
 import errno
 import logging
 import os
+import socket
+import time
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
 
 from hostfs.backends.nfs.counts import CallCounter
@@ -137,6 +139,9 @@ def _load() -> ctypes.CDLL:
         "nfs_opendir": (c_int, [ctx, path, POINTER(c_void_p)]),
         "nfs_readdir": (POINTER(NfsDirent), [ctx, c_void_p]),
         "nfs_closedir": (None, [ctx, c_void_p]),
+        "nfsstat3_to_errno": (c_int, [c_int]),
+        "nfs_get_rpc_context": (c_void_p, [ctx]),
+        "rpc_get_fd": (c_int, [c_void_p]),
     }
     for name, (restype, argtypes) in prototypes.items():
         function = getattr(lib, name)
@@ -158,6 +163,18 @@ TRANSPORT_ERRNOS = frozenset({errno.EINTR, errno.EFAULT})
 RPC_STATUS_ERROR (-EFAULT) in ``check_nfs3_error``: never an NFS answer."""
 
 
+NFS3ERR_DQUOT = 69
+"""RFC 1813 §2.6: quota exceeded; libnfs 4.0 maps it to ERANGE, Linux's NFS client to EDQUOT."""
+
+
+def nfs_errno(nfsstat: int) -> int:
+    """The errno an ``nfsstat3`` stands for, as the Linux NFS client answers it
+    (``nfs_stat_to_errno``): libnfs's mapping but EDQUOT for NFS3ERR_DQUOT."""
+    if nfsstat == NFS3ERR_DQUOT:
+        return errno.EDQUOT
+    return abs(lib.nfsstat3_to_errno(nfsstat)) or errno.EIO
+
+
 class TransportError(OSError):
     """The RPC did not complete (timeout, connection lost): the context is unusable."""
 
@@ -167,6 +184,19 @@ class IoFailed(TransportError):
     report an NFS error (a removed file's ESTALE) and a lost connection alike as
     -EFAULT, with a garbled message.  The caller asks the server to tell them apart;
     left alone it counts as a transport failure."""
+
+
+class WriteFailed(IoFailed):
+    """An ``nfs_pwrite`` that failed: where, so the caller can send that WRITE itself
+    and read the server's answer (:mod:`rpc3`), which libnfs 4.0 garbles."""
+
+    def __init__(self, message: str, done: int, offset: int, address: int, count: int) -> None:
+        super().__init__(errno.EIO, message)
+        self.done = done
+        """Bytes of this pwrite written before the failed piece."""
+        self.offset, self.address, self.count = offset, address, count
+        self.keep: object = None
+        """What keeps ``address`` valid (a copy of a read-only buffer)."""
 
 
 def _dirent_type(nf3type: int) -> int:
@@ -183,6 +213,10 @@ class Context:
         self.pointer = lib.nfs_init_context()
         if not self.pointer:
             raise OSError(errno.ENOMEM, "nfs_init_context failed")
+        self.timeout_ms = timeout_ms
+        self.deadline: float | None = None
+        """``time.monotonic()`` by which the current request must be done (see
+        :meth:`armed`); None: each RPC gets ``timeout_ms``."""
         lib.nfs_set_timeout(self.pointer, timeout_ms)
         lib.nfs_set_dircache(self.pointer, 0)
         parsed = lib.nfs_parse_url_dir(self.pointer, url)
@@ -199,6 +233,27 @@ class Context:
                 lib.nfs_destroy_url(parsed)
         self.readmax = int(lib.nfs_get_readmax(self.pointer))
         self.writemax = int(lib.nfs_get_writemax(self.pointer))
+
+    def armed(self) -> int:
+        """The context, its RPC timeout set to what is left until :attr:`deadline`.
+
+        libnfs gives each PDU the context's timeout when it is queued
+        (``rpc_queue_pdu``), so arming before each call holds a request that makes
+        several of them to its one deadline.  ETIMEDOUT, with nothing sent, if
+        the deadline has passed.
+        """
+        if self.deadline is None:
+            timeout = self.timeout_ms
+        else:
+            timeout = int((self.deadline - time.monotonic()) * 1000)
+            if timeout <= 0:
+                raise OSError(errno.ETIMEDOUT, "the NFS request ran out of time")
+        lib.nfs_set_timeout(self.pointer, timeout)
+        return self.pointer
+
+    def connection(self) -> tuple[int, ...]:
+        """Which connection the context is on now (see :func:`connection_of`)."""
+        return connection_of(lib.nfs_get_rpc_context(self.pointer))
 
     def destroy(self) -> None:
         if self.pointer:
@@ -222,33 +277,35 @@ class Context:
         if code in TRANSPORT_ERRNOS or (code == errno.EIO and not nfs_answer):
             code = errno.ETIMEDOUT if "timed out" in message else errno.EIO
             raise TransportError(code, f"{what}: {message}", filename)
+        if code == errno.ERANGE and "NFS3ERR_DQUOT" in message:
+            code = errno.EDQUOT
         raise OSError(code, os.strerror(code), filename)
 
     # -- calls: thin, one per libnfs function -------------------------------
 
     def lstat(self, path: bytes) -> NfsStat64:
         st = NfsStat64()
-        self.check(lib.nfs_lstat64(self.pointer, path, byref(st)), "lstat", path)
+        self.check(lib.nfs_lstat64(self.armed(), path, byref(st)), "lstat", path)
         return st
 
     def fstat(self, fh: int) -> NfsStat64:
         st = NfsStat64()
-        self.check(lib.nfs_fstat64(self.pointer, fh, byref(st)), "fstat")
+        self.check(lib.nfs_fstat64(self.armed(), fh, byref(st)), "fstat")
         return st
 
     def statvfs(self, path: bytes) -> NfsStatvfs64:
         st = NfsStatvfs64()
-        self.check(lib.nfs_statvfs64(self.pointer, path, byref(st)), "statvfs", path)
+        self.check(lib.nfs_statvfs64(self.armed(), path, byref(st)), "statvfs", path)
         return st
 
     def open(self, path: bytes, flags: int) -> int:
         fh = c_void_p()
-        self.check(lib.nfs_open(self.pointer, path, flags, byref(fh)), "open", path)
+        self.check(lib.nfs_open(self.armed(), path, flags, byref(fh)), "open", path)
         return fh.value or 0
 
     def create(self, path: bytes, flags: int, mode: int) -> int:
         fh = c_void_p()
-        self.check(lib.nfs_create(self.pointer, path, flags, mode, byref(fh)), "create", path)
+        self.check(lib.nfs_create(self.armed(), path, flags, mode, byref(fh)), "create", path)
         return fh.value or 0
 
     def close(self, fh: int) -> None:
@@ -261,9 +318,9 @@ class Context:
         address, _keep = _address(buffer)
         while total < size:
             count = min(size - total, self.readmax)
-            status = lib.nfs_pread(self.pointer, fh, offset + total, count, address + total)
+            status = lib.nfs_pread(self.armed(), fh, offset + total, count, address + total)
             if status == -errno.EFAULT:
-                raise IoFailed(errno.EIO, "read failed")
+                raise IoFailed(errno.EIO, f"read failed: {self.error()}")
             got = self.check(status, "read")
             total += got
             if got < count:
@@ -276,9 +333,13 @@ class Context:
         address, _keep = _address(buffer)
         while total < size:
             count = min(size - total, self.writemax)
-            status = lib.nfs_pwrite(self.pointer, fh, offset + total, count, address + total)
+            status = lib.nfs_pwrite(self.armed(), fh, offset + total, count, address + total)
             if status == -errno.EFAULT:
-                raise IoFailed(errno.EIO, "write failed")
+                failed = WriteFailed(
+                    f"write failed: {self.error()}", total, offset + total, address + total, count
+                )
+                failed.keep = _keep
+                raise failed
             put = self.check(status, "write")
             if put == 0:
                 raise OSError(errno.EIO, "server accepted no bytes")
@@ -286,54 +347,54 @@ class Context:
         return total
 
     def fsync(self, fh: int) -> None:
-        self.check(lib.nfs_fsync(self.pointer, fh), "fsync")
+        self.check(lib.nfs_fsync(self.armed(), fh), "fsync")
 
     def ftruncate(self, fh: int, length: int) -> None:
-        self.check(lib.nfs_ftruncate(self.pointer, fh, length), "ftruncate")
+        self.check(lib.nfs_ftruncate(self.armed(), fh, length), "ftruncate")
 
     def truncate(self, path: bytes, length: int) -> None:
-        self.check(lib.nfs_truncate(self.pointer, path, length), "truncate", path)
+        self.check(lib.nfs_truncate(self.armed(), path, length), "truncate", path)
 
     def mkdir(self, path: bytes, mode: int) -> None:
-        self.check(lib.nfs_mkdir2(self.pointer, path, mode), "mkdir", path)
+        self.check(lib.nfs_mkdir2(self.armed(), path, mode), "mkdir", path)
 
     def rmdir(self, path: bytes) -> None:
-        self.check(lib.nfs_rmdir(self.pointer, path), "rmdir", path)
+        self.check(lib.nfs_rmdir(self.armed(), path), "rmdir", path)
 
     def unlink(self, path: bytes) -> None:
-        self.check(lib.nfs_unlink(self.pointer, path), "unlink", path)
+        self.check(lib.nfs_unlink(self.armed(), path), "unlink", path)
 
     def mknod(self, path: bytes, mode: int, rdev: int) -> None:
-        self.check(lib.nfs_mknod(self.pointer, path, mode, rdev), "mknod", path)
+        self.check(lib.nfs_mknod(self.armed(), path, mode, rdev), "mknod", path)
 
     def symlink(self, target: bytes, path: bytes) -> None:
-        self.check(lib.nfs_symlink(self.pointer, target, path), "symlink", path)
+        self.check(lib.nfs_symlink(self.armed(), target, path), "symlink", path)
 
     def readlink(self, path: bytes) -> bytes:
         buffer = c_void_p()
-        self.check(lib.nfs_readlink2(self.pointer, path, byref(buffer)), "readlink", path)
+        self.check(lib.nfs_readlink2(self.armed(), path, byref(buffer)), "readlink", path)
         try:
             return ctypes.string_at(buffer.value) if buffer.value else b""
         finally:
             _libc_free(buffer)
 
     def rename(self, old: bytes, new: bytes) -> None:
-        self.check(lib.nfs_rename(self.pointer, old, new), "rename", old)
+        self.check(lib.nfs_rename(self.armed(), old, new), "rename", old)
 
     def link(self, old: bytes, new: bytes) -> None:
-        self.check(lib.nfs_link(self.pointer, old, new), "link", new)
+        self.check(lib.nfs_link(self.armed(), old, new), "link", new)
 
     def chmod(self, path: bytes, mode: int) -> None:
-        self.check(lib.nfs_lchmod(self.pointer, path, mode), "chmod", path)
+        self.check(lib.nfs_lchmod(self.armed(), path, mode), "chmod", path)
 
     def fchmod(self, fh: int, mode: int) -> None:
-        self.check(lib.nfs_fchmod(self.pointer, fh, mode), "fchmod")
+        self.check(lib.nfs_fchmod(self.armed(), fh, mode), "fchmod")
 
     def chown(self, path: bytes, uid: int, gid: int) -> None:
-        self.check(lib.nfs_lchown(self.pointer, path, uid, gid), "chown", path)
+        self.check(lib.nfs_lchown(self.armed(), path, uid, gid), "chown", path)
 
     def fchown(self, fh: int, uid: int, gid: int) -> None:
-        self.check(lib.nfs_fchown(self.pointer, fh, uid, gid), "fchown")
+        self.check(lib.nfs_fchown(self.armed(), fh, uid, gid), "fchown")
 
     def utimes(self, path: bytes, times: tuple[int, int] | None) -> None:
         """``(atime_ns, mtime_ns)``, or None for the server's clock (SET_TO_SERVER_TIME).
@@ -345,12 +406,12 @@ class Context:
         else:
             pair = (Timeval * 2)(*(Timeval(ns // 10**9, ns % 10**9 // 1000) for ns in times))
             pointer = ctypes.cast(pair, POINTER(Timeval))
-        self.check(lib.nfs_lutimes(self.pointer, path, pointer), "utimes", path)
+        self.check(lib.nfs_lutimes(self.armed(), path, pointer), "utimes", path)
 
     def listdir(self, path: bytes) -> list[tuple[bytes, int, int]]:
         """``(name, fileid, DT_*)`` for every entry but ``.`` and ``..`` (one READDIRPLUS walk)."""
         directory = c_void_p()
-        self.check(lib.nfs_opendir(self.pointer, path, byref(directory)), "opendir", path)
+        self.check(lib.nfs_opendir(self.armed(), path, byref(directory)), "opendir", path)
         entries = []
         try:
             while True:
@@ -363,6 +424,27 @@ class Context:
         finally:
             lib.nfs_closedir(self.pointer, directory)
         return entries
+
+
+def connection_of(rpc: int) -> tuple[int, ...]:
+    """The fd and local address of an ``rpc_context``'s socket.
+
+    When libnfs reconnects it sends the calls in flight again (same XIDs,
+    ``rpc_reconnect_requeue``), and it dup2()s the new socket onto the old fd
+    number, so the fd alone does not tell; the new socket's local port does
+    (libnfs binds the next reserved port, or the kernel picks an ephemeral one).
+    A change across a call means it was sent again.
+    """
+    fd = lib.rpc_get_fd(rpc)
+    if fd < 0:
+        return (fd,)
+    sock = socket.socket(fileno=fd)
+    try:
+        return (fd, *sock.getsockname())
+    except OSError:
+        return (fd,)
+    finally:
+        sock.detach()
 
 
 def open_handle(fh: bytes, flags: int) -> int:

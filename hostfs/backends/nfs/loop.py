@@ -11,22 +11,28 @@ timed-out calls) and every waiter checks its own request after each round.
 
 Only calls that need no path walk come here; the path API stays in the
 :class:`~hostfs.backends.nfs.pool.ContextPool` threads, where blocking is fine.
-A transport failure drops the context (libnfs's autoreconnect is off for it, so
-errors surface instead of requeueing); the next call mounts a new one in a
-thread, bounded by the RPC timeout, as the pool does.
+A broken connection is first libnfs's to mend: it reconnects and sends the
+calls in flight again, same XIDs (see :meth:`LoopRpc.call` for what a resent
+CREATE/REMOVE/MKDIR then answers).  A transport failure it reports drops the
+context; the next call mounts a new one in a thread, bounded by the request's
+deadline, as the pool does.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
+import random
 import select
+import stat as stat_module
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
 
 from hostfs.backends.nfs.counts import CallCounter
+from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
@@ -53,6 +59,8 @@ from hostfs.backends.nfs.rpc3 import (
 T = TypeVar("T")
 Observer = Callable[[bytes, NfsStat64, int], None]
 
+logger = logging.getLogger(__name__)
+
 
 class LoopRpc:
     def __init__(self, url: bytes, timeout_ms: int) -> None:
@@ -68,6 +76,8 @@ class LoopRpc:
         """In-flight requests: their ctypes callbacks must outlive a cancelled waiter."""
         self._pumping = False
         self._progress = trio.Event()
+        self._xid = random.getrandbits(32)
+        """The last XID this loop chose; each call takes the next (its retry, the same)."""
 
     async def lookup(self, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
         """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
@@ -96,40 +106,121 @@ class LoopRpc:
         return await self.call(request) or await self.getattr(fh)
 
     async def remove(self, directory: bytes, name: bytes) -> None:
-        await self.call(remove_request(directory, name), after_remove(directory))
+        async def done_before(error: OSError) -> None:
+            # The first REMOVE3 removed it; its reply was lost with the connection.
+            if error.errno != errno.ENOENT:
+                raise error
+            logger.info("REMOVE %r sent again after a reconnect: already done", name)
+
+        await self.call(remove_request(directory, name), after_remove(directory), done_before)
 
     async def create(
         self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
     ) -> tuple[bytes, NfsStat64]:
         """CREATE3 GUARDED with mode and owner set (RFC 1813 §3.3.8): EEXIST if it exists."""
-        return await self._made(directory, name, create_request(directory, name, mode, uid, gid))
+        request = create_request(directory, name, mode, uid, gid)
+        return await self._made(directory, name, request, stat_module.S_IFREG | mode, uid, gid)
 
     async def mkdir(
         self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
     ) -> tuple[bytes, NfsStat64]:
         """MKDIR3 with mode and owner set (RFC 1813 §3.3.9)."""
-        return await self._made(directory, name, mkdir_request(directory, name, mode, uid, gid))
+        request = mkdir_request(directory, name, mode, uid, gid)
+        return await self._made(directory, name, request, stat_module.S_IFDIR | mode, uid, gid)
 
     async def _made(
-        self, directory: bytes, name: bytes, request: Request[tuple[bytes | None, NfsStat64 | None]]
+        self,
+        directory: bytes,
+        name: bytes,
+        request: Request[tuple[bytes | None, NfsStat64 | None]],
+        mode: int,
+        uid: int | None,
+        gid: int | None,
     ) -> tuple[bytes, NfsStat64]:
         """The new object's handle and attributes; the reply may omit either (§2.6
         ``post_op_fh3``, ``post_op_attr``; ganesha sends both), then one more call."""
-        fh, attributes = await self.call(request, after_create(directory))
+
+        async def made_before(error: OSError) -> tuple[bytes | None, NfsStat64 | None]:
+            # EEXIST for a call sent again: is what is there what the first one made?
+            if error.errno != errno.EEXIST:
+                raise error
+            fh, st = await self.lookup(directory, name)
+            if not _as_made(st, mode, uid, gid):
+                raise error
+            logger.info("CREATE/MKDIR %r sent again after a reconnect: already done", name)
+            return fh, st
+
+        fh, attributes = await self.call(request, after_create(directory), made_before)
         if fh is None:
             return await self.lookup(directory, name)
         return fh, attributes or await self.getattr(fh)
 
-    async def call(self, request: Request[T], observe: Observe | None = None) -> T:
-        """Send ``request`` on the loop's connection and wait for its reply; hand the
-        post-op attributes ``observe`` finds in a successful one to :attr:`observer`."""
+    async def call(
+        self,
+        request: Request[T],
+        observe: Observe | None = None,
+        settle: Callable[[OSError], Awaitable[T]] | None = None,
+    ) -> T:
+        """``request``'s reply; if the connection drops before it, the same call once
+        more on a new one, under the same XID.  The post-op attributes ``observe``
+        finds in a successful reply go to :attr:`observer`.
+
+        libnfs 4.0 does that itself while its reconnect succeeds: it requeues the
+        encoded call (``rpc_reconnect_requeue``), so the XID is the same; and
+        ``nfs_set_autoreconnect`` after the mount does not reach the connection,
+        whose setting was copied at mount time.  When libnfs gives up instead, this
+        sends it again on a fresh mount with the XID it chose (``rpc_set_next_xid``).
+
+        RFC 1813 §3.3 (and the RPC retransmission rules of RFC 5531 §9) let a
+        client retransmit a call with its XID so that the server's duplicate-request
+        cache answers a non-idempotent one (CREATE, REMOVE, MKDIR) that it already
+        did, instead of doing it again; DOCA SNAP virtio-fs resends the same way.
+        libnfs 4.0 lets us choose a call's XID (``rpc_set_next_xid``).  A cache may
+        have forgotten (the server restarted, or it keys TCP entries by the client's
+        port, which a new connection changes): then the retried call answers
+        NFS3ERR_NOENT/NFS3ERR_EXIST for what the first one did, and ``settle`` turns
+        that error into the outcome after checking it (or raises it).
+        """
         request.observe = observe
-        context = await self._connect()
-        rpc = lib.nfs_get_rpc_context(context.pointer)
+        self._xid = (self._xid + 1) & 0xFFFFFFFF
+        xid = self._xid
+        try:
+            return await self._send(request, xid)
+        except TransportError as error:
+            if error.errno == errno.ETIMEDOUT:
+                raise  # the deadline is spent
+            logger.info("NFS connection lost during %s: sending it again", request.what)
+        except OSError as error:
+            if settle is None or not request.resent:
+                raise
+            return await settle(error)  # libnfs reconnected and sent it again itself
+        try:
+            return await self._send(request.again(), xid)
+        except TransportError:
+            raise
+        except OSError as error:
+            if settle is None:
+                raise
+            return await settle(error)
+
+    async def _send(self, request: Request[T], xid: int) -> T:
+        """Send ``request`` on the loop's connection and wait for its reply, both
+        within the request's deadline (:mod:`deadline`): waiting for another
+        task's mount counts, and libnfs expires the RPC when the deadline passes."""
+        when = deadline(self.timeout_ms / 1000)
+        context: Context | None = None
+        with trio.move_on_at(trio_deadline(when)):
+            context = await self._connect(when)
+        if context is None:
+            raise OSError(errno.ETIMEDOUT, f"{request.what}: no NFS connection before the deadline")
+        context.deadline = when
+        rpc = lib.nfs_get_rpc_context(context.armed())
+        context.deadline = None
         self._pending.add(request)
         self.counter.add(request.procedure)
         sent = time.monotonic_ns()
         try:
+            lib.rpc_set_next_xid(rpc, xid)
             request.start(rpc)
             self._service(rpc, lib.rpc_which_events(rpc) & select.POLLOUT)  # send it now
             while request.done is None:
@@ -178,13 +269,14 @@ class LoopRpc:
         if lib.rpc_service(rpc, revents) < 0:
             raise TransportError(errno.EIO, f"NFS connection: {rpc_error(rpc)}")
 
-    async def _connect(self) -> Context:
+    async def _connect(self, when: float) -> Context:
+        """The loop's context, mounted (bounded by ``when``) if there is none."""
         if self._context is not None:
             return self._context
         async with self._mounting:
             if self._context is None:
-                context = await trio.to_thread.run_sync(mount, self.url, self.timeout_ms)
-                lib.nfs_set_autoreconnect(context.pointer, 0)
+                left = remaining_ms(when)
+                context = await trio.to_thread.run_sync(mount, self.url, left)
                 self._context = context
             return self._context
 
@@ -200,3 +292,14 @@ class LoopRpc:
     def close(self) -> None:
         if self._context is not None:
             self._drop(self._context)
+
+
+def _as_made(st: NfsStat64, mode: int, uid: int | None, gid: int | None) -> bool:
+    """Whether the object found is what a CREATE3/MKDIR3 with this type and mode
+    (and owner, where given) would have made: an empty file or directory of
+    that type, those permission bits, that owner."""
+    if st.mode != mode or (uid is not None and st.uid != uid):
+        return False
+    if gid is not None and st.gid != gid:
+        return False
+    return st.size == 0 if stat_module.S_ISREG(mode) else True

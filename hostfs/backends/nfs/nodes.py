@@ -31,7 +31,7 @@ class NfsNode:
 
     __slots__ = (
         "attrs", "attrs_at", "children", "fh", "held", "ino", "is_root", "links", "mode",
-        "unstable",
+        "opened", "unstable",
     )  # fmt: skip
 
     def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
@@ -53,6 +53,8 @@ class NfsNode:
         self.attrs_at = 0
         """When the call that brought ``attrs`` was sent, or when they were dropped
         (monotonic ns): older news never replaces newer."""
+        self.opened = 0
+        """Open handles on it: an unlink then hides it instead (:mod:`silly`)."""
 
     @property
     def path(self) -> bytes:

@@ -28,13 +28,15 @@ import outcome
 import trio
 
 from hostfs.backends.nfs.counts import CallCounter
+from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
 from hostfs.backends.nfs.libnfs_c import Context, TransportError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Job = tuple[Callable[[Context], Any], Callable[[outcome.Outcome], None]]
+Job = tuple[Callable[[Context], Any], Callable[[outcome.Outcome], None], float]
+"""A call, where its outcome goes, and its deadline (``time.monotonic()``)."""
 
 
 class Worker:
@@ -60,18 +62,20 @@ class Worker:
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
-            call, reply = job
-            reply(outcome.capture(self._call, call))
+            call, reply, when = job
+            reply(outcome.capture(self._call, call, when))
             # A finished call must not pin its buffers (views of guest memory,
             # say) while this thread sleeps until the next one.
             del job, call, reply
         if self.context is not None:
             self.context.destroy()
 
-    def _call(self, call: Callable[[Context], T]) -> T:
+    def _call(self, call: Callable[[Context], T], when: float) -> T:
+        """``call`` with every RPC it makes (and the mount, if needed) held to ``when``."""
         if self.context is None:
-            self.context = mount(self.url, self.timeout_ms)
+            self.context = mount(self.url, remaining_ms(when))
             self.context.counter = self.counter
+        self.context.deadline = when
         try:
             return call(self.context)
         except TransportError as error:
@@ -79,6 +83,9 @@ class Worker:
             self.context.destroy()
             self.context = None
             raise
+        finally:
+            if self.context is not None:
+                self.context.deadline = None
 
 
 def mount(url: bytes, timeout_ms: int) -> Context:
@@ -113,17 +120,25 @@ class ContextPool:
 
         Like ``trio.to_thread.run_sync``, a started call is not abandoned on
         cancellation: the context stays busy until libnfs returns (bounded by
-        the RPC timeout).
+        the RPC timeout).  Waiting for a free context counts against the request's
+        deadline (:mod:`deadline`): ETIMEDOUT if none frees up in time.
         """
-        async with self._available:
+        when = deadline(self.timeout_ms / 1000)
+        with trio.move_on_at(trio_deadline(when)) as waiting:
+            await self._available.acquire()
+        if waiting.cancelled_caught:
+            raise OSError(errno.ETIMEDOUT, "no NFS context was free before the request's deadline")
+        try:
             if self._closed:
                 raise OSError(errno.EIO, "NFS backend is closed")
             # Most recently used first: its connection and thread are warm.
             worker = self._idle.pop()
             try:
-                return await _wait_for(worker, call)
+                return await _wait_for(worker, call, when)
             finally:
                 self._idle.append(worker)
+        finally:
+            self._available.release()
 
     def close(self) -> None:
         """Unmount every context (the core released everything; calls are done)."""
@@ -132,12 +147,12 @@ class ContextPool:
             worker.stop(self.timeout_ms / 1000 + 1)
 
 
-async def _wait_for(worker: Worker, call: Callable[[Context], T]) -> T:
+async def _wait_for(worker: Worker, call: Callable[[Context], T], when: float) -> T:
     task = trio.lowlevel.current_task()
     token = trio.lowlevel.current_trio_token()
 
     def reply(result: outcome.Outcome) -> None:
         token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
-    worker.submit((call, reply))
+    worker.submit((call, reply, when))
     return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)

@@ -30,10 +30,20 @@ from typing import Generic, TypeVar
 
 import outcome
 
-from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
+from hostfs.backends.nfs.libnfs_c import (
+    Context,
+    NfsStat64,
+    TransportError,
+    connection_of,
+    lib,
+    nfs_errno,
+)
 
 GUARDED = 1
 """``createmode3`` (RFC 1813 §3.3.8): fail with NFS3ERR_EXIST if the name exists."""
+
+UNSTABLE = 0
+"""``stable_how`` (RFC 1813 §3.3.7): what libnfs sends unless the file was opened O_SYNC."""
 
 RPC_STATUS_SUCCESS, RPC_STATUS_ERROR, RPC_STATUS_CANCEL, RPC_STATUS_TIMEOUT = 0, 1, 2, 3
 T = TypeVar("T")
@@ -130,6 +140,33 @@ class Create3Res(Structure):
     _fields_ = [("status", c_int), ("obj", PostOpFh3), ("obj_attributes", PostOpAttr)]
 
 
+class WccAttr(Structure):
+    _fields_ = [("size", c_uint64), ("mtime", c_uint32 * 2), ("ctime", c_uint32 * 2)]
+
+
+class PreOpAttr(Structure):
+    _fields_ = [("attributes_follow", c_uint32), ("attributes", WccAttr)]
+
+
+class WccData(Structure):
+    _fields_ = [("before", PreOpAttr), ("after", PostOpAttr)]
+
+
+class Write3Args(Structure):
+    """``WRITE3args`` (RFC 1813 §3.3.7)."""
+
+    _fields_ = [
+        ("file", NfsFh3), ("offset", c_uint64), ("count", c_uint32), ("stable", c_int),
+        ("data_len", c_uint32), ("data_val", c_void_p),
+    ]  # fmt: skip
+
+
+class Write3Res(Structure):
+    """``WRITE3res``: status, then ``WRITE3resok``'s ``file_wcc`` and ``count``."""
+
+    _fields_ = [("status", c_int), ("file_wcc", WccData), ("count", c_uint32)]
+
+
 class Getattr3Res(Structure):
     _fields_ = [("status", c_int), ("attributes", Fattr3)]
 
@@ -150,6 +187,7 @@ for _name, _restype, _argtypes in (
     ("rpc_service", c_int, [c_void_p, c_int]),
     ("nfs_set_autoreconnect", None, [c_void_p, c_int]),
     ("rpc_get_error", c_char_p, [c_void_p]),
+    ("rpc_set_next_xid", None, [c_void_p, c_uint32]),
     ("nfsstat3_to_errno", c_int, [c_int]),
     ("rpc_nfs3_lookup_async", c_int, [c_void_p, RpcCb, POINTER(Diropargs3), c_void_p]),
     ("rpc_nfs3_getattr_async", c_int, [c_void_p, RpcCb, POINTER(NfsFh3), c_void_p]),
@@ -157,6 +195,7 @@ for _name, _restype, _argtypes in (
     ("rpc_nfs3_create_async", c_int, [c_void_p, RpcCb, POINTER(Create3Args), c_void_p]),
     ("rpc_nfs3_mkdir_async", c_int, [c_void_p, RpcCb, POINTER(Mkdir3Args), c_void_p]),
     ("rpc_nfs3_access_async", c_int, [c_void_p, RpcCb, c_void_p, c_void_p]),
+    ("rpc_nfs3_write_async", c_int, [c_void_p, RpcCb, POINTER(Write3Args), c_void_p]),
 ):
     getattr(lib, _name).restype = _restype
     getattr(lib, _name).argtypes = _argtypes
@@ -174,7 +213,8 @@ class Request(Generic[T]):
     since libnfs frees the decoded reply when the callback returns."""
 
     __slots__ = (
-        "_handler", "args", "done", "name", "observe", "parse", "rpc", "seen", "send", "what",
+        "_handler", "args", "connection", "done", "name", "observe", "parse", "resent", "rpc",
+        "seen", "send", "what",
     )  # fmt: skip
 
     def __init__(
@@ -192,6 +232,12 @@ class Request(Generic[T]):
         self.seen: list[tuple[bytes, NfsStat64]] = []
         """(filehandle, attributes) pairs ``observe`` found in the reply."""
         self.rpc = 0
+        self.connection: tuple[int, ...] | None = None
+        """Where the call went out, for a call whose resending matters (:meth:`watch`)."""
+        self.resent = False
+        """The reply came on another connection than the call went out on: libnfs
+        reconnected meanwhile and sent the call again (``rpc_reconnect_requeue``
+        requeues it as encoded, same XID)."""
         self._handler = RpcCb(self._callback)
 
     @property
@@ -199,9 +245,24 @@ class Request(Generic[T]):
         """The NFSv3 procedure sent (RFC 1813 §3.3), as :mod:`counts` names it."""
         return "REMOVE3" if self.what == "unlink" else f"{self.what.upper()}3"
 
+    def watch(self) -> Request[T]:
+        """Note whether the call is sent again on a new connection (:attr:`resent`):
+        for the calls that are not idempotent."""
+        self.connection = ()
+        return self
+
+    def again(self) -> Request[T]:
+        """The same call, unsent, to send once more (under the same XID, see loop.py)."""
+        request = Request(self.send, self.args, self.parse, self.what, self.name)
+        request.observe = self.observe
+        request.connection = None if self.connection is None else ()
+        return request
+
     def start(self, rpc: int) -> None:
         """Queue the call (libnfs encodes ``args`` now and writes it on POLLOUT)."""
         self.rpc = rpc
+        if self.connection is not None:
+            self.connection = connection_of(rpc)
         if self.send(rpc, self._handler, byref(self.args), None) != 0:
             raise TransportError(errno.EIO, f"{self.what}: {rpc_error(rpc)}")
 
@@ -210,13 +271,15 @@ class Request(Generic[T]):
         return self.done.unwrap()
 
     def _callback(self, _rpc: int, status: int, data: int, _private: int) -> None:
+        if self.connection is not None:
+            self.resent = connection_of(self.rpc) != self.connection
         if status != RPC_STATUS_SUCCESS:
             code = errno.ETIMEDOUT if status == RPC_STATUS_TIMEOUT else errno.EIO
             # CANCEL comes from nfs_destroy_context: no error text to ask for then.
             why = "cancelled" if status == RPC_STATUS_CANCEL else rpc_error(self.rpc)
             self.done = outcome.Error(TransportError(code, f"{self.what}: {why}"))
         elif nfsstat := ctypes.cast(data, POINTER(c_int)).contents.value:
-            code = abs(lib.nfsstat3_to_errno(nfsstat)) or errno.EIO
+            code = nfs_errno(nfsstat)
             filename = os.fsdecode(self.name) if self.name is not None else None
             self.done = outcome.Error(OSError(code, os.strerror(code), filename))
         else:
@@ -250,7 +313,7 @@ def getattr_request(fh: bytes) -> Request[NfsStat64]:
 def remove_request(directory: bytes, name: bytes) -> Request[None]:
     """REMOVE3 of ``name`` in ``directory``."""
     args = Diropargs3(_fh3(directory), name)
-    return Request(lib.rpc_nfs3_remove_async, args, lambda _data: None, "unlink", name)
+    return Request(lib.rpc_nfs3_remove_async, args, lambda _data: None, "unlink", name).watch()
 
 
 ACCESS3_READ, ACCESS3_MODIFY = 0x0001, 0x0004
@@ -285,7 +348,7 @@ def create_request(
     given our sattr3; the caller learns of it from EEXIST.
     """
     args = Create3Args(Diropargs3(_fh3(directory), name), GUARDED, _sattr(mode, uid, gid))
-    return Request(lib.rpc_nfs3_create_async, args, _parse_created, "create", name)
+    return Request(lib.rpc_nfs3_create_async, args, _parse_created, "create", name).watch()
 
 
 def mkdir_request(
@@ -293,7 +356,18 @@ def mkdir_request(
 ) -> Request[tuple[bytes | None, NfsStat64 | None]]:
     """MKDIR3 (RFC 1813 §3.3.9), attributes as for :func:`create_request`."""
     args = Mkdir3Args(Diropargs3(_fh3(directory), name), _sattr(mode, uid, gid))
-    return Request(lib.rpc_nfs3_mkdir_async, args, _parse_created, "mkdir", name)
+    return Request(lib.rpc_nfs3_mkdir_async, args, _parse_created, "mkdir", name).watch()
+
+
+def write_request(fh: bytes, offset: int, address: int, count: int) -> Request[int]:
+    """WRITE3 UNSTABLE (RFC 1813 §3.3.7) of ``count`` bytes at ``address``: the bytes
+    the server took, or its refusal as itself (NFS3ERR_NOSPC -> ENOSPC, _DQUOT -> EDQUOT)."""
+
+    def parse(data: int) -> int:
+        return int(ctypes.cast(data, POINTER(Write3Res)).contents.count)
+
+    args = Write3Args(_fh3(fh), offset, count, UNSTABLE, count, address)
+    return Request(lib.rpc_nfs3_write_async, args, parse, "write")
 
 
 def _sattr(mode: int, uid: int | None, gid: int | None) -> Sattr3:
@@ -315,8 +389,9 @@ def _parse_created(data: int) -> tuple[bytes | None, NfsStat64 | None]:
 
 
 def call(context: Context, request: Request[T]) -> T:
-    """Run ``request`` to completion in this thread, as libnfs's own sync calls wait."""
-    rpc = lib.nfs_get_rpc_context(context.pointer)
+    """Run ``request`` to completion in this thread, as libnfs's own sync calls wait
+    (its timeout: what is left of the context's deadline, :meth:`Context.armed`)."""
+    rpc = lib.nfs_get_rpc_context(context.armed())
     if context.counter is not None:
         context.counter.add(request.procedure)
     request.start(rpc)

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import threading
+import time
 
 import pytest
 
@@ -118,6 +119,10 @@ async def test_renames_racing_with_requests_stay_inside(fs, share, outside):
             for src, dst in ((a_b, top), (top, a_b)):
                 with contextlib.suppress(OSError):
                     os.rename(src, dst)
+            # Yield with a/b in place: a busy renamer alone can starve the
+            # requests of the GIL at just the moments b is away, and then no
+            # create ever races with a rename at all.
+            time.sleep(0.0001)
 
     thread = threading.Thread(target=shuffle)
     thread.start()

@@ -23,10 +23,15 @@ from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.fuse_client import GuestFuseClient
 from tests.backends.local.test_special_files import USER, call_as
+from tests.fuse.wire import groups_ext
 from tests.support.core import ROOT
 from tests.vhost.conftest import Served, client, guest, served
 
 __all__ = ["client", "guest", "served"]
+
+TEAM = 4321
+"""A group USER belongs to only as a supplementary group."""
+GROUPS_BEFORE = os.getgroups()
 
 CAPABILITY = b"\x01\x00\x00\x02\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 """A vfs_cap_data v2 value: cap_setuid=ep (what ``setcap cap_setuid=ep`` writes)."""
@@ -205,3 +210,58 @@ async def test_device_applies_the_callers_rules(client: GuestFuseClient, served:
     assert (await call_as(client, USER, Opcode.SETATTR, nodeid, chown))[0] == errno.EPERM
     st = os.stat(served.share / "mine")
     assert (st.st_uid, st.st_gid) == (USER.uid, USER.gid)
+
+
+async def test_a_supplementary_group_lets_its_member_create(fs, share):
+    """FUSE_CREATE_SUPP_GROUP: USER is in the directory's group only through a supplementary
+    group, which the request carries; with it the host lets USER create, without it not."""
+    team = os.path.join(share, "team")
+    os.mkdir(team)
+    os.chown(team, 0, TEAM)
+    os.chmod(team, 0o770)
+    nodeid = (await fs.lookup(ROOT, ROOT_NODEID, b"team")).nodeid
+    member = USER._replace(groups=(TEAM,))
+    assert fs.supplementary_groups
+    creations = [
+        lambda who, name: fs.create(who, nodeid, name, 0o644, os.O_RDWR),
+        lambda who, name: fs.mkdir(who, nodeid, name, 0o755),
+        lambda who, name: fs.mknod(who, nodeid, name, stat.S_IFIFO | 0o644, 0),
+        lambda who, name: fs.symlink(who, nodeid, name, b"target"),
+    ]
+    for number, create in enumerate(creations):
+        with pytest.raises(PermissionError) as refused:
+            await create(USER, b"outsider%d" % number)
+        assert refused.value.errno == errno.EACCES
+        await create(member, b"member%d" % number)
+    assert sorted(os.listdir(team)) == [f"member{n}" for n in range(4)]
+    for name in os.listdir(team):
+        st = os.lstat(os.path.join(team, name))
+        assert (st.st_uid, st.st_gid) == (USER.uid, USER.gid), name
+    assert os.getgroups() == GROUPS_BEFORE  # the daemon's own groups are back
+
+
+async def test_supplementary_group_through_the_device(guest, served):
+    """A guest that agreed FUSE_CREATE_SUPP_GROUP sends the parent's group as an extension
+    after a creation's arguments (total_extlen), as Linux >= 6.2 does."""
+    team = served.share / "team"
+    team.mkdir()
+    os.chown(team, 0, TEAM)
+    os.chmod(team, 0o770)
+    fuse = GuestFuseClient(guest)
+    agreed = abi.INIT_OUT.unpack(await fuse.init(abi.CREATE_SUPP_GROUP))
+    assert agreed[10] << 32 & abi.CREATE_SUPP_GROUP  # flags2
+    nodeid = await fuse.lookup(ROOT_ID, b"team")
+    user = {"uid": USER.uid, "gid": USER.gid}
+    with pytest.raises(OSError) as refused:
+        await fuse.mkdir(nodeid, b"outsider", **user)
+    assert refused.value.errno == errno.EACCES
+    member = {**user, "extensions": groups_ext(TEAM)}
+    await fuse.mkdir(nodeid, b"dir", **member)
+    await fuse.symlink(nodeid, b"link", b"dir", **member)
+    await fuse.create(nodeid, b"file", **member)
+    bad = {**user, "extensions": groups_ext(TEAM, count=2)}
+    with pytest.raises(OSError) as malformed:
+        await fuse.mkdir(nodeid, b"bad", **bad)
+    assert malformed.value.errno == errno.EINVAL
+    assert sorted(os.listdir(team)) == ["dir", "file", "link"]
+    assert {os.lstat(team / name).st_uid for name in os.listdir(team)} == {USER.uid}

@@ -1,6 +1,10 @@
 """The local backend's fd budget: the guest's nodes, open files and directory
 streams stop at the soft RLIMIT_NOFILE minus a reserve, with ENFILE to the guest,
-so the fds the vhost-user front-end sends later still arrive."""
+so the fds the vhost-user front-end sends later still arrive.
+
+Nodes cost an fd each with ``--inode-file-handles never``, which most tests here
+ask for; with ``prefer`` (the default) only hot nodes hold one, and those give
+way to what the guest opens."""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def lowered_nofile() -> Iterator[int]:
 async def test_every_kind_of_fd_counts_and_beyond_the_budget_is_enfile(share):
     fill(share, 10)
     root_fd = os.open(share, os.O_PATH | os.O_DIRECTORY)
-    fs = FileSystem(LocalBackend(root_fd, 0, FdBudget(6)))  # the root's node takes one
+    fs = FileSystem(LocalBackend(root_fd, 0, FdBudget(6), "never"))  # the root's node takes one
     await fs.start()
     try:
         fds = open_fds()
@@ -85,9 +89,33 @@ async def test_every_kind_of_fd_counts_and_beyond_the_budget_is_enfile(share):
     assert fs.backend._fds.held == 0
 
 
-async def test_the_budget_leaves_the_reserve_of_the_soft_limit(share, lowered_nofile):
+async def test_with_prefer_hot_nodes_give_their_fds_to_open_files(share):
+    fill(share, 10)
+    root_fd = os.open(share, os.O_PATH | os.O_DIRECTORY)
+    # The root's node and the mount fd take two; four open files, and one fd for
+    # the node an operation is on (opened from its handle).
+    fs = FileSystem(LocalBackend(root_fd, 0, FdBudget(7), "prefer"))
+    await fs.start()
+    try:
+        nodes = [(await fs.lookup(ROOT, ROOT_NODEID, b"f%d" % i)).nodeid for i in range(10)]
+        assert fs.backend._fds.held == 2 + fs.backend._inodes.hot_limit  # at most hot_limit hot
+        fhs = [(await fs.open(ROOT, node, os.O_RDONLY)).fh for node in nodes[:4]]
+        assert fs.backend._fds.held == 7  # a hot fd was closed for each open file beyond
+        with pytest.raises(OSError) as raised:
+            await fs.open(ROOT, nodes[4], os.O_RDONLY)
+        assert raised.value.errno == errno.ENFILE
+        assert (await fs.lookup(ROOT, ROOT_NODEID, b"f9")).nodeid == nodes[9]
+        for node, fh in zip(nodes, fhs, strict=False):
+            await fs.release(ROOT, node, fh)
+    finally:
+        await fs.close()
+    assert fs.backend._fds.held == 0
+
+
+@pytest.mark.parametrize("mode", ["never", "prefer"])
+async def test_the_budget_leaves_the_reserve_of_the_soft_limit(share, lowered_nofile, mode):
     fill(share, 2 * GUEST_FDS)
-    fs = FileSystem(LocalBackend.from_path(share, rlimit_nofile=0))
+    fs = FileSystem(LocalBackend.from_path(share, rlimit_nofile=0, inode_file_handles=mode))
     await fs.start()
     try:
         refused = 0
@@ -97,7 +125,10 @@ async def test_the_budget_leaves_the_reserve_of_the_soft_limit(share, lowered_no
             except OSError as error:
                 assert error.errno == errno.ENFILE
                 refused += 1
-        assert 0 < refused < 2 * GUEST_FDS
+        if mode == "never":  # a node is an fd
+            assert 0 < refused < 2 * GUEST_FDS
+        else:  # a node by handle is no fd
+            assert refused == 0
         assert lowered_nofile - open_fd_count() >= CONTROL_PLANE_RESERVE
     finally:
         await fs.close()
@@ -108,7 +139,8 @@ async def test_a_guest_out_of_fds_gets_enfile_and_the_front_end_still_sends_fds(
 ):
     files = CONTROL_PLANE_RESERVE + 2 * GUEST_FDS  # more than the whole limit leaves
     fill(share, files)
-    fs = FileSystem(LocalBackend.from_path(share, rlimit_nofile=0))
+    # Pinned nodes, so that lookups alone spend the budget.
+    fs = FileSystem(LocalBackend.from_path(share, rlimit_nofile=0, inode_file_handles="never"))
     await fs.start()
     server = VhostUserServer(make_device(fs, num_request_queues=1), reconnect=True)
     listener = await listen_on_path(str(tmp_path / "vhost.sock"))

@@ -79,11 +79,13 @@ async def test_prefer_holds_more_nodes_than_the_fd_limit_allows(share, lowered_n
         fds = open_fds()
         nodes = await walk(fs, FILES)
         assert len(set(nodes)) == FILES
-        assert open_fds() == fds  # a node costs no fd between operations
+        hot = fs.backend._inodes.hot_limit
+        assert 0 < hot < GUEST_FDS
+        assert open_fds() == fds + hot  # only the most recent nodes hold an fd
         fh = (await fs.open(ROOT, nodes[-1], os.O_RDWR)).fh
         await fs.write(ROOT, nodes[-1], fh, 0, [memoryview(b"data")])
         await fs.release(ROOT, nodes[-1], fh)
-        assert open_fds() == fds
+        assert open_fds() == fds + hot
     finally:
         await fs.close()
     assert fs.backend._fds.held == 0
@@ -103,19 +105,26 @@ async def test_never_pins_an_fd_per_node(share, lowered_nofile):
         await fs.close()
 
 
-async def test_a_node_by_handle_keeps_its_identity(share):
+@pytest.mark.parametrize("hot_fds", [0, 1])
+async def test_a_node_by_handle_keeps_its_identity(share, hot_fds):
+    """Cold, a removed inode is freed and its handle stale; hot, its fd keeps it (as
+    a pinned fd does) until it cools or is forgotten."""
     fill(share, 1)
     os.link(os.path.join(share, "f0"), os.path.join(share, "hard"))
-    fs = FileSystem(LocalBackend.from_path(share, inode_file_handles="mandatory"))
+    backend = LocalBackend.from_path(share, inode_file_handles="mandatory", hot_fds=hot_fds)
+    fs = FileSystem(backend)
     await fs.start()
     try:
         node = (await fs.lookup(ROOT, ROOT_NODEID, b"f0")).nodeid
         assert (await fs.lookup(ROOT, ROOT_NODEID, b"hard")).nodeid == node
         os.unlink(os.path.join(share, "f0"))
         os.unlink(os.path.join(share, "hard"))
-        with pytest.raises(OSError) as gone:  # the inode is freed: its handle is stale
-            await fs.getattr(ROOT, node)
-        assert gone.value.errno == errno.ESTALE
+        if hot_fds:
+            assert (await fs.getattr(ROOT, node)).attr.nlink == 0
+        else:
+            with pytest.raises(OSError) as gone:  # the inode is freed: its handle is stale
+                await fs.getattr(ROOT, node)
+            assert gone.value.errno == errno.ESTALE
         fill(share, 1)  # may reuse the inode number: a new node all the same
         assert (await fs.lookup(ROOT, ROOT_NODEID, b"f0")).nodeid != node
     finally:
@@ -131,7 +140,7 @@ async def test_a_mount_without_handles_pins_fds_and_says_so_once(share, tmp_path
         fill(inner, 10)
         fill(share, 10)
         caplog.set_level(logging.INFO, logger="hostfs.backends.local.inodes")
-        fs = FileSystem(LocalBackend.from_path(share, inode_file_handles="prefer"))
+        fs = FileSystem(LocalBackend.from_path(share, inode_file_handles="prefer", hot_fds=0))
         await fs.start()
         try:
             inner_node = (await fs.lookup(ROOT, ROOT_NODEID, b"inner")).nodeid
@@ -154,7 +163,7 @@ async def test_a_submount_with_handles_gets_a_mount_fd_of_its_own(share):
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", inner], check=True)
     try:
         fill(inner, 3)
-        fs = FileSystem(LocalBackend.from_path(share, inode_file_handles="mandatory"))
+        fs = FileSystem(LocalBackend.from_path(share, inode_file_handles="mandatory", hot_fds=0))
         await fs.start()
         try:
             inner_node = (await fs.lookup(ROOT, ROOT_NODEID, b"inner")).nodeid
@@ -170,9 +179,10 @@ async def test_a_submount_with_handles_gets_a_mount_fd_of_its_own(share):
         subprocess.run(["umount", "-l", inner], check=True)
 
 
-async def test_prefer_on_a_share_without_handles_pins_fds(ramfs, caplog):
+@pytest.mark.parametrize("mode", [{}, {"inode_file_handles": "prefer"}], ids=["default", "prefer"])
+async def test_prefer_on_a_share_without_handles_pins_fds(ramfs, caplog, mode):
     fill(ramfs, 10)
-    fs = FileSystem(LocalBackend.from_path(ramfs, inode_file_handles="prefer"))
+    fs = FileSystem(LocalBackend.from_path(ramfs, **mode))
     await fs.start()
     try:
         fds = open_fds()
@@ -195,3 +205,35 @@ async def test_mandatory_on_a_share_without_handles_is_a_usage_error(ramfs):
         "(name_to_handle_at: Operation not supported)"
     )
     assert open_fds() == fds  # the share's fd is closed again
+
+
+@pytest.mark.parametrize("mode", ["never", "prefer"])
+async def test_a_repeat_lookup_of_a_held_node_is_a_stat(share, mode, monkeypatch):
+    """A held node's repeat lookup needs no full lookup (open, fstat, name_to_handle_at,
+    close): pinned or hot, its inode cannot have been freed; cold, the handle of the
+    name (no open) says whether it is still the node's inode."""
+    fill(share, 2)
+    fs = FileSystem(LocalBackend.from_path(share, inode_file_handles=mode, hot_fds=1))
+    await fs.start()
+    full = []
+    lookup = fs.backend.lookup
+
+    async def counted(parent, name):
+        full.append(name)
+        return await lookup(parent, name)
+
+    monkeypatch.setattr(fs.backend, "lookup", counted)
+    try:
+        node = (await fs.lookup(ROOT, ROOT_NODEID, b"f0")).nodeid
+        assert (await fs.lookup(ROOT, ROOT_NODEID, b"f0")).nodeid == node
+        old_f1 = (await fs.lookup(ROOT, ROOT_NODEID, b"f1")).nodeid  # f0 cools (one hot fd)
+        assert (await fs.lookup(ROOT, ROOT_NODEID, b"f0")).nodeid == node
+        assert full == [b"f0", b"f1"]
+        await fs.getattr(ROOT, node)  # f0 hot again, f1 cold: its inode is freed on unlink
+        os.unlink(os.path.join(share, "f1"))
+        fill(share, 2)  # f1 anew: a new inode, on ext4 mostly with the old number
+        assert (await fs.lookup(ROOT, ROOT_NODEID, b"f1")).nodeid != old_f1
+        assert full == [b"f0", b"f1", b"f1"]
+    finally:
+        await fs.close()
+    assert fs.backend._fds.held == 0

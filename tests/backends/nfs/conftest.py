@@ -6,7 +6,8 @@ The session server (``nfs_server``) comes from tests/conftest.py.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,37 @@ async def backend(nfs_url: str) -> AsyncIterator[NfsBackend]:
     nfs = await open_nfs_backend(nfs_url + "&timeout=3")
     yield nfs
     await nfs.close()
+
+
+@pytest.fixture
+async def other_client(nfs_url: str) -> AsyncIterator[NfsBackend]:
+    """A second, independent client of the same directory (another hostfs, say)."""
+    nfs = await open_nfs_backend(nfs_url + "&timeout=3")
+    yield nfs
+    await nfs.close()
+
+
+SMALL_EXPORT = "1m"
+"""tmpfs ``size=`` of :func:`small_server`'s export: full after 256 pages."""
+
+
+@pytest.fixture
+def small_server(nfs_server: GaneshaServer, tmp_path: Path) -> Iterator[GaneshaServer]:
+    """A server whose export is a size-limited tmpfs, so writes end in ENOSPC.
+
+    ganesha refuses to mount (EACCES) or cross into (EXDEV) a file system mounted
+    inside a running export, so this is a second server on the same fixed ports:
+    the session server steps aside meanwhile.
+    """
+    export = tmp_path / "small"
+    export.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_EXPORT}", "tmpfs", export], check=True
+    )
+    nfs_server.stop()
+    try:
+        with GaneshaServer(export, tmp_path / "small.ganesha") as server:
+            yield server
+    finally:
+        subprocess.run(["umount", export], check=False)
+        nfs_server.start()

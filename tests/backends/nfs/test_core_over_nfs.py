@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hostfs.backends.nfs import open_nfs_backend
+from hostfs.backends.nfs import NfsBackend, open_nfs_backend
 from hostfs.core.filesystem import ROOT_NODEID, FileSystem
 from hostfs.core.options import FsOptions
 from hostfs.core.types import Caller
@@ -55,13 +55,14 @@ REUSE_ATTEMPTS = 50
 (ganesha over ext4 reuses it on the first create in the same directory)."""
 
 
-async def test_a_reused_fileid_is_a_new_node(fs: FileSystem) -> None:
+async def test_a_reused_fileid_is_a_new_node(fs: FileSystem, other_client: NfsBackend) -> None:
     """NFS reuses a fileid once its file is removed (RFC 1813 §2.6 ``fileid3`` is unique
-    only among existing files), while the kernel may still hold the removed file's node."""
+    only among existing files), while the kernel may still hold the removed file's node
+    (removed by another client: our own unlink of an open file only hides it)."""
     old, old_opened = await fs.create(ME, ROOT_NODEID, b"old", 0o644, os.O_RDWR)
     await fs.write(ME, old.nodeid, old_opened.fh, 0, [memoryview(bytearray(b"old data"))])
     await fs.flush(ME, old.nodeid, old_opened.fh, 0)
-    await fs.unlink(ME, ROOT_NODEID, b"old")
+    await other_client.unlink(other_client.tree.root, b"old")
     for attempt in range(REUSE_ATTEMPTS):
         new, new_opened = await fs.create(ME, ROOT_NODEID, b"new%d" % attempt, 0o644, os.O_RDWR)
         if new.attr.ino == old.attr.ino:

@@ -73,14 +73,17 @@ async def test_release_commits_what_is_unstable(
 
 
 async def test_io_on_a_removed_file_is_estale_and_keeps_the_connection(
-    backend: NfsBackend,
+    backend: NfsBackend, other_client: NfsBackend
 ) -> None:
-    """libnfs 4.0 reports any failed READ/WRITE as -EFAULT: the backend asks the server."""
+    """libnfs 4.0 reports any failed READ/WRITE as -EFAULT: the backend asks the server.
+
+    Removed by another client: our own unlink of an open file
+    only hides it (test_silly_rename.py)."""
     root, _ = await backend.root()
     _, _, handle = await backend.create(root, b"f", os.O_RDWR, 0o644, USER)
     await backend.write(handle, 0, [memoryview(bytearray(b"data"))])
     connected = backend.pool.connected
-    await backend.unlink(root, b"f")
+    await other_client.unlink(other_client.tree.root, b"f")
     with pytest.raises(OSError) as info:
         await backend.read(handle, 0, [memoryview(bytearray(4))])
     assert info.value.errno == errno.ESTALE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -103,3 +103,50 @@ async def test_hung_server_times_out_then_recovers(
     nfs_server: GaneshaServer, nfs_url: str, nfs_dir: Path
 ) -> None:
     await run_outage(nfs_url, nfs_dir, nfs_server.pause, nfs_server.resume)
+
+
+CROWD = 16
+"""Requests at once against a hung server: 8 per context, so with one timeout per
+RPC from its own start the last would have waited for 8 timeouts."""
+
+
+async def test_every_waiting_request_fails_within_its_own_timeout(
+    nfs_server: GaneshaServer, nfs_url: str, nfs_dir: Path
+) -> None:
+    """The deadline counts from the request's start: time spent waiting for a busy
+    context or another request's remount is part of it."""
+    nfs = await open_nfs_backend(f"{nfs_url}&timeout={TIMEOUT}&contexts=2")
+    root = nfs.tree.root
+    acked: dict[bytes, bytes] = {}
+    await write_files(nfs, 0, 2, acked)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: nfs.listdir(root),  # the contexts' threads
+        lambda: nfs.statfs(root),
+        lambda: nfs.getattr(root),  # the event loop's connection
+        lambda: write_files(nfs, 100, 1, acked),  # both, several RPCs
+    ]
+    errors: list[int] = []
+
+    async def one(call: Callable[[], Awaitable[object]]) -> None:
+        began = time.monotonic()
+        try:
+            await call()
+        except OSError as error:
+            errors.append(error.errno or 0)
+        took = time.monotonic() - began
+        assert took < BOUND, f"a request took {took:.1f} s, timeout {TIMEOUT} s"
+
+    nfs_server.pause()
+    try:
+        with trio.fail_after(BOUND * CROWD):
+            async with trio.open_nursery() as nursery:
+                for index in range(CROWD):
+                    nursery.start_soon(one, calls[index % len(calls)])
+    finally:
+        nfs_server.resume()
+    try:
+        assert len(errors) == CROWD and set(errors) <= OUTAGE_ERRNOS, errors
+        await expect_service(nfs, acked, 200)
+        check_acked(nfs_dir, acked)
+    finally:
+        await nfs.close()
