@@ -101,14 +101,15 @@ def run_native(directory: Path, environment: dict[str, str], timeout: float) -> 
 async def run_in_guest(
     kernel: GuestKernel,
     daemon: str,
-    share: Path,
+    share: Path | str,
     environment: dict[str, str],
     timeout: float,
     *,
     request_queues: int = 1,
     emulator: Emulator = HOST_QEMU,
 ) -> PeerResult:
-    """bench.sh in a guest, with the guest's page cache dropped before the reads."""
+    """bench.sh in a guest, with the guest's page cache dropped before the reads;
+    ``share`` is a directory or, for hostfs, an ``nfs://`` URL (scripts/bench-nfs)."""
     setup = GuestSetup(
         workload_path("bench"), environment={**environment, "HOSTFS_BENCH_DROP_CACHES": "1"}
     )

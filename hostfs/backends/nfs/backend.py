@@ -1,9 +1,10 @@
 """The NFS backend: :class:`~hostfs.backends.base.Backend` over an NFSv3 export.
 
-Lookup, getattr, unlink, create and mkdir where the NFS filehandle (of the
-node, or of the parent) is known are one RPC sent from the event loop
-(:class:`LoopRpc`); flush and release of a file with no unstable writes send
-nothing.  Every other operation becomes one closure run by a
+Lookup, getattr, setattr, open, unlink, create and mkdir where the NFS
+filehandle (of the node, or of the parent) is known are one RPC sent from the
+event loop (:class:`LoopRpc`); a getattr right after a reply that carried the
+attributes (:mod:`.postop`), and flush and release of a file with no unstable
+writes, send nothing.  Every other operation becomes one closure run by a
 :class:`ContextPool` worker, so a request costs one thread hop however many
 RPCs it needs.  Paths come from the :class:`NodeTree` on the event loop thread
 before the hop; the tree is updated after the RPCs succeed.  Support table:
@@ -19,11 +20,14 @@ import random
 import stat as stat_module
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
+from hostfs.backends.nfs.counts import total
 from hostfs.backends.nfs.deadline import per_request
 from hostfs.backends.nfs.libnfs_c import (
     Context,
@@ -42,8 +46,20 @@ from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 OPEN_FLAGS = os.O_ACCMODE | os.O_TRUNC | os.O_APPEND | os.O_SYNC | os.O_DSYNC
 """What libnfs's nfs_open honours; the rest (O_NOFOLLOW, O_CLOEXEC...) mean nothing to NFS."""
+
+POST_OP_REUSE_NS = 10_000_000
+"""How long the attributes a reply carried (:mod:`.postop`) answer a GETATTR without
+an RPC: 10 ms.  The kernel's own rule for attributes given with a 0 s timeout
+(``--cache never``) is the same in spirit: valid until the clock tick ends
+(``time_before64(fi->i_time, jiffies)`` in fuse_permission), up to 10 ms at
+HZ=100.  Long enough for the GETATTR the kernel sends right after a create or
+unlink invalidated the directory; far shorter than any NFS client's attribute
+cache (Linux: acregmin 3 s, acdirmin 30 s).  Changes made through this backend
+drop the attributes they touch at once."""
 
 COPY_CHUNK = 1 << 20
 """copy_file_range moves data in 1 MiB pieces: ganesha's default rtmax/wtmax."""
@@ -84,6 +100,8 @@ class NfsBackend(Backend):
         self.tree.root.fh = root_fh
         self.owner = owner
         """The credentials the contexts send (URL ``uid=``/``gid=``, libnfs's default is ours)."""
+        self.reuse_ns = POST_OP_REUSE_NS
+        fast.observer = self._observed
         self._open: weakref.WeakSet[NfsHandle] = weakref.WeakSet()
         self._hidden: dict[NfsNode, list[tuple[NfsNode, bytes]]] = {}
         """Open files unlinked while open, and the hidden names they now have."""
@@ -106,25 +124,52 @@ class NfsBackend(Backend):
             return known.fh == found.fh
         return known is found
 
+    def rpc_counts(self) -> Counter[str]:
+        """NFS calls made so far, by procedure or libnfs function (:mod:`.counts`)."""
+        return total([self.fast.counter, *self.pool.counters])
+
     async def close(self) -> None:
         self.fast.close()
         self.pool.close()
 
+    # -- attributes the server volunteered (postop.py) ------------------------
+
+    def _observed(self, fh: bytes, st: NfsStat64, sent: int) -> None:
+        node = self.tree.by_fileid(st.ino)
+        if node is not None and node.fh == fh:
+            _remember(node, st, sent)
+
+    def _recent(self, obj: NfsNode) -> NfsStat64 | None:
+        """``obj``'s attributes if a reply brought them less than ``reuse_ns`` ago."""
+        if obj.attrs is not None and time.monotonic_ns() - obj.attrs_at < self.reuse_ns:
+            return obj.attrs
+        return None
+
     # -- names --------------------------------------------------------------
 
     async def lookup(self, parent: NfsNode, name: bytes) -> tuple[NfsNode, Stat]:
+        sent = time.monotonic_ns()
         if parent.fh:
-            return self._found(parent, name, await self.fast.lookup(parent.fh, name))
+            return self._found(parent, name, await self.fast.lookup(parent.fh, name), sent)
         path = parent.child_path(name)
-        return self._found(parent, name, await self.pool.run(lambda c: (None, c.lstat(path))))
+        found = await self.pool.run(lambda c: (None, c.lstat(path)))
+        return self._found(parent, name, found, sent)
 
     def _found(
-        self, parent: NfsNode, name: bytes, found: tuple[bytes | None, NfsStat64]
+        self, parent: NfsNode, name: bytes, found: tuple[bytes | None, NfsStat64], sent: int
     ) -> tuple[NfsNode, Stat]:
+        """The node ``parent/name`` is now, with the attributes the call (sent at
+        ``sent``, monotonic ns) returned."""
         fh, st = found
-        return self.tree.found(parent, name, st.ino, st.mode, fh), to_stat(st)
+        node = self.tree.found(parent, name, st.ino, st.mode, fh)
+        _remember(node, st, sent)
+        return node, to_stat(st)
 
     async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
+        recent = self._recent(obj)
+        if recent is not None:
+            return self._fresh(obj, recent)
+        sent = time.monotonic_ns()
         # The node's filehandle is the one inside any handle open on it.
         if obj.fh:
             st = await self.fast.getattr(obj.fh)
@@ -134,6 +179,7 @@ class NfsBackend(Backend):
         else:
             path = obj.path
             st = await self.pool.run(lambda c: c.lstat(path))
+        _remember(obj, st, sent)
         return self._fresh(obj, st)
 
     @staticmethod
@@ -149,6 +195,9 @@ class NfsBackend(Backend):
         handle: NfsHandle | None,
         caller: Caller,
     ) -> Stat:
+        fast_fh = obj.fh or (handle_fh(handle.fh) if handle is not None else None)
+        if fast_fh is not None:
+            return await self._setattr_by_fh(obj, fast_fh, changes)
         path, node_fh = obj.path, obj.fh
         fh = handle.fh if handle is not None else None
 
@@ -169,7 +218,43 @@ class NfsBackend(Backend):
                 c.utimes(path, _times(c, path, changes))
             return c.fstat(fh) if fh else _stat(c, node_fh, path)
 
-        return self._fresh(obj, await self.pool.run(apply))
+        sent = time.monotonic_ns()
+        try:
+            st = await self.pool.run(apply)
+        except BaseException:
+            _stale(obj)
+            raise
+        _remember(obj, st, sent)
+        return self._fresh(obj, st)
+
+    async def _setattr_by_fh(self, obj: NfsNode, fh: bytes, changes: SetattrChanges) -> Stat:
+        """One SETATTR3 from the event loop for every change, its reply's post-op
+        attributes as the answer (the path API walks, then sends a SETATTR per
+        attribute and a GETATTR).  Times keep microseconds, as the path API's
+        ``struct timeval`` did, so a node with and without a filehandle agree."""
+        mode = changes.mode
+        if changes.kill_suidgid and mode is None:
+            mode = _without_suidgid((await self.fast.getattr(fh)).mode)
+        atime, mtime = (
+            change - change % 1000 if isinstance(change, int) else change
+            for change in (changes.atime, changes.mtime)
+        )
+        sent = time.monotonic_ns()
+        try:
+            st = await self.fast.setattr(
+                fh,
+                None if mode is None else mode & 0o7777,
+                changes.uid,
+                changes.gid,
+                changes.size,
+                atime,
+                mtime,
+            )
+        except BaseException:
+            _stale(obj)
+            raise
+        _remember(obj, st, sent)
+        return self._fresh(obj, st)
 
     async def readlink(self, obj: NfsNode) -> bytes:
         path = obj.path
@@ -178,10 +263,11 @@ class NfsBackend(Backend):
     async def mknod(
         self, parent: NfsNode, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
+        sent = time.monotonic_ns()
         fh = self._fast_parent(parent) if stat_module.S_ISREG(mode) else None
         if fh is not None:
             made = await self.fast.create(fh, name, mode & 0o7777, *self._ids(caller))
-            return self._found(parent, name, made)
+            return self._found(parent, name, made, sent)
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
@@ -198,15 +284,16 @@ class NfsBackend(Backend):
                     # MKNOD sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
-        return self._found(parent, name, await self.pool.run(make))
+        return self._found(parent, name, await self._changing(make, parent), sent)
 
     async def mkdir(
         self, parent: NfsNode, name: bytes, mode: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
+        sent = time.monotonic_ns()
         fh = self._fast_parent(parent)
         if fh is not None:
             made = await self.fast.mkdir(fh, name, mode & 0o7777, *self._ids(caller))
-            return self._found(parent, name, made)
+            return self._found(parent, name, made, sent)
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
@@ -219,11 +306,12 @@ class NfsBackend(Backend):
                 # MKDIR sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
-        return self._found(parent, name, await self.pool.run(make))
+        return self._found(parent, name, await self._changing(make, parent), sent)
 
     async def symlink(
         self, parent: NfsNode, name: bytes, target: bytes, caller: Caller
     ) -> tuple[NfsNode, Stat]:
+        sent = time.monotonic_ns()
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
@@ -236,7 +324,15 @@ class NfsBackend(Backend):
                 # SYMLINK sent again after a reconnect: the first one made it.
             return self._own(c, parent, name, path, caller)
 
-        return self._found(parent, name, await self.pool.run(make))
+        return self._found(parent, name, await self._changing(make, parent), sent)
+
+    async def _changing(self, call: Callable[[Context], T], *changed: NfsNode | None) -> T:
+        """``call`` in a worker; the attributes of the ``changed`` nodes the tree knew
+        are dropped once it is done (or failed): the server's changed them."""
+        try:
+            return await self.pool.run(call)
+        finally:
+            _stale(*changed)
 
     def _fast_parent(self, parent: NfsNode) -> bytes | None:
         """The parent's filehandle when a new child can be made by one RPC on the event
@@ -283,7 +379,7 @@ class NfsBackend(Backend):
                 # LINK sent again after a reconnect: the first one made it.
             return c.lstat(new)
 
-        st = await self.pool.run(make)
+        st = await self._changing(make, obj, new_parent)
         self.tree.linked(obj, new_parent, new_name)
         return obj, to_stat(st)
 
@@ -295,11 +391,16 @@ class NfsBackend(Backend):
         await self._remove(parent, name)
 
     async def _remove(self, parent: NfsNode, name: bytes) -> None:
+        child = self.tree.child(parent, name)
         if parent.fh:
-            await self.fast.remove(parent.fh, name)
+            # REMOVE3's reply brings the directory's new attributes (postop.py).
+            try:
+                await self.fast.remove(parent.fh, name)
+            finally:
+                _stale(child)
         else:
             path = parent.child_path(name)
-            await self.pool.run(lambda c: _resent_ok(c, c.unlink, path))
+            await self._changing(lambda c: _resent_ok(c, c.unlink, path), parent, child)
         self.tree.removed(parent, name)
 
     async def _hide(self, parent: NfsNode, name: bytes, node: NfsNode) -> None:
@@ -308,7 +409,7 @@ class NfsBackend(Backend):
         self._silly_counter += 1
         hidden = silly_name(node.ino, self._silly_counter)
         old, new = parent.child_path(name), parent.child_path(hidden)
-        await self.pool.run(lambda c: c.rename(old, new))
+        await self._changing(lambda c: c.rename(old, new), parent, node)
         self.tree.moved(parent, name, parent, hidden)
         self._hidden.setdefault(node, []).append((parent, hidden))
 
@@ -324,7 +425,9 @@ class NfsBackend(Backend):
 
     async def rmdir(self, parent: NfsNode, name: bytes) -> None:
         path = parent.child_path(name)
-        await self.pool.run(lambda c: _resent_ok(c, c.rmdir, path))
+        await self._changing(
+            lambda c: _resent_ok(c, c.rmdir, path), parent, self.tree.child(parent, name)
+        )
         self.tree.removed(parent, name)
 
     async def rename(
@@ -349,7 +452,8 @@ class NfsBackend(Backend):
                     raise
                 # RENAME sent again after a reconnect: the first one moved it.
 
-        await self.pool.run(move)
+        moved, replaced = self.tree.child(parent, name), self.tree.child(new_parent, new_name)
+        await self._changing(move, parent, new_parent, moved, replaced)
         self.tree.moved(parent, name, new_parent, new_name)
 
     # -- files --------------------------------------------------------------
@@ -358,9 +462,30 @@ class NfsBackend(Backend):
         if stat_module.S_ISDIR(obj.mode) and flags & os.O_ACCMODE != os.O_RDONLY:
             # nfs_open only LOOKUPs and ACCESSes; open(2) refuses to write a directory.
             raise OSError(errno.EISDIR, "is a directory")
+        if obj.fh:
+            return self._handle(await self._open_by_fh(obj, obj.fh, flags), obj)
         path = obj.path
-        fh = await self.pool.run(lambda c: c.open(path, flags & OPEN_FLAGS))
+        truncated = obj if flags & os.O_TRUNC else None
+        fh = await self._changing(lambda c: c.open(path, flags & OPEN_FLAGS), truncated)
         return self._handle(fh, obj)
+
+    async def _open_by_fh(self, obj: NfsNode, node_fh: bytes, flags: int) -> int:
+        """What ``nfs_open`` does, without its path walk: one ACCESS3 for the open mode
+        from the event loop (it refuses as ``nfs_open`` would), the handle built from
+        the filehandle, and for O_TRUNC one SETATTR of the size."""
+        access = {os.O_RDONLY: rpc3.ACCESS3_READ, os.O_WRONLY: rpc3.ACCESS3_MODIFY}.get(
+            flags & os.O_ACCMODE, rpc3.ACCESS3_READ | rpc3.ACCESS3_MODIFY
+        )
+        if await self.fast.access(node_fh, access) & access != access:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        fh = open_handle(node_fh, flags & OPEN_FLAGS)
+        if flags & os.O_TRUNC:
+            try:
+                await self._changing(lambda c: c.ftruncate(fh, 0), obj)
+            except BaseException:
+                free_handle(fh)
+                raise
+        return fh
 
     def _handle(self, fh: int, node: NfsNode) -> NfsHandle:
         handle = NfsHandle(fh, node)
@@ -373,11 +498,14 @@ class NfsBackend(Backend):
     ) -> tuple[NfsNode, Stat, NfsHandle]:
         # GUARDED (RFC 1813 §3.3.8) so we know whether we made it: only a file we
         # created gets the caller as owner; an existing one is opened as it is.
+        sent = time.monotonic_ns()
         parent_fh = self._fast_parent(parent)
         if parent_fh is None:
             path = parent.child_path(name)
-            fh, st = await self.pool.run(
-                lambda c: self._create_by_path(c, parent, name, path, flags, mode, caller)
+            fh, st = await self._changing(
+                lambda c: self._create_by_path(c, parent, name, path, flags, mode, caller),
+                parent,
+                self.tree.child(parent, name),
             )
         else:
             try:
@@ -386,11 +514,13 @@ class NfsBackend(Backend):
                 if flags & os.O_EXCL:
                     raise
                 path = parent.child_path(name)
-                fh, st = await self.pool.run(lambda c: _open_existing(c, path, flags))
+                fh, st = await self._changing(
+                    lambda c: _open_existing(c, path, flags), self.tree.child(parent, name)
+                )
             else:
                 # One CREATE3 gave the handle and attributes: no LOOKUP, ACCESS or SETATTR.
                 fh, st = open_handle(made[0], flags & OPEN_FLAGS), made
-        node, attr = self._found(parent, name, st)
+        node, attr = self._found(parent, name, st, sent)
         return node, attr, self._handle(fh, node)
 
     def _create_by_path(
@@ -456,6 +586,7 @@ class NfsBackend(Backend):
         finally:
             # Set once the WRITEs are answered, so a COMMIT sent after this covers them.
             handle.node.unstable = True
+            _stale(handle.node)
 
     async def flush(self, handle: NfsHandle) -> None:
         """COMMIT unstable writes at close, as the Linux client does (close-to-open)."""
@@ -540,6 +671,7 @@ class NfsBackend(Backend):
             return await self.pool.run(copy)
         finally:
             handle_out.node.unstable = True
+            _stale(handle_out.node)
 
     # -- directories --------------------------------------------------------
 
@@ -582,6 +714,21 @@ class NfsBackend(Backend):
 
     async def removexattr(self, obj: NfsNode, name: bytes, caller: Caller) -> None:
         raise OSError(errno.EOPNOTSUPP, "NFSv3 has no extended attributes")
+
+
+def _remember(node: NfsNode, st: NfsStat64, sent: int) -> None:
+    """Keep ``st`` as ``node``'s attributes, unless what it has is newer: a reply to a
+    call sent before the last change (or the last reply kept) is old news."""
+    if sent >= node.attrs_at:
+        node.attrs, node.attrs_at = st, sent
+
+
+def _stale(*nodes: NfsNode | None) -> None:
+    """Forget the attributes of ``nodes``: a change made them wrong."""
+    now = time.monotonic_ns()
+    for node in nodes:
+        if node is not None:
+            node.attrs, node.attrs_at = None, now
 
 
 def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[bytes, NfsStat64]]:

@@ -24,6 +24,8 @@ import socket
 import time
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
 
+from hostfs.backends.nfs.counts import CallCounter
+
 logger = logging.getLogger(__name__)
 
 SONAME = "libnfs.so.13"
@@ -206,6 +208,8 @@ class Context:
     """One mounted ``struct nfs_context``: use it from one thread at a time."""
 
     def __init__(self, url: bytes, timeout_ms: int) -> None:
+        self.counter: CallCounter | None = None
+        """Where this context's calls are counted (set by its owner after mounting)."""
         self.pointer = lib.nfs_init_context()
         if not self.pointer:
             raise OSError(errno.ENOMEM, "nfs_init_context failed")
@@ -262,6 +266,8 @@ class Context:
 
     def check(self, status: int, what: str, path: bytes | None = None) -> int:
         """``status`` when >= 0, else the matching OSError (TransportError for RPC failures)."""
+        if self.counter is not None:
+            self.counter.add(f"nfs_{what}")
         if status >= 0:
             return status
         code = -status
@@ -481,11 +487,12 @@ def _address(buffer: memoryview) -> tuple[int, object]:
     """The address of a contiguous buffer and the object that keeps it alive.
 
     Writable buffers (guest memory, bytearrays) are used in place; a read-only
-    one is copied once, since ctypes only maps writable buffers.
+    one (pyfuse3 hands writes over as bytes) is copied once, since ctypes only
+    maps writable buffers (``tobytes`` and then a string buffer would copy twice).
     """
     if buffer.nbytes == 0:
         return 0, None
     if buffer.readonly:
-        copy = ctypes.create_string_buffer(buffer.tobytes(), buffer.nbytes)
+        copy = (ctypes.c_char * buffer.nbytes).from_buffer_copy(buffer)
         return ctypes.addressof(copy), copy
     return ctypes.addressof(ctypes.c_char.from_buffer(buffer)), buffer

@@ -25,17 +25,29 @@ import logging
 import random
 import select
 import stat as stat_module
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
 
+from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
+from hostfs.backends.nfs.postop import (
+    Observe,
+    after_access,
+    after_create,
+    after_getattr,
+    after_lookup,
+    after_remove,
+    setattr_request,
+)
 from hostfs.backends.nfs.rpc3 import (
     POLL_MS,
     Request,
+    access_request,
     create_request,
     getattr_request,
     lookup_request,
@@ -45,6 +57,7 @@ from hostfs.backends.nfs.rpc3 import (
 )
 
 T = TypeVar("T")
+Observer = Callable[[bytes, NfsStat64, int], None]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +67,10 @@ class LoopRpc:
         self.url = url
         self.timeout_ms = timeout_ms
         self._context: Context | None = None
+        self.counter = CallCounter()
+        """Every request sent from the loop, by procedure."""
+        self.observer: Observer | None = None
+        """Told ``(filehandle, attributes, sent_ns)`` for every post-op attribute replied."""
         self._mounting = trio.Lock()
         self._pending: set[Request] = set()
         """In-flight requests: their ctypes callbacks must outlive a cancelled waiter."""
@@ -64,11 +81,29 @@ class LoopRpc:
 
     async def lookup(self, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
         """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
-        fh, attributes = await self.call(lookup_request(directory, name))
+        fh, attributes = await self.call(lookup_request(directory, name), after_lookup(directory))
         return fh, attributes or await self.getattr(fh)
 
     async def getattr(self, fh: bytes) -> NfsStat64:
-        return await self.call(getattr_request(fh))
+        return await self.call(getattr_request(fh), after_getattr(fh))
+
+    async def access(self, fh: bytes, access: int) -> int:
+        """The ``access`` bits (ACCESS3_*) the server grants on ``fh``."""
+        return await self.call(access_request(fh, access), after_access(fh))
+
+    async def setattr(
+        self,
+        fh: bytes,
+        mode: int | None,
+        uid: int | None,
+        gid: int | None,
+        size: int | None,
+        atime: int | str | None,
+        mtime: int | str | None,
+    ) -> NfsStat64:
+        """SETATTR3 of all the changes at once; the attributes after it."""
+        request = setattr_request(fh, mode, uid, gid, size, atime, mtime)
+        return await self.call(request) or await self.getattr(fh)
 
     async def remove(self, directory: bytes, name: bytes) -> None:
         async def done_before(error: OSError) -> None:
@@ -77,7 +112,7 @@ class LoopRpc:
                 raise error
             logger.info("REMOVE %r sent again after a reconnect: already done", name)
 
-        await self.call(remove_request(directory, name), settle=done_before)
+        await self.call(remove_request(directory, name), after_remove(directory), done_before)
 
     async def create(
         self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
@@ -115,16 +150,20 @@ class LoopRpc:
             logger.info("CREATE/MKDIR %r sent again after a reconnect: already done", name)
             return fh, st
 
-        fh, attributes = await self.call(request, settle=made_before)
+        fh, attributes = await self.call(request, after_create(directory), made_before)
         if fh is None:
             return await self.lookup(directory, name)
         return fh, attributes or await self.getattr(fh)
 
     async def call(
-        self, request: Request[T], settle: Callable[[OSError], Awaitable[T]] | None = None
+        self,
+        request: Request[T],
+        observe: Observe | None = None,
+        settle: Callable[[OSError], Awaitable[T]] | None = None,
     ) -> T:
         """``request``'s reply; if the connection drops before it, the same call once
-        more on a new one, under the same XID.
+        more on a new one, under the same XID.  The post-op attributes ``observe``
+        finds in a successful reply go to :attr:`observer`.
 
         libnfs 4.0 does that itself while its reconnect succeeds: it requeues the
         encoded call (``rpc_reconnect_requeue``), so the XID is the same; and
@@ -142,6 +181,7 @@ class LoopRpc:
         NFS3ERR_NOENT/NFS3ERR_EXIST for what the first one did, and ``settle`` turns
         that error into the outcome after checking it (or raises it).
         """
+        request.observe = observe
         self._xid = (self._xid + 1) & 0xFFFFFFFF
         xid = self._xid
         try:
@@ -177,6 +217,8 @@ class LoopRpc:
         rpc = lib.nfs_get_rpc_context(context.armed())
         context.deadline = None
         self._pending.add(request)
+        self.counter.add(request.procedure)
+        sent = time.monotonic_ns()
         try:
             lib.rpc_set_next_xid(rpc, xid)
             request.start(rpc)
@@ -194,7 +236,11 @@ class LoopRpc:
         finally:
             if request.done is not None or context is not self._context:
                 self._pending.discard(request)
-        return request.result()
+        result = request.result()
+        if self.observer is not None:
+            for fh, attributes in request.seen:
+                self.observer(fh, attributes, sent)
+        return result
 
     async def _pump(self, context: Context, rpc: int) -> None:
         """One ``rpc_service`` round: wait for replies (or 100 ms, to expire timeouts)."""

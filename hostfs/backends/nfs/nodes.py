@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import errno
 import stat as stat_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hostfs.backends.nfs.libnfs_c import NfsStat64
 
 
 class NfsNode:
     """One object on the export."""
 
     __slots__ = (
-        "children", "fh", "held", "ino", "is_root", "links", "mode", "opened", "unstable",
+        "attrs", "attrs_at", "children", "fh", "held", "ino", "is_root", "links", "mode",
+        "opened", "unstable",
     )  # fmt: skip
 
     def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
@@ -43,6 +48,11 @@ class NfsNode:
         itself, so it survives renames (RFC 1813 §2.6 ``nfs_fh3``), and saves path walks."""
         self.unstable = False
         """Some handle WROTE (UNSTABLE, RFC 1813 §3.3.7) since the last COMMIT."""
+        self.attrs: NfsStat64 | None = None
+        """The newest attributes a reply carried (the backend decides how long they answer)."""
+        self.attrs_at = 0
+        """When the call that brought ``attrs`` was sent, or when they were dropped
+        (monotonic ns): older news never replaces newer."""
         self.opened = 0
         """Open handles on it: an unlink then hides it instead (:mod:`silly`)."""
 
@@ -141,6 +151,10 @@ class NodeTree:
         new_parent.children += 1
         parent.children -= 1
         self._maybe_drop(parent)
+
+    def by_fileid(self, ino: int) -> NfsNode | None:
+        """The node the tree has for fileid ``ino`` (compare filehandles to be sure)."""
+        return self._by_ino.get(ino)
 
     def forget(self, node: NfsNode) -> None:
         """The core holds no more references: drop the node unless a descendant needs it."""

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
 from hostfs.backends.nfs.libnfs_c import Context, TransportError
 
@@ -45,6 +46,8 @@ class Worker:
         self.url = url
         self.timeout_ms = timeout_ms
         self.context: Context | None = None
+        self.counter = CallCounter()
+        """The calls this worker's contexts made (:mod:`hostfs.backends.nfs.counts`)."""
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -71,6 +74,7 @@ class Worker:
         """``call`` with every RPC it makes (and the mount, if needed) held to ``when``."""
         if self.context is None:
             self.context = mount(self.url, remaining_ms(when))
+            self.context.counter = self.counter
         self.context.deadline = when
         try:
             return call(self.context)
@@ -101,6 +105,10 @@ class ContextPool:
         self._idle = list(self._workers)
         self._available = trio.Semaphore(size)
         self._closed = False
+
+    @property
+    def counters(self) -> list[CallCounter]:
+        return [worker.counter for worker in self._workers]
 
     @property
     def connected(self) -> int:

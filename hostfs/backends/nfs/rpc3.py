@@ -194,6 +194,7 @@ for _name, _restype, _argtypes in (
     ("rpc_nfs3_remove_async", c_int, [c_void_p, RpcCb, POINTER(Diropargs3), c_void_p]),
     ("rpc_nfs3_create_async", c_int, [c_void_p, RpcCb, POINTER(Create3Args), c_void_p]),
     ("rpc_nfs3_mkdir_async", c_int, [c_void_p, RpcCb, POINTER(Mkdir3Args), c_void_p]),
+    ("rpc_nfs3_access_async", c_int, [c_void_p, RpcCb, c_void_p, c_void_p]),
     ("rpc_nfs3_write_async", c_int, [c_void_p, RpcCb, POINTER(Write3Args), c_void_p]),
 ):
     getattr(lib, _name).restype = _restype
@@ -212,8 +213,8 @@ class Request(Generic[T]):
     since libnfs frees the decoded reply when the callback returns."""
 
     __slots__ = (
-        "_handler", "args", "connection", "done", "name", "parse", "resent", "rpc", "send",
-        "what",
+        "_handler", "args", "connection", "done", "name", "observe", "parse", "resent", "rpc",
+        "seen", "send", "what",
     )  # fmt: skip
 
     def __init__(
@@ -226,6 +227,10 @@ class Request(Generic[T]):
     ) -> None:
         self.send, self.args, self.parse, self.what, self.name = send, args, parse, what, name
         self.done: outcome.Outcome | None = None
+        self.observe: Callable[[int], list[tuple[bytes, NfsStat64]]] | None = None
+        """Reads the post-op attributes a successful reply carries (:mod:`.postop`)."""
+        self.seen: list[tuple[bytes, NfsStat64]] = []
+        """(filehandle, attributes) pairs ``observe`` found in the reply."""
         self.rpc = 0
         self.connection: tuple[int, ...] | None = None
         """Where the call went out, for a call whose resending matters (:meth:`watch`)."""
@@ -234,6 +239,11 @@ class Request(Generic[T]):
         reconnected meanwhile and sent the call again (``rpc_reconnect_requeue``
         requeues it as encoded, same XID)."""
         self._handler = RpcCb(self._callback)
+
+    @property
+    def procedure(self) -> str:
+        """The NFSv3 procedure sent (RFC 1813 §3.3), as :mod:`counts` names it."""
+        return "REMOVE3" if self.what == "unlink" else f"{self.what.upper()}3"
 
     def watch(self) -> Request[T]:
         """Note whether the call is sent again on a new connection (:attr:`resent`):
@@ -244,6 +254,7 @@ class Request(Generic[T]):
     def again(self) -> Request[T]:
         """The same call, unsent, to send once more (under the same XID, see loop.py)."""
         request = Request(self.send, self.args, self.parse, self.what, self.name)
+        request.observe = self.observe
         request.connection = None if self.connection is None else ()
         return request
 
@@ -273,6 +284,8 @@ class Request(Generic[T]):
             self.done = outcome.Error(OSError(code, os.strerror(code), filename))
         else:
             self.done = outcome.capture(self.parse, data)
+            if self.observe is not None:
+                self.seen = self.observe(data)
 
 
 def lookup_request(directory: bytes, name: bytes) -> Request[tuple[bytes, NfsStat64 | None]]:
@@ -301,6 +314,28 @@ def remove_request(directory: bytes, name: bytes) -> Request[None]:
     """REMOVE3 of ``name`` in ``directory``."""
     args = Diropargs3(_fh3(directory), name)
     return Request(lib.rpc_nfs3_remove_async, args, lambda _data: None, "unlink", name).watch()
+
+
+ACCESS3_READ, ACCESS3_MODIFY = 0x0001, 0x0004
+"""``ACCESS3args.access`` bits (RFC 1813 §3.3.4) that ``nfs_open`` asks for."""
+
+
+class Access3Args(Structure):
+    _fields_ = [("object", NfsFh3), ("access", c_uint32)]
+
+
+class Access3Res(Structure):
+    _fields_ = [("status", c_int), ("obj_attributes", PostOpAttr), ("access", c_uint32)]
+
+
+def access_request(fh: bytes, access: int) -> Request[int]:
+    """ACCESS3 (RFC 1813 §3.3.4): which of the ``access`` bits the server grants."""
+
+    def parse(data: int) -> int:
+        return int(ctypes.cast(data, POINTER(Access3Res)).contents.access)
+
+    args = Access3Args(_fh3(fh), access)
+    return Request(lib.rpc_nfs3_access_async, args, parse, "access")
 
 
 def create_request(
@@ -357,6 +392,8 @@ def call(context: Context, request: Request[T]) -> T:
     """Run ``request`` to completion in this thread, as libnfs's own sync calls wait
     (its timeout: what is left of the context's deadline, :meth:`Context.armed`)."""
     rpc = lib.nfs_get_rpc_context(context.armed())
+    if context.counter is not None:
+        context.counter.add(request.procedure)
     request.start(rpc)
     poller = select.poll()
     while request.done is None:

@@ -116,6 +116,9 @@ async def test_every_waiting_request_fails_within_its_own_timeout(
     """The deadline counts from the request's start: time spent waiting for a busy
     context or another request's remount is part of it."""
     nfs = await open_nfs_backend(f"{nfs_url}&timeout={TIMEOUT}&contexts=2")
+    # Every call must reach the paused server: no GETATTR answered from the
+    # attributes the last creates' replies carried (backend.POST_OP_REUSE_NS).
+    nfs.reuse_ns = 0
     root = nfs.tree.root
     acked: dict[bytes, bytes] = {}
     await write_files(nfs, 0, 2, acked)
