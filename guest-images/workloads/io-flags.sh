@@ -6,18 +6,7 @@
 # daemon's descriptor flags (and its SIGUSR1 request table: were locks sent?), then
 # creates FILE.go to let the guest go on.
 
-failures=0
-
-check() {
-    name=$1
-    shift
-    if out=$("$@" 2>&1); then
-        echo "HOSTFS-CHECK $name ok"
-    else
-        echo "HOSTFS-CHECK $name FAIL $(echo "$out" | head -c 160 | tr '\n' ' ')"
-        failures=$((failures + 1))
-    fi
-}
+. /checks.sh
 
 io_steps() {
     share=$1

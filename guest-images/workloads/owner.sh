@@ -3,18 +3,7 @@
 # Reports the owner the guest sees, and tries to give a file to a uid the map lacks.
 
 D=$HOSTFS_MNT/owned
-failures=0
-
-check() {
-    name=$1
-    shift
-    if out=$("$@" 2>&1); then
-        echo "HOSTFS-CHECK $name ok"
-    else
-        echo "HOSTFS-CHECK $name FAIL $(echo "$out" | head -c 160 | tr '\n' ' ')"
-        failures=$((failures + 1))
-    fi
-}
+. /checks.sh
 
 refused() { if "$@" 2>/dev/null; then echo "$* was allowed"; return 1; fi; }
 

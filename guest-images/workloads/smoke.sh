@@ -6,18 +6,7 @@
 # HOSTFS_XATTR=1 (set by the runner when the daemon has --xattr) adds xattr checks.
 
 D=$HOSTFS_MNT/smoke
-failures=0
-
-check() {
-    name=$1
-    shift
-    if out=$("$@" 2>&1); then
-        echo "HOSTFS-CHECK $name ok"
-    else
-        echo "HOSTFS-CHECK $name FAIL $(echo "$out" | head -c 160 | tr '\n' ' ')"
-        failures=$((failures + 1))
-    fi
-}
+. /checks.sh
 
 same() { [ "$1" = "$2" ] || { echo "expected '$2', got '$1'"; return 1; }; }
 

@@ -111,6 +111,7 @@ def build_initramfs(kernel: GuestKernel, setup: GuestSetup) -> bytes:
     tree.add(CpioEntry.file(ENV_FILE, env_lines.encode()))
     tree.add(CpioEntry.file("init", (GUEST_IMAGES / "init.sh").read_bytes(), 0o755))
     tree.add(CpioEntry.file("workload.sh", setup.workload.read_bytes(), 0o755))
+    tree.add(CpioEntry.file("checks.sh", (GUEST_IMAGES / "checks.sh").read_bytes(), 0o644))
     with phase(f"guest image: packing {len(tree.entries)} files"):
         return gzip.compress(write_newc(list(tree.entries.values())), compresslevel=1)
 

@@ -21,6 +21,7 @@ def test_initramfs_contents(guest_kernel):
     assert entries["init"].data == (GUEST_IMAGES / "init.sh").read_bytes()
     assert entries["init"].mode & 0o111
     assert entries["workload.sh"].data == workload_path("smoke").read_bytes()
+    assert entries["checks.sh"].data == (GUEST_IMAGES / "checks.sh").read_bytes()
     assert stat.S_ISCHR(entries["dev/console"].mode) and entries["dev/console"].rdev == (5, 1)
     assert entries["bin/sh"].data == b"busybox"
     env = entries["etc/hostfs-guest.env"].data.decode()

@@ -6,18 +6,7 @@
 # holds host-KIND.lock for the whole run. Markers between the three are files.
 
 M=$HOSTFS_MNT
-failures=0
-
-check() {
-    name=$1
-    shift
-    if out=$("$@" 2>&1); then
-        echo "HOSTFS-CHECK $name ok"
-    else
-        echo "HOSTFS-CHECK $name FAIL $(echo "$out" | head -c 160 | tr '\n' ' ')"
-        failures=$((failures + 1))
-    fi
-}
+. /checks.sh
 
 wait_for() {
     n=0
