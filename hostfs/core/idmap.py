@@ -170,16 +170,17 @@ EPERM), as virtiofsd switches credentials only to create and to change owners.
 Other requests (reads, FORGET, RELEASE) never fail for who sent them."""
 
 
-def translate_callers(fs: Any, mapping: IdMapping) -> None:
+def translate_callers(fs: object, mapping: IdMapping) -> None:
     """Put the caller (and a chown's ids) translation in front of ``fs``'s ACTING operations."""
     for name in ACTING:
         setattr(fs, name, _translated(mapping, getattr(fs, name), chown=name == "setattr"))
 
 
 def _translated(
-    mapping: IdMapping, operation: Callable[..., Awaitable[Any]], *, chown: bool
-) -> Callable[..., Awaitable[Any]]:
-    async def translated(caller: Caller, nodeid: int, *args: Any, **kwargs: Any) -> Any:
+    mapping: IdMapping, operation: Callable[..., Awaitable[object]], *, chown: bool
+) -> Callable[..., Awaitable[object]]:
+    # args are the operation's own: a setattr's first is its SetattrChanges.
+    async def translated(caller: Caller, nodeid: int, *args: Any, **kwargs: object) -> object:
         if chown and not isinstance(caller, HostCaller):
             args = (mapping.changes_to_host(args[0]), *args[1:])
         return await operation(mapping.caller_to_host(caller), nodeid, *args, **kwargs)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import NoReturn
 
 REFUSED = frozenset(
     {
@@ -67,7 +67,7 @@ CHECKED: dict[str, Callable[..., None]] = {"open": check_open, "access": check_a
 operation's own arguments and raises before the operation runs."""
 
 
-def make_read_only(fs: Any) -> None:
+def make_read_only(fs: object) -> None:
     """Put the read-only rule in front of ``fs``'s operations (instance attributes)."""
     for name in REFUSED:
         setattr(fs, name, _refuse)
@@ -79,14 +79,14 @@ def _erofs() -> OSError:
     return OSError(errno.EROFS, "the share is read-only (--readonly)")
 
 
-async def _refuse(*args: object, **kwargs: object) -> Any:
+async def _refuse(*args: object, **kwargs: object) -> NoReturn:
     raise _erofs()
 
 
 def _checked(
-    check: Callable[..., None], operation: Callable[..., Awaitable[Any]]
-) -> Callable[..., Awaitable[Any]]:
-    async def checked(*args: Any, **kwargs: Any) -> Any:
+    check: Callable[..., None], operation: Callable[..., Awaitable[object]]
+) -> Callable[..., Awaitable[object]]:
+    async def checked(*args: object, **kwargs: object) -> object:
         check(*args, **kwargs)
         return await operation(*args, **kwargs)
 
