@@ -2,8 +2,21 @@
 
 Layouts are pre-compiled :class:`struct.Struct` objects in little-endian
 byte order (virtio-fs is little-endian by specification; /dev/fuse on x86 and
-arm64 too).  Each one cites the fuse.h struct it mirrors.  Protocol 7.38 is
-the newest layout used here; newer kernels negotiate down to it in INIT.
+arm64 too).  Each one cites the fuse.h struct it mirrors.
+
+Versions: hostfs answers INIT with minor 7.38 (or the kernel's, if smaller)
+and refuses kernels below 7.31, so no pre-7.31 layout is kept.  The layouts
+are fuse.h 7.40's: the fields added after 7.38 are sent only under the
+negotiated flag that makes the kernel read them, whatever the minor (the
+kernel tests the flag, not ``fc->minor``):
+
+- ``fuse_init_out.max_stack_depth`` (7.40): non-zero only with FUSE_PASSTHROUGH
+  in the reply's flags2 (fs/fuse/inode.c, process_init_reply);
+- ``fuse_open_out.backing_id`` (7.40): set only with FOPEN_PASSTHROUGH in
+  ``open_flags``, itself sent only once FUSE_PASSTHROUGH was negotiated
+  (fs/fuse/iomode.c, fuse_file_io_open);
+- FUSE_DIRECT_IO_ALLOW_MMAP (7.39): a flags2 bit, echoed only when the kernel
+  offers it.
 """
 
 from __future__ import annotations
@@ -15,7 +28,13 @@ KERNEL_VERSION = 7
 """``FUSE_KERNEL_VERSION``."""
 
 KERNEL_MINOR_VERSION = 38
-"""``FUSE_KERNEL_MINOR_VERSION`` of the fuse.h these layouts follow."""
+"""The minor hostfs speaks: 7.38 (Linux 6.2, FUSE_EXT_GROUPS); what came after is
+flag-gated (module docstring)."""
+
+MIN_KERNEL_MINOR_VERSION = 31
+"""The oldest minor served: 7.31 (Linux 5.4) is the first with the virtio-fs driver
+(fs/fuse/virtio_fs.c); virtiofsd refuses below 7.27.  Every kernel hostfs meets is
+far newer (Linux 6.1 speaks 7.37)."""
 
 ROOT_ID = 1
 """``FUSE_ROOT_ID``."""
@@ -183,21 +202,12 @@ ENTRY_OUT = struct.Struct("<QQQQII" + _ATTR)
 """``struct fuse_entry_out``: nodeid, generation, entry_valid, attr_valid,
 entry_valid_nsec, attr_valid_nsec, attr."""
 
-COMPAT_ENTRY_OUT_SIZE = 120
-"""``FUSE_COMPAT_ENTRY_OUT_SIZE``: fuse_attr without ``flags``/padding, minor < 9."""
-
 ATTR_OUT = struct.Struct("<QII" + _ATTR)
 """``struct fuse_attr_out``: attr_valid, attr_valid_nsec, dummy, attr."""
-
-COMPAT_ATTR_OUT_SIZE = 96
-"""``FUSE_COMPAT_ATTR_OUT_SIZE`` for minor < 9."""
 
 KSTATFS = struct.Struct("<QQQQQIIII24x")
 """``struct fuse_statfs_out`` = ``struct fuse_kstatfs``: blocks, bfree, bavail, files,
 ffree, bsize, namelen, frsize, padding, spare[6]."""
-
-COMPAT_STATFS_SIZE = 48
-"""``FUSE_COMPAT_STATFS_SIZE`` for minor < 4."""
 
 FILE_LOCK = struct.Struct("<QQII")
 """``struct fuse_file_lock`` = ``struct fuse_lk_out``: start, end, type, pid."""
@@ -216,9 +226,6 @@ GETATTR_IN = struct.Struct("<IIQ")
 
 MKNOD_IN = struct.Struct("<IIII")
 """``struct fuse_mknod_in``: mode, rdev, umask, padding."""
-
-COMPAT_MKNOD_IN_SIZE = 8
-"""``FUSE_COMPAT_MKNOD_IN_SIZE``: mode, rdev only, minor < 12."""
 
 MKDIR_IN = struct.Struct("<II")
 """``struct fuse_mkdir_in``: mode, umask."""
@@ -240,11 +247,11 @@ OPEN_IN = struct.Struct("<II")
 """``struct fuse_open_in``: flags, open_flags."""
 
 CREATE_IN = struct.Struct("<IIII")
-"""``struct fuse_create_in``: flags, mode, umask, open_flags (minor >= 12; before, a
-fuse_open_in)."""
+"""``struct fuse_create_in``: flags, mode, umask, open_flags."""
 
 OPEN_OUT = struct.Struct("<QIi")
-"""``struct fuse_open_out``: fh, open_flags, backing_id (7.40; padding before)."""
+"""``struct fuse_open_out``: fh, open_flags, backing_id (7.40, read by the kernel only
+with FOPEN_PASSTHROUGH; padding before)."""
 
 RELEASE_IN = struct.Struct("<QIIQ")
 """``struct fuse_release_in``: fh, flags, release_flags, lock_owner."""
@@ -256,15 +263,8 @@ READ_IN = struct.Struct("<QQIIQII")
 """``struct fuse_read_in``: fh, offset, size, read_flags, lock_owner, flags, padding
 (also the argument of READDIR and READDIRPLUS)."""
 
-RW_IN_PREFIX = struct.Struct("<QQII")
-"""fh, offset, size, read_flags/write_flags: the first 24 bytes of ``fuse_read_in`` and
-``fuse_write_in``, all a minor < 9 kernel sends (``FUSE_COMPAT_WRITE_IN_SIZE``)."""
-
 WRITE_IN = struct.Struct("<QQIIQII")
 """``struct fuse_write_in``: fh, offset, size, write_flags, lock_owner, flags, padding."""
-
-COMPAT_WRITE_IN_SIZE = 24
-"""``FUSE_COMPAT_WRITE_IN_SIZE`` for minor < 9."""
 
 WRITE_OUT = struct.Struct("<II")
 """``struct fuse_write_out``: size, padding."""
@@ -297,18 +297,16 @@ INIT_IN_PREFIX = struct.Struct("<II")
 """major and minor: all an INIT from major != 7 is read for."""
 
 COMPAT_INIT_IN = struct.Struct("<IIII")
-"""``fuse_init_in`` up to 7.35: major, minor, max_readahead, flags."""
+"""``fuse_init_in`` up to 7.35 (no flags2): major, minor, max_readahead, flags."""
 
 INIT_OUT = struct.Struct("<IIIIHHIIHHII24x")
 """``struct fuse_init_out``: major, minor, max_readahead, flags, max_background,
 congestion_threshold, max_write, time_gran, max_pages, map_alignment, flags2,
-max_stack_depth (7.40), unused[6]."""
+max_stack_depth (7.40, non-zero only with FUSE_PASSTHROUGH), unused[6]."""
 
 COMPAT_INIT_OUT_SIZE = 8
-"""``FUSE_COMPAT_INIT_OUT_SIZE``: the reply a minor < 5 kernel expects."""
-
-COMPAT_22_INIT_OUT_SIZE = 24
-"""``FUSE_COMPAT_22_INIT_OUT_SIZE``: the reply a minor < 23 kernel expects."""
+"""``FUSE_COMPAT_INIT_OUT_SIZE``: major and minor, all the answer to a kernel of a
+newer major holds (fuse.h, "Version negotiation")."""
 
 INTERRUPT_IN = struct.Struct("<Q")
 """``struct fuse_interrupt_in``: unique."""

@@ -361,7 +361,7 @@ class Dispatcher:
                 request.major,
                 request.minor,
             )
-            raise OSError(reply.error, "unsupported FUSE major version")
+            raise OSError(reply.error, "unsupported FUSE version")
         if reply.protocol is not None:
             await self.fs.init()
             self.protocol = reply.protocol
@@ -417,13 +417,13 @@ class Dispatcher:
         self, header: rq.InHeader, request: rq.Empty, caller: Caller, out: memoryview, limit: int
     ) -> int:
         replies.statfs_out(out, HEADER, await self.fs.statfs(caller, header.nodeid))
-        return self.protocol.statfs_out_size
+        return abi.KSTATFS.size
 
     # -- names --------------------------------------------------------------
 
     def _entry_reply(self, out: memoryview, entry: Any) -> int:
         replies.entry_out(out, HEADER, entry)
-        return self.protocol.entry_out_size
+        return abi.ENTRY_OUT.size
 
     @OPERATIONS.handles(Opcode.LOOKUP, rq.decode_lookup)
     async def _on_lookup(
@@ -437,7 +437,7 @@ class Dispatcher:
         self, header: rq.InHeader, request: rq.Getattr, caller: Caller, out: memoryview, limit: int
     ) -> int:
         replies.attr_out(out, HEADER, await self.fs.getattr(caller, header.nodeid, request.fh))
-        return self.protocol.attr_out_size
+        return abi.ATTR_OUT.size
 
     @OPERATIONS.handles(Opcode.SETATTR, rq.decode_setattr)
     async def _on_setattr(
@@ -445,7 +445,7 @@ class Dispatcher:
     ) -> int:
         reply = await self.fs.setattr(caller, header.nodeid, request.changes, request.fh)
         replies.attr_out(out, HEADER, reply)
-        return self.protocol.attr_out_size
+        return abi.ATTR_OUT.size
 
     @OPERATIONS.handles(Opcode.READLINK, rq.decode_empty)
     async def _on_readlink(

@@ -2,8 +2,11 @@
 
 Version rules are fuse.h's "Version negotiation" section: same major -> both
 use the smaller minor; kernel major greater -> reply with ours and wait for
-another INIT; kernel major smaller -> we cannot speak it, fail.  Only features
-the core implements are offered.
+another INIT; kernel major smaller -> we cannot speak it, fail.  A minor below
+:data:`abi.MIN_KERNEL_MINOR_VERSION` fails too, with the same EPROTO: the
+kernel's process_init_reply() (fs/fuse/inode.c) takes any error as "no
+connection", while a reply of 7.38 would be believed by a kernel that cannot
+speak it.  Only features the core implements are offered.
 """
 
 from __future__ import annotations
@@ -73,7 +76,10 @@ class SessionConfig:
 
 @dataclass(frozen=True, slots=True)
 class Protocol:
-    """What INIT settled: how later requests are laid out and which features are on."""
+    """What INIT settled: how later requests are laid out and which features are on.
+
+    ``minor`` is at least :data:`abi.MIN_KERNEL_MINOR_VERSION`, so every layout is
+    the current one; only the flags change what a request or reply holds."""
 
     major: int = abi.KERNEL_VERSION
     minor: int = abi.KERNEL_MINOR_VERSION
@@ -90,18 +96,6 @@ class Protocol:
     @property
     def create_supp_group(self) -> bool:
         return bool(self.flags & abi.CREATE_SUPP_GROUP)
-
-    @property
-    def entry_out_size(self) -> int:
-        return abi.ENTRY_OUT.size if self.minor >= 9 else abi.COMPAT_ENTRY_OUT_SIZE
-
-    @property
-    def attr_out_size(self) -> int:
-        return abi.ATTR_OUT.size if self.minor >= 9 else abi.COMPAT_ATTR_OUT_SIZE
-
-    @property
-    def statfs_out_size(self) -> int:
-        return abi.KSTATFS.size if self.minor >= 4 else abi.COMPAT_STATFS_SIZE
 
 
 def offered_flags(
@@ -146,15 +140,6 @@ class InitReply:
     protocol: Protocol | None
 
 
-def init_out_size(minor: int) -> int:
-    """How much of ``fuse_init_out`` a kernel of this minor reads."""
-    if minor < 5:
-        return abi.COMPAT_INIT_OUT_SIZE
-    if minor < 23:
-        return abi.COMPAT_22_INIT_OUT_SIZE
-    return abi.INIT_OUT.size
-
-
 def negotiate(
     major: int,
     minor: int,
@@ -171,6 +156,8 @@ def negotiate(
     if major > abi.KERNEL_VERSION:
         body = abi.INIT_OUT.pack(abi.KERNEL_VERSION, abi.KERNEL_MINOR_VERSION, *[0] * 10)
         return InitReply(0, body[: abi.COMPAT_INIT_OUT_SIZE], None)
+    if minor < abi.MIN_KERNEL_MINOR_VERSION:
+        return InitReply(errno.EPROTO, b"", None)
     minor = min(minor, abi.KERNEL_MINOR_VERSION)
     flags = kernel_flags & offered_flags(options, config, supplementary_groups=supplementary_groups)
     if flags >> 32:
@@ -192,4 +179,4 @@ def negotiate(
         flags >> 32,
         config.max_stack_depth if flags & abi.PASSTHROUGH else 0,
     )
-    return InitReply(0, body[: init_out_size(minor)], Protocol(abi.KERNEL_VERSION, minor, flags))
+    return InitReply(0, body, Protocol(abi.KERNEL_VERSION, minor, flags))

@@ -314,8 +314,6 @@ def decode_batch_forget(proto: Protocol, args: Args) -> BatchForget:
 
 
 def decode_getattr(proto: Protocol, args: Args) -> Getattr:
-    if proto.minor < 9:
-        return Getattr(None)
     flags, _, fh = args.unpack(abi.GETATTR_IN)
     return Getattr(fh if flags & abi.GETATTR_FH else None)
 
@@ -359,9 +357,6 @@ def decode_symlink(proto: Protocol, args: Args) -> Symlink:
 
 
 def decode_mknod(proto: Protocol, args: Args) -> Mknod:
-    if proto.minor < 12:
-        mode, rdev = args.unpack(abi.MKDIR_IN)
-        return Mknod(_name(args, abi.COMPAT_MKNOD_IN_SIZE)[0], mode, rdev, 0)
     mode, rdev, umask, _ = args.unpack(abi.MKNOD_IN)
     return Mknod(_name(args, abi.MKNOD_IN.size)[0], mode, rdev, umask)
 
@@ -401,22 +396,18 @@ def decode_open(proto: Protocol, args: Args) -> Open:
 
 
 def decode_read(proto: Protocol, args: Args) -> Read:
-    if proto.minor < 9:
-        fh, offset, size, _ = args.unpack(abi.RW_IN_PREFIX)
-    else:
-        fh, offset, size, _, _, _, _ = args.unpack(abi.READ_IN)
+    fh, offset, size, _, _, _, _ = args.unpack(abi.READ_IN)
     return Read(fh, offset, size)
 
 
 def decode_write(proto: Protocol, args: Args) -> Write:
     """WRITE's data stays views of the request's buffers, however many it spans."""
-    head_size = abi.WRITE_IN.size if proto.minor >= 9 else abi.COMPAT_WRITE_IN_SIZE
-    if head_size > args.size:
+    if abi.WRITE_IN.size > args.size:
         raise _Invalid(errno.EINVAL)
-    fh, offset, size, write_flags = args.unpack(abi.RW_IN_PREFIX)
-    if head_size + size > args.size:
+    fh, offset, size, write_flags, _, _, _ = args.unpack(abi.WRITE_IN)
+    if abi.WRITE_IN.size + size > args.size:
         raise _Invalid(errno.EINVAL)
-    data = args.views(head_size, size)
+    data = args.views(abi.WRITE_IN.size, size)
     return Write(fh, offset, data, bool(write_flags & abi.WRITE_KILL_SUIDGID))
 
 
@@ -467,7 +458,7 @@ def decode_init(proto: Protocol, args: Args) -> Init:
     major, minor = args.unpack(abi.INIT_IN_PREFIX)
     if major != abi.KERNEL_VERSION:
         return Init(major, minor, 0, 0)
-    if minor < 36 or args.size < abi.INIT_IN.size:
+    if minor < 36 or args.size < abi.INIT_IN.size:  # flags2 and the rest came in 7.36
         _, _, max_readahead, flags = args.unpack(abi.COMPAT_INIT_IN)
         return Init(major, minor, max_readahead, flags)
     _, _, max_readahead, flags, flags2 = args.unpack(abi.INIT_IN)
@@ -486,9 +477,6 @@ def decode_access(proto: Protocol, args: Args) -> Access:
 
 
 def decode_create(proto: Protocol, args: Args) -> Create:
-    if proto.minor < 12:
-        flags, mode = args.unpack(abi.OPEN_IN)
-        return Create(_name(args, abi.OPEN_IN.size)[0], mode, flags, 0)
     flags, mode, umask, _ = args.unpack(abi.CREATE_IN)
     return Create(_name(args, abi.CREATE_IN.size)[0], mode, flags, umask)
 

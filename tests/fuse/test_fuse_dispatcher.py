@@ -42,6 +42,14 @@ async def session() -> tuple[Dispatcher, FakeFileSystem]:
     return dispatcher, fs
 
 
+async def test_init_below_the_floor_fails_and_opens_no_session() -> None:
+    fs = FakeFileSystem()
+    dispatcher = Dispatcher(fs)
+    reply = await call(dispatcher, request(Opcode.INIT, wire.init_in(minor=30)))
+    assert reply.error == -errno.EPROTO and reply.length == 16
+    assert not dispatcher.initialized and "init" not in [name for name, _ in fs.calls]
+
+
 async def test_requests_before_init_fail() -> None:
     dispatcher = Dispatcher(FakeFileSystem())
     reply = await call(dispatcher, request(Opcode.GETATTR, abi.GETATTR_IN.pack(0, 0, 0)))

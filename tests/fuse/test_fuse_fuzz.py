@@ -33,7 +33,7 @@ EXAMPLES = settings(
 VALID = [wire.request(opcode, args, unique=2) for opcode, args, _ in CASES] + [
     wire.request(Opcode.WRITE, wire.write_in(3, 0, 4) + b"abcd", unique=2)
 ]
-PROTOCOLS = st.sampled_from([Protocol(), Protocol(7, 8, 0), Protocol(7, 38, abi.SETXATTR_EXT)])
+PROTOCOLS = st.sampled_from([Protocol(), Protocol(7, 31, 0), Protocol(7, 38, abi.SETXATTR_EXT)])
 
 
 @st.composite

@@ -15,7 +15,6 @@ from hostfs.fuse.init import Protocol
 from tests.fuse.wire import names, read_in, request, write_in
 
 NEW = Protocol(7, 38, abi.SETXATTR_EXT)
-OLD = Protocol(7, 8, 0)
 
 
 def decode_request(
@@ -169,18 +168,6 @@ def test_request_split_anywhere_decodes_the_same() -> None:
     for cut in range(1, len(data)):
         pieces = [memoryview(data[:cut]), memoryview(data[cut:])]
         assert decode_request(NEW, pieces)[1] == rq.Rename(8, b"a", b"b", 0)
-
-
-def test_old_minor_layouts() -> None:
-    mknod = abi.MKDIR_IN.pack(0o10644, 0) + names(b"f")
-    assert decoded(Opcode.MKNOD, mknod, OLD) == rq.Mknod(b"f", 0o10644, 0, 0)
-    assert decoded(Opcode.CREATE, abi.OPEN_IN.pack(2, 0o644) + names(b"c"), OLD) == rq.Create(
-        b"c", 0o644, 2, 0
-    )
-    assert decoded(Opcode.GETATTR, b"", OLD) == rq.Getattr(None)
-    assert decoded(Opcode.READ, abi.RW_IN_PREFIX.pack(1, 2, 3, 0), OLD) == rq.Read(1, 2, 3)
-    write = request(Opcode.WRITE, abi.RW_IN_PREFIX.pack(1, 2, 3, 0) + b"abc")
-    assert bytes(decode_request(OLD, [memoryview(write)])[1].data[0]) == b"abc"
 
 
 def test_setxattr_without_ext_uses_the_compat_layout() -> None:
