@@ -14,7 +14,7 @@ import stat as stat_module
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 
-from hostfs.backends.base import Backend, BackendHandle, BackendObject
+from hostfs.core.backend import Backend, BackendHandle, BackendObject
 from hostfs.core.handles import HandleTable, OpenDir, OpenFile
 from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable

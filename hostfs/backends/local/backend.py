@@ -23,11 +23,11 @@ from typing import TypeVar
 import trio
 
 from hostfs import procfd
-from hostfs.backends.base import Backend
 from hostfs.backends.local import credentials, direct_io, dirents, file_handles, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.backends.local.host_locks import HostLocks
 from hostfs.backends.local.inodes import Inode, Inodes
+from hostfs.core.backend import Backend
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 T = TypeVar("T")
