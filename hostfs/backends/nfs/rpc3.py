@@ -23,7 +23,6 @@ import ctypes
 import errno
 import os
 import select
-import stat as stat_module
 from collections.abc import Callable
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
 from typing import Generic, TypeVar
@@ -31,6 +30,7 @@ from typing import Generic, TypeVar
 import outcome
 
 from hostfs.backends.nfs.libnfs_c import (
+    FTYPE3_TO_IFMT,
     Context,
     NfsStat64,
     TransportError,
@@ -53,12 +53,6 @@ POLL_MS = 100
 
 NFS_BLKSIZE = 4096
 """What libnfs reports as st_blksize for every NFSv3 object."""
-
-_FTYPE3_TO_IFMT = (
-    0, stat_module.S_IFREG, stat_module.S_IFDIR, stat_module.S_IFBLK, stat_module.S_IFCHR,
-    stat_module.S_IFLNK, stat_module.S_IFSOCK, stat_module.S_IFIFO,
-)  # fmt: skip
-"""``ftype3`` (RFC 1813 §2.6: NF3REG=1 .. NF3FIFO=7) -> ``S_IF*``."""
 
 
 class NfsFh3(Structure):
@@ -424,7 +418,7 @@ def _stat(attributes: Fattr3) -> NfsStat64:
     """``fattr3`` -> ``struct nfs_stat_64`` as libnfs 4.0's nfs_stat64 fills it."""
     a = attributes
     return NfsStat64(
-        dev=a.fsid, ino=a.fileid, mode=_FTYPE3_TO_IFMT[a.type] | a.mode, nlink=a.nlink,
+        dev=a.fsid, ino=a.fileid, mode=FTYPE3_TO_IFMT[a.type] | a.mode, nlink=a.nlink,
         uid=a.uid, gid=a.gid, rdev=os.makedev(a.rdev1, a.rdev2), size=a.size,
         blksize=NFS_BLKSIZE, blocks=(a.used + 511) // 512, atime=a.atime, mtime=a.mtime,
         ctime=a.ctime, atime_nsec=a.atime_nsec, mtime_nsec=a.mtime_nsec,
