@@ -23,9 +23,9 @@ import ctypes
 import errno
 import os
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import outcome
 
@@ -400,10 +400,46 @@ def call(context: Context, request: Request[T]) -> T:
     return request.result()
 
 
+Steps = Generator["Request[Any]", Any, T]
+"""Calls that depend on each other's replies: each Request yielded is sent, and
+its result sent back in.  Written once, driven by :func:`run` in a thread and by
+the event loop (:mod:`.loop`) alike."""
+
+ObserveOf = Callable[[bytes], Callable[[int], list[tuple[bytes, NfsStat64]]]]
+"""Given the filehandle a call is about, what reads its reply's post-op attributes."""
+
+
+def lookup_steps(
+    directory: bytes,
+    name: bytes,
+    observe_lookup: ObserveOf | None = None,
+    observe_getattr: ObserveOf | None = None,
+) -> Steps[tuple[bytes, NfsStat64]]:
+    """LOOKUP3, plus GETATTR3 if the server sent no attributes (ganesha always does)."""
+    request = lookup_request(directory, name)
+    request.observe = observe_lookup(directory) if observe_lookup else None
+    fh, attributes = yield request
+    if attributes is None:
+        again = getattr_request(fh)
+        again.observe = observe_getattr(fh) if observe_getattr else None
+        attributes = yield again
+    return fh, attributes
+
+
+def run(context: Context, steps: Steps[T]) -> T:
+    """Drive ``steps`` to the end with :func:`call`s in this thread."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(call(context, request))
+    except StopIteration as finished:
+        result: T = finished.value
+        return result
+
+
 def lookup(context: Context, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
-    """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
-    fh, attributes = call(context, lookup_request(directory, name))
-    return fh, attributes or getattr_(context, fh)
+    """:func:`lookup_steps` in this thread."""
+    return run(context, lookup_steps(directory, name))
 
 
 def getattr_(context: Context, fh: bytes) -> NfsStat64:
