@@ -11,8 +11,9 @@ and open handles are opaque to the core: whatever the backend returns from
 
 Ownership: every object a call returns beside a :class:`Stat` (lookup, mknod,
 mkdir, symlink, link, create) passes to the core, which counts the kernel's
-lookups of it and calls :meth:`Backend.forget` exactly once when the count
-falls to zero and no open handle still uses it.  When the core already holds an
+lookups of it and calls :meth:`Backend.forget` exactly once: when the kernel
+has forgotten every lookup and no open handle still uses it, or when the
+session ends.  When the core already holds an
 object with the same (st_dev, st_ino) and :meth:`Backend.same_object` says it
 is that one, the core keeps its own and forgets the new one at once.  A handle
 from :meth:`Backend.open` or :meth:`Backend.create` is the core's until it calls
@@ -112,8 +113,7 @@ class Backend(abc.ABC):
         """The core holds no more references to ``obj``: release what it pins.
 
         Called once per object a call returned, never while a handle opened on it
-        is open, and never with a borrowed one; it must not fail, since nobody
-        is left to tell."""
+        is open; it must not fail, since nobody is left to tell."""
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -154,8 +154,7 @@ class Backend(abc.ABC):
         """Find ``name`` in ``parent`` without following a final symlink.
 
         The object is the core's from now on (one lookup counted, see the module
-        docstring); ENOENT when there is no such name, ENOTDIR when ``parent``
-        is no longer a directory."""
+        docstring); ENOENT when there is no such name."""
 
     async def stat_name(self, parent: BackendObject, name: bytes) -> Stat | None:
         """The attributes of ``name`` in ``parent`` (no final symlink followed), without
@@ -170,9 +169,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def getattr(self, obj: BackendObject, handle: BackendHandle | None = None) -> Stat:
-        """``obj``'s attributes now (through ``handle``, an open file of it, when given:
-        an unlinked file keeps answering).  Every backend has these: the core
-        needs them for each reply's attributes and for FUSE_ACCESS."""
+        """``obj``'s attributes now (through ``handle``, an open file of it, when
+        given).  Required: the core needs them for each reply's attributes and
+        for FUSE_ACCESS."""
 
     async def setattr(
         self,
