@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hostfs.backends.base import Backend
+from hostfs.core.backend import Backend
 
 
 class BackendUnavailable(Exception):

@@ -14,10 +14,11 @@ import stat as stat_module
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 
-from hostfs.backends.base import Backend, BackendHandle, BackendObject
+from hostfs.core.backend import Backend, BackendHandle, BackendObject
 from hostfs.core.handles import HandleTable, OpenDir, OpenFile
 from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable
+from hostfs.core.modes import SUID_SGID, dirent_type, without_privileges
 from hostfs.core.nodes import ROOT_NODEID, Node, NodeTable
 from hostfs.core.options import FsOptions
 from hostfs.core.permissions import check_access, check_xattr_write, xattr_visible
@@ -49,8 +50,7 @@ sent, the core takes back the lookup it counted for it, and stops.  Raising
 abandons the reply: the core takes back every lookup of the call.
 """
 
-_SUID_SGID = stat_module.S_ISUID | stat_module.S_ISGID
-_DT_DIR = stat_module.S_IFDIR >> 12
+_DT_DIR = dirent_type(stat_module.S_IFDIR)
 RENAME_NOREPLACE = 1 << 0
 RENAME_EXCHANGE = 1 << 1
 """renameat2(2) flags (linux/fs.h); FUSE_RENAME2 passes them unchanged."""
@@ -64,20 +64,6 @@ def check_name(name: bytes) -> bytes:
     if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
         raise OSError(errno.EINVAL, f"invalid name {name!r}")
     return name
-
-
-def _without_privileges(mode: int) -> int:
-    """The permission bits after an unprivileged write or truncate (the kernel's
-    should_remove_suid): setuid goes; setgid goes only with group-execute, since
-    without it the bit marks mandatory locking, not privilege."""
-    mode = stat_module.S_IMODE(mode) & ~stat_module.S_ISUID
-    if mode & stat_module.S_IXGRP:
-        mode &= ~stat_module.S_ISGID
-    return mode
-
-
-def _dtype(mode: int) -> int:
-    return (mode >> 12) & 0o17
 
 
 class FileSystem:
@@ -242,10 +228,10 @@ class FileSystem:
     ) -> AttrReply:
         node = self.nodes.get(nodeid)
         async with self._optional_file(fh, nodeid) as handle:
-            if changes.kill_suidgid and changes.mode is None and node.mode & _SUID_SGID:
+            if changes.kill_suidgid and changes.mode is None and node.mode & SUID_SGID:
                 # FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2): the server drops the bits.
                 current = await self.backend.getattr(node.obj, handle)
-                changes.mode = _without_privileges(current.mode)
+                changes.mode = stat_module.S_IMODE(without_privileges(current.mode))
             st = await self.backend.setattr(node.obj, changes, handle, caller)
         return self._attr(node, st)
 
@@ -254,7 +240,7 @@ class FileSystem:
 
         Nodes without the bits (nearly all) cost nothing: no backend call.
         """
-        if node.mode & _SUID_SGID:
+        if node.mode & SUID_SGID:
             await self.setattr(caller, node.nodeid, SetattrChanges(kill_suidgid=True), fh)
 
     async def readlink(self, caller: Caller, nodeid: int) -> bytes:
@@ -422,7 +408,7 @@ class FileSystem:
         is (the kernel writes a backing file with the daemon's credentials)."""
         open_file = self.files.find(fh)
         mode = open_file.node.mode
-        if not stat_module.S_ISREG(mode) or mode & _SUID_SGID:
+        if not stat_module.S_ISREG(mode) or mode & SUID_SGID:
             return None
         return self.backend.passthrough_fd(open_file.handle)
 
@@ -526,7 +512,7 @@ class FileSystem:
                         raise
                     entry = self._entry(obj, st)
                     counted.append(entry.nodeid)
-                    ino, dtype = st.ino, _dtype(st.mode)
+                    ino, dtype = st.ino, dirent_type(st.mode)
                 if not add(name, ino, dtype, next_offset, entry):
                     if entry is not None:
                         self.nodes.forget(counted.pop(), 1)

@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 
 import trio
 
-from hostfs.backends.base import BackendHandle
+from hostfs.core.backend import BackendHandle
 from hostfs.core.nodes import Node, NodeTable
 from hostfs.core.types import DirEntry
 

@@ -14,7 +14,7 @@ import stat as stat_module
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hostfs.backends.base import BackendObject
+from hostfs.core.backend import BackendObject
 from hostfs.core.types import Stat
 
 log = logging.getLogger(__name__)

@@ -160,4 +160,4 @@ class DirEntry(NamedTuple):
 
     name: bytes
     ino: int
-    type: int  # DT_* value: (st_mode >> 12) & 0o17
+    type: int  # DT_* value (hostfs.core.modes.dirent_type)

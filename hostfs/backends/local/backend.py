@@ -23,11 +23,12 @@ from typing import TypeVar
 import trio
 
 from hostfs import procfd
-from hostfs.backends.base import Backend
 from hostfs.backends.local import credentials, direct_io, dirents, file_handles, syscalls
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.backends.local.host_locks import HostLocks
 from hostfs.backends.local.inodes import Inode, Inodes
+from hostfs.core.backend import Backend
+from hostfs.core.modes import SUID_SGID, dirent_type
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 T = TypeVar("T")
@@ -38,7 +39,6 @@ _REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
 """Flags meaningless when re-opening a known inode through /proc/self/fd."""
 _OPEN_ALWAYS = os.O_CLOEXEC | os.O_NOCTTY
 """On every open: a tty must never become the daemon's controlling terminal."""
-_SUID_SGID = stat_module.S_ISUID | stat_module.S_ISGID
 _UNCHANGED: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 
 
@@ -267,7 +267,7 @@ class LocalBackend(Backend):
         """Whether ``mode`` is the current mode less setuid/setgid bits."""
         current = stat_module.S_IMODE(os.stat(obj).st_mode)
         new = stat_module.S_IMODE(mode)
-        return new & ~current == 0 and (current ^ new) & ~_SUID_SGID == 0
+        return new & ~current == 0 and (current ^ new) & ~SUID_SGID == 0
 
     @staticmethod
     def _chmod(obj: int, handle: int | None, mode: int) -> None:
@@ -578,9 +578,9 @@ class LocalBackend(Backend):
 def _dtype(entry: os.DirEntry[str]) -> int:
     """DT_* from the directory entry itself; a stat only for the rare special files."""
     if entry.is_symlink():
-        return stat_module.S_IFLNK >> 12
+        return dirent_type(stat_module.S_IFLNK)
     if entry.is_dir(follow_symlinks=False):
-        return stat_module.S_IFDIR >> 12
+        return dirent_type(stat_module.S_IFDIR)
     if entry.is_file(follow_symlinks=False):
-        return stat_module.S_IFREG >> 12
-    return stat_module.S_IFMT(entry.stat(follow_symlinks=False).st_mode) >> 12
+        return dirent_type(stat_module.S_IFREG)
+    return dirent_type(entry.stat(follow_symlinks=False).st_mode)

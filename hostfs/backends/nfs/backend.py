@@ -1,4 +1,4 @@
-"""The NFS backend: :class:`~hostfs.backends.base.Backend` over an NFSv3 export.
+"""The NFS backend: :class:`~hostfs.core.backend.Backend` over an NFSv3 export.
 
 Lookup, getattr, setattr, open, unlink, create and mkdir where the NFS
 filehandle (of the node, or of the parent) is known are one RPC sent from the
@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from hostfs.backends.base import Backend
 from hostfs.backends.nfs import rpc3
 from hostfs.backends.nfs.counts import total
 from hostfs.backends.nfs.deadline import per_request
@@ -42,6 +41,8 @@ from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
 from hostfs.backends.nfs.silly import is_silly, silly_name
+from hostfs.core.backend import Backend
+from hostfs.core.modes import without_privileges
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
 logger = logging.getLogger(__name__)
@@ -791,10 +792,9 @@ def _stat(c: Context, fh: bytes | None, path: bytes) -> NfsStat64:
 
 
 def _without_suidgid(mode: int) -> int | None:
-    """The mode after a write by someone else: no setuid, no setgid if group-executable."""
-    cleared = mode & ~stat_module.S_ISUID
-    if mode & stat_module.S_IXGRP:
-        cleared &= ~stat_module.S_ISGID
+    """The mode after a write by someone else (the core's rule), or None when that
+    leaves it unchanged and no chmod need be sent."""
+    cleared = without_privileges(mode)
     return cleared if cleared != mode else None
 
 

@@ -21,10 +21,12 @@ import errno
 import logging
 import os
 import socket
+import stat as stat_module
 import time
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
 
 from hostfs.backends.nfs.counts import CallCounter
+from hostfs.core.modes import dirent_type
 
 logger = logging.getLogger(__name__)
 
@@ -199,9 +201,16 @@ class WriteFailed(IoFailed):
         """What keeps ``address`` valid (a copy of a read-only buffer)."""
 
 
+FTYPE3_TO_IFMT = (
+    0, stat_module.S_IFREG, stat_module.S_IFDIR, stat_module.S_IFBLK, stat_module.S_IFCHR,
+    stat_module.S_IFLNK, stat_module.S_IFSOCK, stat_module.S_IFIFO,
+)  # fmt: skip
+"""``ftype3`` (RFC 1813 §2.6: NF3REG=1 .. NF3FIFO=7) -> ``S_IF*``."""
+
+
 def _dirent_type(nf3type: int) -> int:
-    """``ftype3`` (RFC 1813 §2.6: NF3REG=1 .. NF3FIFO=7) -> ``DT_*``."""
-    return (0, 8, 4, 6, 2, 10, 12, 1)[nf3type] if 0 < nf3type < 8 else 0
+    """``ftype3`` -> ``DT_*`` (DT_UNKNOWN for a type RFC 1813 does not name)."""
+    return dirent_type(FTYPE3_TO_IFMT[nf3type]) if 0 < nf3type < 8 else 0
 
 
 class Context:

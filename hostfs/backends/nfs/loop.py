@@ -47,10 +47,11 @@ from hostfs.backends.nfs.postop import (
 from hostfs.backends.nfs.rpc3 import (
     POLL_MS,
     Request,
+    Steps,
     access_request,
     create_request,
     getattr_request,
-    lookup_request,
+    lookup_steps,
     mkdir_request,
     remove_request,
     rpc_error,
@@ -80,9 +81,18 @@ class LoopRpc:
         """The last XID this loop chose; each call takes the next (its retry, the same)."""
 
     async def lookup(self, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
-        """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
-        fh, attributes = await self.call(lookup_request(directory, name), after_lookup(directory))
-        return fh, attributes or await self.getattr(fh)
+        """:func:`~.rpc3.lookup_steps` from the event loop, the replies observed."""
+        return await self.run(lookup_steps(directory, name, after_lookup, after_getattr))
+
+    async def run(self, steps: Steps[T]) -> T:
+        """Drive ``steps`` to the end with :meth:`call`s, each with its observer."""
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(await self.call(request, request.observe))
+        except StopIteration as finished:
+            result: T = finished.value
+            return result
 
     async def getattr(self, fh: bytes) -> NfsStat64:
         return await self.call(getattr_request(fh), after_getattr(fh))

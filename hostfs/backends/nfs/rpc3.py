@@ -23,14 +23,14 @@ import ctypes
 import errno
 import os
 import select
-import stat as stat_module
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from ctypes import POINTER, Structure, byref, c_char_p, c_int, c_uint32, c_uint64, c_void_p
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import outcome
 
 from hostfs.backends.nfs.libnfs_c import (
+    FTYPE3_TO_IFMT,
     Context,
     NfsStat64,
     TransportError,
@@ -53,12 +53,6 @@ POLL_MS = 100
 
 NFS_BLKSIZE = 4096
 """What libnfs reports as st_blksize for every NFSv3 object."""
-
-_FTYPE3_TO_IFMT = (
-    0, stat_module.S_IFREG, stat_module.S_IFDIR, stat_module.S_IFBLK, stat_module.S_IFCHR,
-    stat_module.S_IFLNK, stat_module.S_IFSOCK, stat_module.S_IFIFO,
-)  # fmt: skip
-"""``ftype3`` (RFC 1813 §2.6: NF3REG=1 .. NF3FIFO=7) -> ``S_IF*``."""
 
 
 class NfsFh3(Structure):
@@ -406,10 +400,46 @@ def call(context: Context, request: Request[T]) -> T:
     return request.result()
 
 
+Steps = Generator["Request[Any]", Any, T]
+"""Calls that depend on each other's replies: each Request yielded is sent, and
+its result sent back in.  Written once, driven by :func:`run` in a thread and by
+the event loop (:mod:`.loop`) alike."""
+
+ObserveOf = Callable[[bytes], Callable[[int], list[tuple[bytes, NfsStat64]]]]
+"""Given the filehandle a call is about, what reads its reply's post-op attributes."""
+
+
+def lookup_steps(
+    directory: bytes,
+    name: bytes,
+    observe_lookup: ObserveOf | None = None,
+    observe_getattr: ObserveOf | None = None,
+) -> Steps[tuple[bytes, NfsStat64]]:
+    """LOOKUP3, plus GETATTR3 if the server sent no attributes (ganesha always does)."""
+    request = lookup_request(directory, name)
+    request.observe = observe_lookup(directory) if observe_lookup else None
+    fh, attributes = yield request
+    if attributes is None:
+        again = getattr_request(fh)
+        again.observe = observe_getattr(fh) if observe_getattr else None
+        attributes = yield again
+    return fh, attributes
+
+
+def run(context: Context, steps: Steps[T]) -> T:
+    """Drive ``steps`` to the end with :func:`call`s in this thread."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(call(context, request))
+    except StopIteration as finished:
+        result: T = finished.value
+        return result
+
+
 def lookup(context: Context, directory: bytes, name: bytes) -> tuple[bytes, NfsStat64]:
-    """LOOKUP3 (plus GETATTR3 if the server sent no attributes; ganesha always does)."""
-    fh, attributes = call(context, lookup_request(directory, name))
-    return fh, attributes or getattr_(context, fh)
+    """:func:`lookup_steps` in this thread."""
+    return run(context, lookup_steps(directory, name))
 
 
 def getattr_(context: Context, fh: bytes) -> NfsStat64:
@@ -424,7 +454,7 @@ def _stat(attributes: Fattr3) -> NfsStat64:
     """``fattr3`` -> ``struct nfs_stat_64`` as libnfs 4.0's nfs_stat64 fills it."""
     a = attributes
     return NfsStat64(
-        dev=a.fsid, ino=a.fileid, mode=_FTYPE3_TO_IFMT[a.type] | a.mode, nlink=a.nlink,
+        dev=a.fsid, ino=a.fileid, mode=FTYPE3_TO_IFMT[a.type] | a.mode, nlink=a.nlink,
         uid=a.uid, gid=a.gid, rdev=os.makedev(a.rdev1, a.rdev2), size=a.size,
         blksize=NFS_BLKSIZE, blocks=(a.used + 511) // 512, atime=a.atime, mtime=a.mtime,
         ctime=a.ctime, atime_nsec=a.atime_nsec, mtime_nsec=a.mtime_nsec,
