@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from ctypes import POINTER, Structure, c_int, c_uint32, c_uint64
+from ctypes import POINTER, Structure, c_int, c_uint32
 
 from hostfs.backends.nfs.libnfs_c import NfsStat64, lib
 from hostfs.backends.nfs.rpc3 import (
@@ -32,26 +32,13 @@ from hostfs.backends.nfs.rpc3 import (
     SetTime,
     SetU32,
     SetU64,
+    WccData,
     _fh3,
     _stat,
 )
 
 Seen = list[tuple[bytes, NfsStat64]]
 Observe = Callable[[int], Seen]
-
-
-class WccAttr(Structure):
-    """``wcc_attr``: size, mtime and ctime before the change."""
-
-    _fields_ = [("size", c_uint64), ("mtime", c_uint32 * 2), ("ctime", c_uint32 * 2)]
-
-
-class PreOpAttr(Structure):
-    _fields_ = [("attributes_follow", c_uint32), ("attributes", WccAttr)]
-
-
-class WccData(Structure):
-    _fields_ = [("before", PreOpAttr), ("after", PostOpAttr)]
 
 
 class Lookup3Resok(Structure):

@@ -135,6 +135,8 @@ class Create3Res(Structure):
 
 
 class WccAttr(Structure):
+    """``wcc_attr`` (RFC 1813 §2.6): size, mtime and ctime before the change."""
+
     _fields_ = [("size", c_uint64), ("mtime", c_uint32 * 2), ("ctime", c_uint32 * 2)]
 
 
