@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from hostfs.backends.nfs import NfsBackend, open_nfs_backend
+from hostfs.core.filesystem import FileSystem
+from hostfs.core.options import FsOptions
 from tests.support.nfs_server import GaneshaServer
 
 _serial = itertools.count()
@@ -30,6 +32,15 @@ def nfs_dir(nfs_server: GaneshaServer) -> Path:
 def nfs_url(nfs_server: GaneshaServer, nfs_dir: Path) -> str:
     """The URL of ``nfs_dir`` (ganesha mounts subdirectories of an export over NFSv3)."""
     return nfs_server.url.replace(str(nfs_server.export_dir), str(nfs_dir), 1)
+
+
+@pytest.fixture
+async def fs(nfs_url: str) -> AsyncIterator[FileSystem]:
+    """The core over a fresh NFS backend of the export, as ``hostfs serve`` runs it."""
+    filesystem = FileSystem(await open_nfs_backend(nfs_url), FsOptions())
+    await filesystem.start()
+    yield filesystem
+    await filesystem.close()
 
 
 @pytest.fixture

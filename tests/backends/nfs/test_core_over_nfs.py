@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from hostfs.backends.nfs import NfsBackend, open_nfs_backend
+from hostfs.backends.nfs import NfsBackend
 from hostfs.core.filesystem import ROOT_NODEID, FileSystem
-from hostfs.core.options import FsOptions
 from hostfs.core.types import Caller
 
 ME = Caller(os.getuid(), os.getgid(), os.getpid())
-
-
-@pytest.fixture
-async def fs(nfs_url: str) -> AsyncIterator[FileSystem]:
-    filesystem = FileSystem(await open_nfs_backend(nfs_url), FsOptions())
-    await filesystem.start()
-    yield filesystem
-    await filesystem.close()
 
 
 async def test_create_write_read_rename_unlink(fs: FileSystem, nfs_dir: Path) -> None:

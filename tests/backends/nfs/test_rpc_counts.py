@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,14 +21,6 @@ from hostfs.core.types import Caller, SetattrChanges
 
 ME = Caller(os.getuid(), os.getgid(), os.getpid())
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def fs(nfs_url: str) -> AsyncIterator[FileSystem]:
-    filesystem = FileSystem(await open_nfs_backend(nfs_url), FsOptions())
-    await filesystem.start()
-    yield filesystem
-    await filesystem.close()
 
 
 def backend_of(fs: FileSystem) -> NfsBackend:

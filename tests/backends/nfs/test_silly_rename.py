@@ -4,28 +4,17 @@ its last close, leaves nothing behind, and its hidden name is never listed."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from hostfs.backends.nfs import open_nfs_backend
 from hostfs.backends.nfs.silly import is_silly, silly_name
 from hostfs.core.filesystem import ROOT_NODEID, FileSystem
-from hostfs.core.options import FsOptions
 from hostfs.core.types import Caller
 from tests.support.mounts import hostfs_mount
 from tests.support.nfs_server import GaneshaServer
 
 ME = Caller(os.getuid(), os.getgid(), os.getpid())
-
-
-@pytest.fixture
-async def fs(nfs_url: str) -> AsyncIterator[FileSystem]:
-    filesystem = FileSystem(await open_nfs_backend(nfs_url), FsOptions())
-    await filesystem.start()
-    yield filesystem
-    await filesystem.close()
 
 
 async def listed(fs: FileSystem, nodeid: int = ROOT_NODEID) -> list[bytes]:
