@@ -21,6 +21,7 @@ from hostfs.core.options import FsOptions
 from hostfs.guest.initramfs import GuestSetup
 from hostfs.guest.qemu import GuestRun, run_guest
 from tests.guest.runs import assert_guest_ok
+from tests.support.host_locks import host_try
 
 pytestmark = pytest.mark.slow
 
@@ -34,17 +35,6 @@ def host_lock(path: Path, kind: str) -> int:
     fd = os.open(path, os.O_RDWR)
     (fcntl.flock if kind == "flock" else fcntl.lockf)(fd, fcntl.LOCK_EX)
     return fd
-
-
-def host_try(path: Path, kind: str) -> str:
-    fd = os.open(path, os.O_RDWR)
-    try:
-        (fcntl.flock if kind == "flock" else fcntl.lockf)(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        return errno.errorcode[error.errno]
-    finally:
-        os.close(fd)
-    return "free"
 
 
 async def run_two_guests(

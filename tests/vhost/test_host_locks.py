@@ -24,23 +24,10 @@ from hostfs.fuse.abi import Opcode
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.vhost.messages import Request
+from tests.support.host_locks import host_try
 from tests.support.serve import serve_command, wait_for_socket
 from tests.vhost.conftest import NUM_QUEUES
 from tests.vhost.test_lock_waiters import KINDS, PROMPTLY, ack, lock_args
-
-
-def host_try(path: str, kind: str) -> str:
-    fd = os.open(path, os.O_RDWR)
-    try:
-        if kind == "posix":
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        return errno.errorcode[error.errno]
-    finally:
-        os.close(fd)
-    return "free"
 
 
 async def lock_a_file(client: GuestFuseClient, name: bytes, kind: str) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from hostfs.backends.local.fd_budget import FdBudget
 from hostfs.backends.local.host_locks import HostLocks
 from hostfs.core.locks import OFFSET_MAX
 from hostfs.core.types import Lock
+from tests.support.host_locks import host_try
 
 KEY = 7
 WHOLE = (0, OFFSET_MAX)
@@ -45,21 +46,6 @@ def handles(path: str) -> Iterator[dict[str, int]]:
     yield opened
     for fd in opened.values():
         os.close(fd)
-
-
-def host_try(path: str, kind: str = "posix") -> str:
-    """Whether a host process could take an exclusive lock on the file now."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        if kind == "posix":
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        return errno.errorcode[error.errno]
-    finally:
-        os.close(fd)
-    return "free"
 
 
 async def test_owners_conflict_and_the_host_sees_them(path, handles) -> None:
