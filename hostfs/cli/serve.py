@@ -216,12 +216,15 @@ def _user_maps(args: argparse.Namespace, mode: str) -> UserMaps | None:
     """The user namespace an ordinary user's daemon makes, by virtiofsd's rules: only in
     ``namespace`` mode (chroot(2) needs root; ``none`` runs as the user, unconfined), and
     ``--uid-map``/``--gid-map`` only then (root maps ids with ``--translate-uid/gid``)."""
-    given = [f"--{kind}-map" for kind in ("uid", "gid") if getattr(args, f"{kind}_map")]
-    for flag in given:
-        try:
-            IdRange.parse(getattr(args, f"{flag[2:5]}_map"))
-        except UserMapError as error:
-            raise common.UsageError(f"{flag}: {error}") from None
+    ranges: dict[str, IdRange] = {}
+    for kind in ("uid", "gid"):
+        text = getattr(args, f"{kind}_map")
+        if text:
+            try:
+                ranges[kind] = IdRange.parse(text)
+            except UserMapError as error:
+                raise common.UsageError(f"--{kind}-map: {error}") from None
+    given = [f"--{kind}-map" for kind in ranges]
     if os.geteuid() == 0:
         if given:
             raise common.UsageError(
@@ -237,7 +240,7 @@ def _user_maps(args: argparse.Namespace, mode: str) -> UserMaps | None:
         if given:
             raise common.UsageError(f"{given[0]} needs --sandbox namespace (a user namespace)")
         return None
-    return UserMaps.for_caller(args.uid_map, args.gid_map)
+    return UserMaps.for_caller(ranges.get("uid"), ranges.get("gid"))
 
 
 def _shared_directory(path: str) -> str:

@@ -84,13 +84,10 @@ class UserMaps:
     gid: IdRange
 
     @classmethod
-    def for_caller(cls, uid_map: str | None, gid_map: str | None) -> UserMaps:
+    def for_caller(cls, uid_map: IdRange | None, gid_map: IdRange | None) -> UserMaps:
         """The maps given, each defaulting as virtiofsd's: the caller's own id, to itself."""
         uid, gid = os.geteuid(), os.getegid()
-        return cls(
-            IdRange.parse(uid_map) if uid_map else IdRange(uid, uid, 1),
-            IdRange.parse(gid_map) if gid_map else IdRange(gid, gid, 1),
-        )
+        return cls(uid_map or IdRange(uid, uid, 1), gid_map or IdRange(gid, gid, 1))
 
     def needs_helpers(self) -> bool:
         """Whether the kernel lets this process write the maps itself: one id each, its own."""
