@@ -16,6 +16,12 @@ MIRROR = "http://deb.debian.org/debian"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
+def suite_apt_dir(cache_dir: Path, suite: str) -> Path:
+    """The one private apt configuration of ``suite`` under the hostfs cache: the guest
+    kernel and the peers from that suite share its package index."""
+    return cache_dir / "apt" / suite
+
+
 def private_apt_options(apt_dir: Path, suite: str) -> list[str]:
     """``-o`` options that make apt read ``suite`` from its own files under ``apt_dir``."""
     sources = apt_dir / "sources.list"

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostfs.guest.apt import has_lists, private_apt_options
+from hostfs.guest.apt import has_lists, private_apt_options, suite_apt_dir
 from hostfs.guest.errors import GuestError
 from hostfs.progress import phase
 
@@ -80,19 +80,20 @@ def fetch_kernel(
         if not root.exists():
             download_and_unpack([package], root)
         return _locate(package, root)
-    apt_dir = cache_dir / "apt" / suite
+    apt_dir = suite_apt_dir(cache_dir, suite)
     options = private_apt_options(apt_dir, suite)
-    if not has_lists(apt_dir):
+    fresh_index = not has_lists(apt_dir)
+    if fresh_index:
         run_checked(["apt-get", *options, "update", "-qq"])
     resolved = package or resolve_kernel_package(apt_options=options)
     root = cache_dir / "kernels" / resolved
-    if not root.exists():
-        # The index may name a version the mirror no longer has: refresh, then download.
+    if not root.exists() and not fresh_index:
+        # An older index may name a version the mirror no longer has: refresh it first.
         run_checked(["apt-get", *options, "update", "-qq"])
         resolved = package or resolve_kernel_package(apt_options=options)
         root = cache_dir / "kernels" / resolved
-        if not root.exists():
-            download_and_unpack([resolved], root, options)
+    if not root.exists():
+        download_and_unpack([resolved], root, options)
     return _locate(resolved, root)
 
 
