@@ -17,6 +17,11 @@ def fd_path(fd: int) -> str:
     return f"{_prefix}{fd}"
 
 
+def fdinfo_path(fd: int) -> str:
+    """``/proc/self/fdinfo/N``: the descriptor's position, flags and the locks it owns."""
+    return f"/proc/self/fdinfo/{fd}" if _prefix else f"../fdinfo/{fd}"
+
+
 def fd_directory() -> str:
     """The directory listing this process's descriptors."""
     return _prefix or "."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-MIGRATION = "hostfs cannot migrate a running device (no VHOST_USER_PROTOCOL_F_DEVICE_STATE)"
+MIGRATION = "there is no --migration-mode file-handles, whose handles it would verify"
 
 REFUSED_SWITCHES = {
     "--posix-acl": "POSIX ACLs are not implemented (no FUSE_POSIX_ACL)",
@@ -20,13 +20,9 @@ REFUSED_SWITCHES = {
     "--security-label": "security labels on create are not implemented (no FUSE_SECURITY_CTX)",
     "--syslog": "hostfs logs to stderr only",
     "--migration-verify-handles": MIGRATION,
-    "--migration-confirm-paths": MIGRATION,
 }
 
-REFUSED_WITH_VALUE = {
-    "--migration-mode": MIGRATION,
-    "--migration-on-error": MIGRATION,
-}
+REFUSED_WITH_VALUE: dict[str, str] = {}
 
 
 class Refuse(argparse.Action):

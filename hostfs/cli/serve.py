@@ -20,6 +20,7 @@ from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
 from hostfs.fuse.stats import OpStats, log_on_signal
+from hostfs.migration.snapshot import OnError
 from hostfs.sandbox import SANDBOX_MODES, capabilities, seccomp
 from hostfs.sandbox.enter import enter_sandbox
 from hostfs.sandbox.namespaces import SandboxError
@@ -40,12 +41,27 @@ from hostfs.vhost.server import (
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = {"type": "fs", "features": ["separate-options"]}
+CAPABILITIES = {"type": "fs", "features": ["migrate-precopy", "separate-options"]}
 """``--print-capabilities`` (QEMU's vhost-user.rst, "Backend program conventions"; the
-vocabulary of its vhost-user.json).  virtiofsd 1.13 prints ``migrate-precopy`` and
-``separate-options``; hostfs takes separate options (``--shared-dir``, ``--cache``, ...)
-but cannot migrate (no VHOST_USER_PROTOCOL_F_DEVICE_STATE), so it prints only the
-second.  libvirt >= 10 then passes ``--shared-dir``-style flags instead of ``-o``."""
+vocabulary of its vhost-user.json), as virtiofsd 1.13 prints them: ``migrate-precopy``
+(VHOST_USER_PROTOCOL_F_DEVICE_STATE and the dirty log, hostfs.migration) and
+``separate-options`` (libvirt >= 10 then passes ``--shared-dir``-style flags, not ``-o``)."""
+
+MIGRATION_MODE = "find-paths"
+"""``--migration-mode``: how the destination finds the guest's nodes.  virtiofsd's
+default, ``find-paths`` (each node by its path below the share), is the one hostfs has."""
+
+
+class _MigrationMode(argparse.Action):
+    """``--migration-mode find-paths``; ``file-handles`` is refused in one line."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if values != MIGRATION_MODE:
+            parser.error(
+                f"{option_string} {values}: only {MIGRATION_MODE} is implemented "
+                "(no open_by_handle_at on the destination)"
+            )
+        setattr(namespace, self.dest, values)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -128,6 +144,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="+CAP:-CAP",
         help="edit the capabilities kept (chown, dac_override, dac_read_search, fowner, fsetid, "
         "setgid, setuid, mknod, setfcap), as virtiofsd: e.g. --modcaps=-mknod:+sys_admin",
+    )
+    parser.add_argument(
+        "--migration-on-error",
+        choices=[policy.value for policy in OnError],
+        default=OnError.ABORT.value,
+        help="what a node, open file or lock that cannot be migrated does: abort the "
+        "migration (the default, as in virtiofsd; the guest runs on at the source) or "
+        "guest-error (it is dropped: the guest gets ESTALE/EBADF for it on the destination)",
+    )
+    parser.add_argument(
+        "--migration-mode",
+        action=_MigrationMode,
+        default=MIGRATION_MODE,
+        metavar="find-paths",
+        help="how the destination finds the guest's files again: find-paths (by their path "
+        "below the share; the default, as in virtiofsd)",
+    )
+    parser.add_argument(
+        "--migration-confirm-paths",
+        action="store_true",
+        help="accepted for virtiofsd's sake: hostfs always checks, when it saves a node's "
+        "path, that the path still leads to that very inode",
     )
     parser.add_argument(
         "--print-capabilities",
@@ -296,7 +334,11 @@ async def _serve(
     try:
         stats = OpStats()
         device = make_device(
-            fs, tag=args.tag, num_request_queues=args.num_request_queues, stats=stats
+            fs,
+            tag=args.tag,
+            num_request_queues=args.num_request_queues,
+            stats=stats,
+            migration=OnError(args.migration_on_error),
         )
         server = VhostUserServer(device, reconnect=args.reconnect)
         async with trio.open_nursery() as nursery:
@@ -332,6 +374,7 @@ def make_device(
     tag: str | None = None,
     num_request_queues: int = DEFAULT_REQUEST_QUEUES,
     stats: OpStats | None = None,
+    migration: OnError | None = OnError.ABORT,
 ) -> VhostUserFsDevice:
     """The device ``hostfs serve`` runs (tests drive it in-process).
 
@@ -347,4 +390,5 @@ def make_device(
         tag=tag,
         num_request_queues=num_request_queues,
         concurrency=config.concurrency,
+        migration=migration,
     )

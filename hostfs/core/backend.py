@@ -76,6 +76,10 @@ class HostLocks(Protocol):
 
     def release_all(self) -> None: ...
 
+    def held(self) -> tuple[list[tuple[int, int, Lock]], list[tuple[int, int, int]]]:
+        """(key, owner, lock) record locks and (key, owner, type) flocks held: migration."""
+        ...
+
 
 def _unsupported(code: int, operation: str) -> NoReturn:
     raise OSError(code, f"{operation}: {os.strerror(code)}")
@@ -145,6 +149,12 @@ class Backend(abc.ABC):
     def host_locks(self) -> HostLocks | None:
         """Locks the storage keeps for every client (``--locks host``), or None (the
         default): the core's own tables then keep them, coherent within this daemon."""
+        return None
+
+    async def path_of(self, obj: BackendObject) -> bytes | None:
+        """``obj``'s path relative to the share, by which another daemon over the same
+        storage finds it again (live migration, hostfs.migration); None when it has
+        none left (removed while open), or the backend cannot tell."""
         return None
 
     # -- names --------------------------------------------------------------

@@ -91,6 +91,27 @@ class HandleTable(Generic[H]):
             self._nodes.pin(handle.node)
         return fh
 
+    # -- migration (hostfs.migration.snapshot) ------------------------------
+
+    @property
+    def next_fh(self) -> int:
+        return self._next_fh
+
+    def items(self) -> list[tuple[int, H]]:
+        return sorted(self._handles.items(), key=lambda item: item[0])
+
+    def adopt(self, fh: int, handle: H) -> None:
+        """A handle another daemon gave the kernel, under the same fh."""
+        if fh in self._handles or fh <= 0:
+            raise OSError(errno.EEXIST, f"file handle {fh} is taken")
+        self._handles[fh] = handle
+        if self._nodes is not None:
+            self._nodes.pin(handle.node)
+        self._next_fh = max(self._next_fh, fh + 1)
+
+    def continue_from(self, next_fh: int) -> None:
+        self._next_fh = max(self._next_fh, next_fh)
+
     def find(self, fh: int) -> H:
         """The handle ``fh`` whatever its node: for an fh the core just handed
         out, or a caller told only the fh (pyfuse3).  EBADF if unknown."""

@@ -167,6 +167,13 @@ class LockTable(_WaitQueues):
             raise _error(errno.EDEADLK)
         await self._wait(key, _Waiter(owner, request))
 
+    def held(self) -> Iterator[tuple[int, int, Lock]]:
+        """(key, owner, lock) of every lock held, for migration."""
+        for key, owners in self._held.items():
+            for owner, ranges in owners.items():
+                for held in ranges:
+                    yield key, owner, Lock(held.start, held.end, held.type, held.pid)
+
     def release_owner(self, key: int, owner: int) -> None:
         """Drop every lock ``owner`` holds on ``key``: POSIX locks go when their
         owner closes any fd of the file (fcntl(2)), which FUSE reports as FLUSH."""
@@ -285,6 +292,12 @@ class FlockTable(_WaitQueues):
             if not wait:
                 raise _error(errno.EWOULDBLOCK)
             await self._wait(key, waiter)
+
+    def held(self) -> Iterator[tuple[int, int, int]]:
+        """(key, owner, type) of every flock held, for migration."""
+        for key, owners in self._held.items():
+            for owner, lock_type in owners.items():
+                yield key, owner, lock_type
 
     def release_owner(self, key: int, owner: int) -> None:
         """RELEASE with FUSE_RELEASE_FLOCK_UNLOCK: the open file is closed."""

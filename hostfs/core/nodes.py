@@ -150,6 +150,31 @@ class NodeTable:
             self._drop_key(node)
             self._release_unless_pinned(node)
 
+    # -- migration (hostfs.migration.snapshot) ------------------------------
+
+    @property
+    def next_nodeid(self) -> int:
+        return self._next_nodeid
+
+    def held(self) -> list[Node]:
+        """Every node the kernel holds but the root, in nodeid order."""
+        return [node for nodeid, node in sorted(self._by_id.items()) if nodeid != ROOT_NODEID]
+
+    def adopt(self, nodeid: int, obj: BackendObject, st: Stat, nlookup: int) -> Node:
+        """A node another daemon gave the kernel: same nodeid and lookup count.  A second
+        node of one object (detached on the source) keeps its nodeid, not the key."""
+        if nodeid in self._by_id or nodeid <= ROOT_NODEID:
+            raise OSError(errno.EEXIST, f"nodeid {nodeid} is taken")
+        node = Node(nodeid, obj, (st.dev, st.ino), nlookup, st.mode)
+        self._by_id[nodeid] = node
+        self._by_key.setdefault(node.key, node)
+        self._next_nodeid = max(self._next_nodeid, nodeid + 1)
+        return node
+
+    def continue_from(self, next_nodeid: int) -> None:
+        """Never hand out a nodeid the source daemon already gave (fuse.h: unique)."""
+        self._next_nodeid = max(self._next_nodeid, next_nodeid)
+
     def _drop_key(self, node: Node) -> None:
         """Unmap ``node``'s key unless it was detached and the key names a newer node."""
         if self._by_key.get(node.key) is node:

@@ -16,14 +16,21 @@ import trio
 
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.ratelimit import RateLimitedLog
+from hostfs.migration.snapshot import MigrationError, OnError
+from hostfs.migration.transfer import Transfer, start_load, start_save
 from hostfs.vhost.channel import Message
+from hostfs.vhost.dirty_log import VHOST_F_LOG_ALL, VHOST_VRING_F_LOG, DirtyLog, DirtyLogError
 from hostfs.vhost.eventfd import NotAnEventfd, adopt_eventfd, close_fd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import (
+    DEVICE_STATE_NO_FD,
     ConfigSpace,
+    DeviceStateTransfer,
+    LogArea,
     MessageError,
     ProtocolFeature,
     Request,
+    TransferDirection,
     VringAddr,
     VringFile,
     VringState,
@@ -54,16 +61,20 @@ DEVICE_FEATURES = (
     | VIRTIO_RING_F_INDIRECT_DESC
     | VIRTIO_RING_F_EVENT_IDX
     | VHOST_USER_F_PROTOCOL_FEATURES
+    | VHOST_F_LOG_ALL
 )
-"""What virtiofsd 1.x offers; the File System Device has no feature bits of its own."""
+"""What virtiofsd 1.x offers; the File System Device has no feature bits of its own.
+Without LOG_ALL QEMU blocks migration ("vhost lacks VHOST_F_LOG_ALL feature")."""
 
 PROTOCOL_FEATURES = (
     ProtocolFeature.MQ
     | ProtocolFeature.REPLY_ACK
     | ProtocolFeature.RESET_DEVICE
     | ProtocolFeature.CONFIGURE_MEM_SLOTS
+    | ProtocolFeature.LOG_SHMFD
 )
-"""virtiofsd 1.x's set; CONFIG is added only with a tag, as there."""
+"""virtiofsd 1.x's set; CONFIG is added only with a tag, DEVICE_STATE only when the
+device may migrate, as there."""
 
 MAX_MEM_SLOTS = 32
 """GET_MAX_MEM_SLOTS: ``VHOST_USER_MAX_RAM_SLOTS`` of libvhost-user in QEMU 7.2."""
@@ -128,7 +139,10 @@ class VhostUserFsDevice:
         tag: str | None = None,
         num_request_queues: int = DEFAULT_REQUEST_QUEUES,
         concurrency: int = 0,
+        migration: OnError | None = None,
     ) -> None:
+        """``migration``: the ``--migration-on-error`` policy, None for a device that
+        does not offer VHOST_USER_PROTOCOL_F_DEVICE_STATE."""
         if tag is not None and len(tag.encode()) > TAG_SIZE:
             raise ValueError(f"tag longer than {TAG_SIZE} bytes")
         if not 1 <= num_request_queues <= MAX_REQUEST_QUEUES:
@@ -144,10 +158,14 @@ class VhostUserFsDevice:
         self.acked_features = 0
         self.acked_protocol_features = 0
         self._nursery: trio.Nursery | None = None
+        self.migration = migration
+        self._transfer: Transfer | None = None
+        self.dirty_log: DirtyLog | None = None
 
     @property
     def protocol_features(self) -> int:
-        return PROTOCOL_FEATURES | (ProtocolFeature.CONFIG if self.tag is not None else 0)
+        features = PROTOCOL_FEATURES | (ProtocolFeature.CONFIG if self.tag is not None else 0)
+        return features | (ProtocolFeature.DEVICE_STATE if self.migration is not None else 0)
 
     def attach(self, nursery: trio.Nursery) -> None:
         """A front-end connected: ring tasks run in ``nursery``."""
@@ -203,6 +221,7 @@ class VhostUserFsDevice:
         if features & ~DEVICE_FEATURES:
             raise DeviceError(f"features {features & ~DEVICE_FEATURES:#x} were not offered")
         self.acked_features = features
+        self._update_logging()
 
     @handles(Request.GET_PROTOCOL_FEATURES, error_reply=encode_u64(0))
     async def _get_protocol_features(self, message: Message) -> bytes:
@@ -265,8 +284,14 @@ class VhostUserFsDevice:
 
     @handles(Request.SET_VRING_ADDR)
     async def _set_vring_addr(self, message: Message) -> None:
+        """On a running ring only the log flag may change: QEMU turns used-ring logging
+        on and off that way when a migration starts and ends (vhost_dev_set_log)."""
         addr = VringAddr.decode(message.payload)
-        self._idle_ring(addr.index).addr = addr
+        ring = self._ring(addr.index)
+        if ring.running and not _same_rings(ring.addr, addr):
+            raise DeviceError(f"queue {addr.index} is running")
+        ring.addr = addr
+        self._update_logging()
 
     @handles(Request.SET_VRING_BASE)
     async def _set_vring_base(self, message: Message) -> None:
@@ -333,6 +358,71 @@ class VhostUserFsDevice:
         else:
             await ring.stop()
 
+    # -- migration (vhost-user.rst, "Migration") -----------------------------
+
+    @handles(Request.SET_LOG_BASE, error_reply=encode_u64(1))
+    async def _set_log_base(self, message: Message) -> bytes:
+        """LOG_SHMFD: the dirty log arrives as an fd; QEMU waits for a reply (a u64)."""
+        if not self.acked_protocol_features & ProtocolFeature.LOG_SHMFD:
+            raise DeviceError("SET_LOG_BASE without VHOST_USER_PROTOCOL_F_LOG_SHMFD")
+        area = LogArea.decode(message.payload)
+        if not message.fds:
+            raise MessageError("SET_LOG_BASE without a log fd")
+        try:
+            log = DirtyLog(message.fds[0], area)
+        except DirtyLogError as error:
+            raise DeviceError(str(error)) from error
+        old, self.dirty_log = self.dirty_log, log
+        self._update_logging()
+        if old is not None:
+            old.close()
+        return encode_u64(0)
+
+    def _update_logging(self) -> None:
+        """Give running queues the log while VHOST_F_LOG_ALL is on (dirty_log.py)."""
+        log = self.dirty_log if self.acked_features & VHOST_F_LOG_ALL else None
+        for ring in self.rings:
+            queue = ring.queue
+            if queue is None:
+                continue
+            queue.dirty_log = log
+            logged = ring.addr is not None and ring.addr.flags & VHOST_VRING_F_LOG
+            queue.used_log_addr = ring.addr.log_guest_addr if logged and ring.addr else None
+
+    @handles(Request.SET_DEVICE_STATE_FD, error_reply=encode_u64(DEVICE_STATE_NO_FD | 1))
+    async def _set_device_state_fd(self, message: Message) -> bytes:
+        """Start saving or loading the FUSE session's state through the pipe given
+        (hostfs.migration.transfer); we return no fd of our own (reply bit 8)."""
+        transfer = DeviceStateTransfer.decode(message.payload)
+        if self.migration is None or not (
+            self.acked_protocol_features & ProtocolFeature.DEVICE_STATE
+        ):
+            raise DeviceError("device state transfer was not negotiated")
+        if any(ring.running for ring in self.rings):
+            raise DeviceError("device state transfer while queues run (phase is 'stopped')")
+        if self._nursery is None:
+            raise DeviceError("no connection")
+        fd = message.take_fd() if message.fds else None
+        if fd is None:
+            raise MessageError("SET_DEVICE_STATE_FD without an fd")
+        start = start_save if transfer.direction is TransferDirection.SAVE else start_load
+        try:
+            self._transfer = start(self._nursery, self.handler, fd, self.migration)
+        except MigrationError as error:
+            raise DeviceError(str(error)) from error
+        return encode_u64(DEVICE_STATE_NO_FD)
+
+    @handles(Request.CHECK_DEVICE_STATE, error_reply=encode_u64(1))
+    async def _check_device_state(self, message: Message) -> bytes:
+        """Whether the last transfer wrote, or read and applied, the whole state."""
+        transfer, self._transfer = self._transfer, None
+        if transfer is None:
+            raise DeviceError("no device state transfer to check")
+        error = await transfer.result()
+        if error is not None:
+            raise DeviceError(f"device state transfer failed: {error}")
+        return encode_u64(0)
+
     @handles(Request.GET_CONFIG, error_reply=ConfigSpace(0, 0, 0, b"").encode())
     async def _get_config(self, message: Message) -> bytes:
         request = ConfigSpace.decode(message.payload)
@@ -363,6 +453,7 @@ class VhostUserFsDevice:
             ring.mark_broken(str(error))
             return
         await self._nursery.start(ring.serve, queue, self.handler, self.concurrency)
+        self._update_logging()
 
     async def end_session(self) -> None:
         """Flush and close every handle, forget every node; the next INIT starts afresh."""
@@ -389,3 +480,15 @@ class VhostUserFsDevice:
         self.memory.clear()
         self.acked_protocol_features = 0
         self._nursery = None
+        self._transfer = None
+        if self.dirty_log is not None:
+            self.dirty_log.close()
+            self.dirty_log = None
+
+
+def _same_rings(old: VringAddr | None, new: VringAddr) -> bool:
+    """Whether ``new`` locates the rings where ``old`` did (only flags or log address differ)."""
+    if old is None:
+        return False
+    where = (old.desc_user_addr, old.used_user_addr, old.avail_user_addr)
+    return where == (new.desc_user_addr, new.used_user_addr, new.avail_user_addr)

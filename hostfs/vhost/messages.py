@@ -83,6 +83,9 @@ class Request(enum.IntEnum):
     REM_MEM_REG = 38
     SET_STATUS = 39
     GET_STATUS = 40
+    GET_SHARED_OBJECT = 41
+    SET_DEVICE_STATE_FD = 42
+    CHECK_DEVICE_STATE = 43
 
 
 class ProtocolFeature(enum.IntFlag):
@@ -105,6 +108,9 @@ class ProtocolFeature(enum.IntFlag):
     INBAND_NOTIFICATIONS = 1 << 14
     CONFIGURE_MEM_SLOTS = 1 << 15
     STATUS = 1 << 16
+    XEN_MMAP = 1 << 17
+    SHARED_OBJECT = 1 << 18
+    DEVICE_STATE = 1 << 19
 
 
 class MessageError(Exception):
@@ -313,3 +319,61 @@ class ConfigSpace:
 
     def encode(self) -> bytes:
         return CONFIG_HEADER.pack(self.offset, self.size, self.flags) + self.data
+
+
+LOG = struct.Struct("<QQ")
+"""``VhostUserLog`` (SET_LOG_BASE with LOG_SHMFD): ``mmap_size``, ``mmap_offset``."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogArea:
+    """Where the dirty log lies in the shared memory fd that comes with SET_LOG_BASE."""
+
+    size: int
+    offset: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> LogArea:
+        return cls(*_unpack(LOG, payload, "log area"))
+
+    def encode(self) -> bytes:
+        return LOG.pack(self.size, self.offset)
+
+
+class TransferDirection(enum.IntEnum):
+    """``transfer_direction`` of SET_DEVICE_STATE_FD (vhost-user.rst)."""
+
+    SAVE = 0
+    LOAD = 1
+
+
+class MigrationPhase(enum.IntEnum):
+    """``migration_phase`` of SET_DEVICE_STATE_FD: only "stopped" is defined (the rings
+    are stopped, the back-end is suspended)."""
+
+    STOPPED = 0
+
+
+DEVICE_STATE_TRANSFER = struct.Struct("<II")
+"""SET_DEVICE_STATE_FD payload: u32 ``transfer_direction``, u32 ``migration_phase``."""
+
+DEVICE_STATE_NO_FD = 1 << 8
+"""SET_DEVICE_STATE_FD reply, u64: bits 0-7 an error code (0 = success), bit 8 set when
+the back-end returns no fd of its own (the front-end's fd is used)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStateTransfer:
+    direction: TransferDirection
+    phase: MigrationPhase
+
+    @classmethod
+    def decode(cls, payload: bytes) -> DeviceStateTransfer:
+        direction, phase = _unpack(DEVICE_STATE_TRANSFER, payload, "device state transfer")
+        try:
+            return cls(TransferDirection(direction), MigrationPhase(phase))
+        except ValueError:
+            raise MessageError(f"transfer direction {direction}, phase {phase}") from None
+
+    def encode(self) -> bytes:
+        return DEVICE_STATE_TRANSFER.pack(self.direction, self.phase)

@@ -243,6 +243,7 @@ class Ring:
             )
             written = min(max(written, 0), capacity)
         chain.release()
+        queue.log_writes(chain, written)
         queue.push(chain.head, written)
         self.requests += 1
 

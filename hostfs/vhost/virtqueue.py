@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from hostfs.vhost.dirty_log import DirtyLog
 from hostfs.vhost.fence import full_fence
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.ring_index import u16_fields
@@ -80,6 +81,9 @@ class Chain:
     head: int
     readable: list[memoryview] = field(default_factory=list)
     writable: list[memoryview] = field(default_factory=list)
+    writable_gpa: list[tuple[int, int]] = field(default_factory=list)
+    """(guest address, length) of each device-writable descriptor, kept only while the
+    dirty log is on (hostfs.vhost.dirty_log)."""
 
     def release(self) -> None:
         """Drop our views of guest memory so a later unmap is immediate.
@@ -127,6 +131,10 @@ class SplitQueue:
         self._signalled_used = self.used_idx
         self._used_event_field = (RING_HEADER + 2 * size) // 2
         self._avail_event_field = (RING_HEADER + USED_ELEM.size * size) // 2
+        self.dirty_log: DirtyLog | None = None
+        """Set while a migration logs the pages we write (VHOST_F_LOG_ALL)."""
+        self.used_log_addr: int | None = None
+        """The used ring's guest address, when its writes are logged (VHOST_VRING_F_LOG)."""
 
     def release(self) -> None:
         for view in (self._avail16, self._used16, self._desc, self._avail, self._used):
@@ -203,6 +211,8 @@ class SplitQueue:
                 views = buffers(addr, length)
                 if flags & VRING_DESC_F_WRITE:
                     writable.extend(views)
+                    if self.dirty_log is not None:
+                        chain.writable_gpa.append((addr, length))
                 elif writable:
                     raise RingError("device-readable descriptor after a device-writable one")
                 else:
@@ -224,6 +234,22 @@ class SplitQueue:
             return self.memory.read(addr, length)
 
     # -- used ring -----------------------------------------------------------
+
+    def log_writes(self, chain: Chain, written: int) -> None:
+        """Mark the pages of the ``written`` bytes of ``chain`` and the used ring dirty."""
+        log = self.dirty_log
+        if log is None:
+            return
+        for addr, length in chain.writable_gpa:
+            if written <= 0:
+                break
+            log.mark(addr, min(length, written))
+            written -= length
+        self.log_used_ring()
+
+    def log_used_ring(self) -> None:
+        if self.dirty_log is not None and self.used_log_addr is not None:
+            self.dirty_log.mark(self.used_log_addr, used_ring_size(self.size))
 
     def push(self, head: int, written: int) -> None:
         """Return a chain: write the element, then publish it by moving ``used->idx``."""
@@ -259,6 +285,7 @@ class SplitQueue:
         """
         if self.event_idx:
             self._used16[self._avail_event_field] = self.last_avail_idx
+            self.log_used_ring()
             # QEMU's smp_mb() in virtio_queue_split_set_notification: avail_event must be
             # visible before the caller re-reads avail->idx, or a chain the driver adds in
             # between finds the old avail_event, is not kicked, and waits for ever.

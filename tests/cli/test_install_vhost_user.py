@@ -41,9 +41,9 @@ def test_install_then_uninstall(tmp_path: Path) -> None:
 
 
 def test_features_in_virtiofsd_vocabulary() -> None:
-    """Only what hostfs does: separate options yes; migrate-precopy needs DEVICE_STATE."""
+    """What virtiofsd 1.13 says, and hostfs does: separate options and precopy migration."""
     capabilities = print_capabilities(SERVE)
-    assert capabilities == {"type": "fs", "features": ["separate-options"]}
+    assert capabilities == {"type": "fs", "features": ["migrate-precopy", "separate-options"]}
     assert set(capabilities["features"]) <= VIRTIOFSD_1_13_FEATURES
 
 

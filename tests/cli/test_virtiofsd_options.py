@@ -48,6 +48,9 @@ ACCEPTED = [
     ("--preserve-noatime",),
     ("--uid-map", ":0:100000:65536:"),
     ("--gid-map=:0:100000:65536:",),
+    ("--migration-on-error", "guest-error"),
+    ("--migration-mode", "find-paths"),
+    ("--migration-confirm-paths",),
 ]
 
 REFUSED = [
@@ -55,10 +58,8 @@ REFUSED = [
     (("--announce-submounts",), "submounts are not announced"),
     (("--syslog",), "stderr only"),
     (("--security-label",), "security labels"),
-    (("--migration-mode", "file-handles"), "cannot migrate"),
-    (("--migration-on-error", "guest-error"), "cannot migrate"),
-    (("--migration-verify-handles",), "cannot migrate"),
-    (("--migration-confirm-paths",), "cannot migrate"),
+    (("--migration-mode", "file-handles"), "only find-paths is implemented"),
+    (("--migration-verify-handles",), "no --migration-mode file-handles"),
 ]
 
 

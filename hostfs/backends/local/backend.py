@@ -185,6 +185,25 @@ class LocalBackend(Backend):
             except OSError:
                 return False
 
+    async def path_of(self, obj: Inode) -> bytes | None:
+        """Where ``/proc/self/fd`` says the inode is, below the share's own path there,
+        and only if that name still leads to the very inode (virtiofsd's
+        ``--migration-confirm-paths`` check, always on): a file renamed, removed (the
+        link then ends in `` (deleted)``) or out of reach has no path."""
+        root = os.readlink(os.fsencode(_proc(self._root_fd)))
+        prefix = root if root.endswith(b"/") else root + b"/"
+        with self._fd(obj) as fd:
+            where = os.readlink(os.fsencode(_proc(fd)))
+            if not where.startswith(prefix) or where == prefix:
+                return None
+            path = where[len(prefix) :]
+            try:
+                named = os.stat(path, dir_fd=self._root_fd, follow_symlinks=False)
+            except OSError:
+                return None
+            st = os.stat(fd)
+        return path if (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino) else None
+
     def host_locks(self) -> HostLocks:
         """Guest locks as OFD and flock locks on the shared files (host_locks.py)."""
         return HostLocks(self._fds)

@@ -161,6 +161,11 @@ class _Descriptions:
             del self._by_key[key]
         self._retire(description, unlock, code)
 
+    def items(self) -> Iterator[tuple[int, int, _Description]]:
+        for key, owners in self._by_key.items():
+            for owner, description in owners.items():
+                yield key, owner, description
+
     def release_all(self, unlock: Callable[[int], None]) -> None:
         for owners in self._by_key.values():
             for description in owners.values():
@@ -192,6 +197,33 @@ def _check_access(handle: int, lock_type: int) -> None:
 
 def _handle_mode(handle: int) -> int:
     return fcntl.fcntl(handle, fcntl.F_GETFL) & os.O_ACCMODE
+
+
+_FDINFO_TYPES = {b"READ": fcntl.F_RDLCK, b"WRITE": fcntl.F_WRLCK}
+
+
+def fdinfo_locks(text: bytes) -> list[tuple[str, Lock]]:
+    """The ``lock:`` lines of an fdinfo file: ``lock:\tN: OFDLCK ADVISORY  WRITE -1
+    fe:00:123 10 EOF`` (fs/locks.c ``lock_get_status``) as (kind, lock)."""
+    found = []
+    for line in text.splitlines():
+        if not line.startswith(b"lock:"):
+            continue
+        fields = line.split()
+        if len(fields) < 8 or fields[2] == b"->" or fields[4] not in _FDINFO_TYPES:
+            continue  # a waiter ("->"), or a lease
+        start = int(fields[-2])
+        end = OFFSET_MAX if fields[-1] == b"EOF" else int(fields[-1])
+        found.append((fields[2].decode(), Lock(start, end, _FDINFO_TYPES[fields[4]])))
+    return found
+
+
+def _read_fdinfo(fd: int) -> bytes:
+    info = os.open(procfd.fdinfo_path(fd), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(info, 1 << 16)
+    finally:
+        os.close(info)
 
 
 def _unlock_records(fd: int) -> None:
@@ -351,6 +383,24 @@ class HostLocks:
         a wait still retrying fails with EINTR."""
         self._records.release_all(_unlock_records)
         self._flocks.release_all(_unlock_flock)
+
+    def held(self) -> tuple[list[tuple[int, int, Lock]], list[tuple[int, int, int]]]:
+        """Every lock the guest's owners hold here, for migration: (key, owner, lock) record
+        locks and (key, owner, type) flocks, as the host kernel lists each description's
+        own locks in ``/proc/self/fdinfo`` (fs/locks.c ``show_fd_locks``)."""
+        records = []
+        for key, owner, description in self._records.items():
+            for kind, lock in fdinfo_locks(_read_fdinfo(description.fd)):
+                if kind == "OFDLCK":
+                    records.append(
+                        (key, owner, Lock(lock.start, lock.end, lock.type, description.pid))
+                    )
+        flocks = []
+        for key, owner, description in self._flocks.items():
+            for kind, lock in fdinfo_locks(_read_fdinfo(description.fd)):
+                if kind == "FLOCK":
+                    flocks.append((key, owner, lock.type))
+        return records, flocks
 
     async def _wait(
         self, kind: _Descriptions, description: _Description, attempt: Callable[[], bool]

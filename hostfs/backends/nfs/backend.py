@@ -117,6 +117,14 @@ class NfsBackend(Backend):
     def forget(self, obj: NfsNode) -> None:
         self.tree.forget(obj)
 
+    async def path_of(self, obj: NfsNode) -> bytes | None:
+        """The path of its first known link (nodes.py), without the leading ``/``."""
+        try:
+            path = obj.path
+        except OSError:
+            return None
+        return path[1:] or None
+
     def same_object(self, known: NfsNode, found: NfsNode) -> bool:
         """A fileid outlives its file (the server reuses a removed file's), a filehandle
         does not (RFC 1813 §2.6: a removed file's handle is ``NFS3ERR_STALE``): compare
