@@ -9,6 +9,7 @@ The message order follows what QEMU 7.2 sends on device realize and start.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,9 +21,13 @@ from hostfs.testing.guest_ram import GuestRam
 from hostfs.vhost.channel import Message, receive_message, send_message
 from hostfs.vhost.device import DEVICE_FEATURES, VHOST_USER_F_PROTOCOL_FEATURES
 from hostfs.vhost.messages import (
+    DEVICE_STATE_NO_FD,
     FLAG_NEED_REPLY,
     FLAG_REPLY,
+    DeviceStateTransfer,
+    MigrationPhase,
     ProtocolFeature,
+    TransferDirection,
     Request,
     VringAddr,
     VringFile,
@@ -42,6 +47,9 @@ REPLYING = {
     Request.GET_QUEUE_NUM,
     Request.GET_CONFIG,
     Request.GET_MAX_MEM_SLOTS,
+    Request.SET_LOG_BASE,
+    Request.SET_DEVICE_STATE_FD,
+    Request.CHECK_DEVICE_STATE,
 }
 """Messages that always get a reply (vhost-user.rst marks them "reply")."""
 
@@ -144,6 +152,8 @@ class Frontend:
                 | ProtocolFeature.REPLY_ACK
                 | ProtocolFeature.CONFIG
                 | ProtocolFeature.RESET_DEVICE
+                | ProtocolFeature.LOG_SHMFD
+                | ProtocolFeature.DEVICE_STATE
             )
             await self.call(Request.SET_PROTOCOL_FEATURES, encode_u64(protocol & wanted))
             self.protocol_features = protocol & wanted
@@ -197,6 +207,48 @@ class Frontend:
         reply = await self.call(Request.GET_VRING_BASE, VringState(index, 0).encode())
         assert reply is not None
         return VringState.decode(reply).num
+
+    # -- migration (QEMU's vhost_save_backend_state / vhost_load_backend_state) ---------
+
+    async def save_state(self) -> bytes:
+        """SET_DEVICE_STATE_FD (save) with a pipe, read it to its end, CHECK_DEVICE_STATE."""
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            await self._set_device_state_fd(TransferDirection.SAVE, write_fd)
+        finally:
+            os.close(write_fd)
+        chunks = []
+        async with trio.lowlevel.FdStream(read_fd) as stream:
+            with trio.fail_after(REPLY_TIMEOUT):
+                while chunk := await stream.receive_some(1 << 16):
+                    chunks.append(chunk)
+        if await self.get_u64(Request.CHECK_DEVICE_STATE) != 0:
+            raise FrontendError("CHECK_DEVICE_STATE: the save failed")
+        return b"".join(chunks)
+
+    async def load_state(self, data: bytes) -> int:
+        """SET_DEVICE_STATE_FD (load), write ``data`` and close; CHECK_DEVICE_STATE's answer
+        (0: loaded).  A device that stops reading early makes the write fail: ignored, as
+        the check then says."""
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            await self._set_device_state_fd(TransferDirection.LOAD, read_fd)
+        finally:
+            os.close(read_fd)
+        async with trio.lowlevel.FdStream(write_fd) as stream:
+            try:
+                with trio.fail_after(REPLY_TIMEOUT):
+                    await stream.send_all(data)
+            except trio.BrokenResourceError:
+                pass
+        return await self.get_u64(Request.CHECK_DEVICE_STATE)
+
+    async def _set_device_state_fd(self, direction: TransferDirection, fd: int) -> None:
+        transfer = DeviceStateTransfer(direction, MigrationPhase.STOPPED)
+        reply = await self.call(Request.SET_DEVICE_STATE_FD, transfer.encode(), [fd])
+        assert reply is not None
+        if decode_u64(reply) != DEVICE_STATE_NO_FD:
+            raise FrontendError(f"SET_DEVICE_STATE_FD refused ({decode_u64(reply):#x})")
 
     async def reboot(self, num_queues: int) -> None:
         """What QEMU 7.2 does when the guest resets the device: stop every ring, start afresh."""
