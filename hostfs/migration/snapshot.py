@@ -69,9 +69,6 @@ log = logging.getLogger(__name__)
 _REOPEN_DROPPED = os.O_CREAT | os.O_EXCL | os.O_TRUNC
 """open(2) flags that acted at the first open; doing them again would lose data."""
 
-MIN_MINOR = 31
-"""The lowest FUSE minor a session may have agreed (the core's floor, fuse/init.py)."""
-
 
 class OnError(enum.Enum):
     """``--migration-on-error`` (virtiofsd 1.13's values and default)."""
@@ -182,12 +179,12 @@ def _restore_session(session: SessionHolder, agreed: SessionState) -> None:
     if not agreed.initialized:
         return
     fs = session.fs
-    offered = offered_flags(
+    offered = abi.INIT_EXT | offered_flags(
         fs.options, session.config, supplementary_groups=fs.supplementary_groups
-    )
+    )  # as negotiate() agrees them: INIT_EXT comes with any flag of flags2
     if (
         agreed.major != abi.KERNEL_VERSION
-        or not MIN_MINOR <= agreed.minor <= abi.KERNEL_MINOR_VERSION
+        or not abi.MIN_KERNEL_MINOR_VERSION <= agreed.minor <= abi.KERNEL_MINOR_VERSION
     ):
         raise MigrationError(f"FUSE {agreed.major}.{agreed.minor} is not spoken here")
     if agreed.flags & ~offered:
