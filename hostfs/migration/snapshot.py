@@ -31,7 +31,8 @@ it.  The source therefore drops its host locks once the state is written (the VM
 is stopped: no guest request runs) and the destination takes them while loading.
 In between another host process may take one: the destination then fails that
 lock by ``--migration-on-error``.  If the migration fails after the save, the
-source's guest runs on without those host locks (they are not taken back).
+source takes them back when its rings start again; one a host process took in
+the meantime is lost to the guest (logged).
 """
 
 from __future__ import annotations
@@ -147,6 +148,14 @@ def release_host_locks(fs: FileSystem) -> None:
     """The state is written: the destination takes the host locks next (see the module)."""
     if fs.host_locks is not None:
         fs.host_locks.release_all()
+
+
+async def retake_host_locks(fs: FileSystem, saved: State) -> None:
+    """The migration failed after the save and the source's rings start again: take the
+    host locks back; one another process took meanwhile is lost (logged)."""
+    if fs.host_locks is None:
+        return
+    await _restore_locks(fs, saved, OnError.GUEST_ERROR)
 
 
 # -- destination ---------------------------------------------------------------

@@ -10,7 +10,9 @@ and reports whether the state was written, or read and applied, in full.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -30,6 +32,9 @@ class Transfer:
     def __init__(self) -> None:
         self._done = trio.Event()
         self.error: str | None = None
+        self.resume: Callable[[], Awaitable[None]] | None = None
+        """After a save: what the source does if its rings start again (the migration
+        failed after all): take back the host locks it let go."""
 
     async def result(self) -> str | None:
         """None on success, else why it failed; waits for the transfer to end."""
@@ -51,11 +56,13 @@ def start_save(nursery: trio.Nursery, handler: object, fd: int, policy: OnError)
     async def save() -> None:
         try:
             session = _session(handler)
-            data = state.encode(await snapshot.capture(session, policy))
+            saved = await snapshot.capture(session, policy)
+            data = state.encode(saved)
             async with stream:
                 for offset in range(0, len(data), CHUNK):
                     await stream.send_all(data[offset : offset + CHUNK])
             snapshot.release_host_locks(session.fs)
+            transfer.resume = functools.partial(snapshot.retake_host_locks, session.fs, saved)
             log.info("migration: saved %d bytes of device state", len(data))
         except (MigrationError, state.StateError, OSError, trio.BrokenResourceError) as error:
             transfer.error = str(error) or type(error).__name__

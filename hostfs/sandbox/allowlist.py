@@ -80,7 +80,7 @@ REASONS: dict[str, str] = {
     "statfs": "STATFS through /proc/self/fd/N",
     "getdents64": "READDIR, READDIRPLUS (os.scandir and the local helper's reader)",
     "readlinkat": "READLINK",
-    "readlink": "the kick/call/err eventfd check (what /proc/self/fd/N links to)",
+    "readlink": "the kick/call/err eventfd check, a migrated node's path (/proc/self/fd/N)",
     "mkdirat": "MKDIR",
     "mknodat": "*code*: MKNOD (fifo, socket, devices as root)",
     "symlinkat": "SYMLINK",

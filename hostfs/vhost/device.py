@@ -160,6 +160,8 @@ class VhostUserFsDevice:
         self._nursery: trio.Nursery | None = None
         self.migration = migration
         self._transfer: Transfer | None = None
+        self._resume: Callable[[], Awaitable[None]] | None = None
+        """Set by a save (hostfs.migration.transfer): run if the rings start again."""
         self.dirty_log: DirtyLog | None = None
 
     @property
@@ -421,6 +423,7 @@ class VhostUserFsDevice:
         error = await transfer.result()
         if error is not None:
             raise DeviceError(f"device state transfer failed: {error}")
+        self._resume = transfer.resume
         return encode_u64(0)
 
     @handles(Request.GET_CONFIG, error_reply=ConfigSpace(0, 0, 0, b"").encode())
@@ -443,6 +446,10 @@ class VhostUserFsDevice:
             return
         if self._nursery is None:
             raise DeviceError("no connection")
+        if self._resume is not None:
+            resume, self._resume = self._resume, None
+            logger.warning("migration: the source runs on; taking its host locks back")
+            await resume()
         try:
             queue = ring.build_queue(
                 self.memory,
@@ -472,6 +479,7 @@ class VhostUserFsDevice:
             ring.close_fds()
         self.rings = [Ring(i) for i in range(self.num_queues)]
         self.acked_features = 0
+        self._resume = None
         await self.end_session()
 
     async def disconnect(self) -> None:
@@ -481,6 +489,7 @@ class VhostUserFsDevice:
         self.acked_protocol_features = 0
         self._nursery = None
         self._transfer = None
+        self._resume = None
         if self.dirty_log is not None:
             self.dirty_log.close()
             self.dirty_log = None

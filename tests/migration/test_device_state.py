@@ -9,6 +9,7 @@ without a second INIT.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import AsyncIterator
@@ -22,9 +23,11 @@ from hostfs.backends.local.backend import LocalBackend
 from hostfs.cli.serve import make_device
 from hostfs.core.filesystem import ROOT_NODEID, FileSystem
 from hostfs.core.options import FsOptions
+from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
 from hostfs.migration import state
-from hostfs.testing.frontend import Frontend
+from hostfs.migration.snapshot import OnError
+from hostfs.testing.frontend import Frontend, FrontendError
 from hostfs.testing.fuse_client import GuestFuseClient
 from hostfs.vhost.device import VhostUserFsDevice
 from hostfs.vhost.messages import DeviceStateTransfer, MigrationPhase, Request, TransferDirection
@@ -55,10 +58,17 @@ def locks(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-async def _daemon(tmp_path: Path, share: Path, name: str, locks: str, nursery: trio.Nursery):
+async def _daemon(
+    tmp_path: Path,
+    share: Path,
+    name: str,
+    locks: str,
+    nursery: trio.Nursery,
+    policy: OnError = OnError.ABORT,
+):
     fs = FileSystem(LocalBackend.from_path(str(share)), FsOptions(host_locks=locks == "host"))
     await fs.start()
-    device = make_device(fs)
+    device = make_device(fs, migration=policy)
     server = VhostUserServer(device, reconnect=True)
     path = str(tmp_path / f"{name}.sock")
     listener = await listen_on_path(path)
@@ -186,3 +196,66 @@ async def test_state_transfer_refused_while_queues_run(daemons) -> None:
         os.close(write_fd)
     assert reply is not None and int.from_bytes(reply, "little") & 0xFF != 0
     await context_a.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("policy", list(OnError))
+async def test_a_file_removed_while_open(tmp_path, share, nursery, policy) -> None:
+    """It has no path: ``abort`` refuses the save; ``guest-error`` drops it, and the
+    guest gets ESTALE for its node and EBADF for its handle, the rest carries on."""
+    a, server_a, listener_a = await _daemon(tmp_path, share, "a", "host", nursery, policy)
+    b, server_b, listener_b = await _daemon(tmp_path, share, "b", "host", nursery, policy)
+    context_a, front_a = await _started(a.socket_path)
+    guest = GuestFuseClient(front_a)
+    await guest.init()
+    kept, kept_fh = await guest.create(ROOT_NODEID, b"kept")
+    gone, gone_fh = await guest.create(ROOT_NODEID, b"gone")
+    await guest.unlink(ROOT_NODEID, b"gone")
+    await _stop(front_a)
+    if policy is OnError.ABORT:
+        with pytest.raises(FrontendError):
+            await front_a.save_state()
+        await front_a.start(NUM_QUEUES)  # the migration failed: the guest runs on at A
+        assert await GuestFuseClient(front_a).write(gone, gone_fh, 0, b"still") == 5
+    else:
+        data = await front_a.save_state()
+        async with Frontend.connect(b.socket_path) as front_b:
+            await front_b.realize()
+            assert await front_b.load_state(data) == 0
+            await front_b.start(NUM_QUEUES)
+            resumed = GuestFuseClient(front_b)
+            assert await resumed.write(kept, kept_fh, 0, b"on") == 2
+            lost_handle = await resumed.call(Opcode.WRITE, gone, _write_args(gone_fh))
+            lost_node = await resumed.call(Opcode.GETATTR, gone, bytes(16))
+            front_b.close_queues()
+        assert (lost_handle.error, lost_node.error) == (errno.EBADF, errno.ESTALE)
+        assert (share / "kept").read_bytes() == b"on"
+    await context_a.__aexit__(None, None, None)
+    for server, listener, daemon in ((server_a, listener_a, a), (server_b, listener_b, b)):
+        server.shutdown()
+        listener.close()
+        await daemon.fs.close()
+
+
+def _write_args(fh: int) -> bytes:
+    return abi.WRITE_IN.pack(fh, 0, 1, 0, 0, os.O_RDWR, 0) + b"x"
+
+
+async def test_a_failed_migration_gives_the_source_its_host_locks_back(daemons, share, locks):
+    a, _ = daemons
+    context_a, front_a = await _started(a.socket_path)
+    guest = GuestFuseClient(front_a)
+    await guest.init()
+    nodeid, fh = await guest.create(ROOT_NODEID, b"locked")
+    await guest.ok(Opcode.SETLK, nodeid, lock_args(fh, OWNER, fcntl.F_WRLCK))
+    await _stop(front_a)
+    await front_a.save_state()
+    after_save = host_try(share / "locked")
+    await front_a.start(NUM_QUEUES)  # the destination failed: QEMU runs the VM at A again
+    resumed = host_try(share / "locked")
+    other = await GuestFuseClient(front_a).call(
+        Opcode.SETLK, nodeid, lock_args(fh, OWNER + 1, fcntl.F_WRLCK)
+    )
+    await context_a.__aexit__(None, None, None)
+    if locks == "host":
+        assert (after_save, resumed) == ("free", "EAGAIN")
+    assert other.error == errno.EAGAIN  # the guest's owner holds it still
