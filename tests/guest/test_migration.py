@@ -86,6 +86,8 @@ def _assert_migrated(run: MigrationRun, work: Path) -> None:
     assert run.source_daemon_status == 0, _evidence(run)
     assert "migration: saved" in run.source_log, run.source_log[-2000:]
     assert "migration: loaded" in run.destination_log, run.destination_log[-2000:]
+    for log in (run.source_log, run.destination_log):  # SET_LOG_BASE, logged rings, ...
+        assert " refused" not in log and "ERROR" not in log, log[-3000:]
 
 
 async def test_a_guest_migrates_with_its_open_file_lock_and_cwd(guest_kernel_612, qemu_10, share):
