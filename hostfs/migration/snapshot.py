@@ -206,9 +206,10 @@ def _restore_session(session: SessionHolder, agreed: SessionState) -> None:
 
 
 async def _resolve(
-    fs: FileSystem, path: bytes, found: dict[bytes, Node]
+    fs: FileSystem, path: bytes, found: dict[bytes, Node], held: set[int]
 ) -> tuple[BackendObject, Stat]:
-    """Walk ``path`` from the deepest node already restored on it."""
+    """Walk ``path`` from the deepest node already restored on it; release the objects
+    passed on the way unless a node holds them (``held``: their ids)."""
     names = path.split(b"/")
     start = 0
     obj = fs.nodes.get(ROOT_NODEID).obj
@@ -217,7 +218,6 @@ async def _resolve(
         if known is not None:
             obj, start = known.obj, depth
             break
-    held = {id(node.obj) for node in found.values()} | {id(fs.nodes.get(ROOT_NODEID).obj)}
     st: Stat | None = None
     for index in range(start, len(names)):
         child, st = await fs.backend.lookup(obj, names[index])
@@ -230,12 +230,13 @@ async def _resolve(
 
 async def _restore_nodes(fs: FileSystem, state: State, policy: OnError) -> None:
     found: dict[bytes, Node] = {}
+    held = {id(fs.nodes.get(ROOT_NODEID).obj)}
     for node in sorted(state.nodes, key=lambda n: n.path.count(b"/")):
         if node.generation != NodeTable.GENERATION:
             _fail(policy, f"node {node.nodeid}: generation {node.generation}")
             continue
         try:
-            obj, st = await _resolve(fs, node.path, found)
+            obj, st = await _resolve(fs, node.path, found, held)
         except OSError as error:
             _fail(policy, f"node {node.nodeid} ({node.path!r}): {error.strerror}")
             continue
@@ -243,6 +244,7 @@ async def _restore_nodes(fs: FileSystem, state: State, policy: OnError) -> None:
         if (mine.mode ^ node.mode) & 0o170000:
             raise MigrationError(f"node {node.nodeid} ({node.path!r}) changed type")
         found[node.path] = mine
+        held.add(id(obj))
     fs.nodes.continue_from(state.next_nodeid)
 
 
@@ -280,32 +282,41 @@ async def _restore_handles(fs: FileSystem, state: State, policy: OnError) -> Non
     fs.dirs.continue_from(state.next_dir_fh)
 
 
-def _open_file_of(fs: FileSystem, nodeid: int, write: bool) -> OpenFile | None:
+def _open_file_of(files: list[OpenFile], write: bool) -> OpenFile | None:
     """A handle of the node the lock can be taken through: a writable one for a write lock."""
-    candidates = [f for _, f in fs.files.items() if f.node.nodeid == nodeid]
     if write:
-        candidates.sort(key=lambda f: f.flags & os.O_ACCMODE == os.O_RDONLY)
-    return candidates[0] if candidates else None
+        files = sorted(files, key=lambda f: f.flags & os.O_ACCMODE == os.O_RDONLY)
+    return files[0] if files else None
 
 
 async def _restore_locks(fs: FileSystem, state: State, policy: OnError) -> None:
+    by_node: dict[int, list[OpenFile]] = {}
+    for _, open_file in fs.files.items():
+        by_node.setdefault(open_file.node.nodeid, []).append(open_file)
     for lk in state.posix_locks:
         lock = Lock(lk.start, lk.end, lk.type, lk.pid)
-        await _take(fs, lk.nodeid, lk.owner, lock, policy, flock=False)
+        await _take(fs, by_node, lk.nodeid, lk.owner, lock, policy, flock=False)
     for fl in state.flocks:
         lock = Lock(0, OFFSET_MAX, fl.type)
-        await _take(fs, fl.nodeid, fl.owner, lock, policy, flock=True)
+        await _take(fs, by_node, fl.nodeid, fl.owner, lock, policy, flock=True)
 
 
 async def _take(
-    fs: FileSystem, nodeid: int, owner: int, lock: Lock, policy: OnError, *, flock: bool
+    fs: FileSystem,
+    by_node: dict[int, list[OpenFile]],
+    nodeid: int,
+    owner: int,
+    lock: Lock,
+    policy: OnError,
+    *,
+    flock: bool,
 ) -> None:
     what = f"{'flock' if flock else 'POSIX lock'} of owner {owner:#x} on node {nodeid}"
     if _node(fs, nodeid) is None:
         return
     try:
         if fs.host_locks is not None:
-            open_file = _open_file_of(fs, nodeid, lock.type == fcntl.F_WRLCK)
+            open_file = _open_file_of(by_node.get(nodeid, []), lock.type == fcntl.F_WRLCK)
             if open_file is None:
                 raise OSError(errno.EBADF, "no open file to hold it")
             take = fs.host_locks.flock if flock else fs.host_locks.setlk
