@@ -33,7 +33,7 @@ from hostfs.vhost.device import VhostUserFsDevice
 from hostfs.vhost.messages import DeviceStateTransfer, MigrationPhase, Request, TransferDirection
 from hostfs.vhost.server import VhostUserServer, listen_on_path
 from tests.support.host_locks import host_try
-from tests.vhost.test_lock_waiters import lock_args
+from tests.vhost.test_lock_waiters import KINDS, lock_args
 
 NUM_QUEUES = 2
 OWNER = 0x1234
@@ -100,7 +100,8 @@ async def _stop(frontend: Frontend) -> None:
         await frontend.stop_queue(index)
 
 
-async def test_open_file_lock_and_directory_carry_over(daemons, share, locks) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_open_file_lock_and_directory_carry_over(daemons, share, locks, kind) -> None:
     a, b = daemons
     context_a, front_a = await _started(a.socket_path)
     guest = GuestFuseClient(front_a)
@@ -108,30 +109,35 @@ async def test_open_file_lock_and_directory_carry_over(daemons, share, locks) ->
     work = await guest.mkdir(ROOT_NODEID, b"work")
     nodeid, fh = await guest.create(work, b"log")
     assert await guest.write(nodeid, fh, 0, b"before\n") == 7
-    await guest.ok(Opcode.SETLK, nodeid, lock_args(fh, OWNER, fcntl.F_WRLCK))
+    await guest.ok(Opcode.SETLK, nodeid, lock_args(fh, OWNER, fcntl.F_WRLCK, kind))
     dh = await guest.opendir(work)
     (share / "work" / "listed").write_text("")
-    held_on_a = host_try(share / "work" / "log")
+    held_on_a = host_try(share / "work" / "log", kind)
 
     await _stop(front_a)
     data = await front_a.save_state()
     saved = state.decode(data)
     assert {n.path for n in saved.nodes} == {b"work", b"work/log"}
-    after_save = host_try(share / "work" / "log")
+    carried = saved.posix_locks if kind == "posix" else saved.flocks
+    assert [(lock.nodeid, lock.owner, lock.type) for lock in carried] == [
+        (nodeid, OWNER, fcntl.F_WRLCK)
+    ]
+    after_save = host_try(share / "work" / "log", kind)
 
     context_b, front_b = await _started(b.socket_path)
     for index in range(NUM_QUEUES):
         await front_b.stop_queue(index)
     assert await front_b.load_state(data) == 0
-    held_on_b = host_try(share / "work" / "log")
+    held_on_b = host_try(share / "work" / "log", kind)
     await context_a.__aexit__(None, None, None)  # the source QEMU quits: A lets go of all
     await front_b.start(NUM_QUEUES)
     resumed = GuestFuseClient(front_b)  # no INIT: the session goes on
     assert await resumed.write(nodeid, fh, 7, b"after\n") == 6
     assert b"listed" in await resumed.readdir(work, dh)
-    conflict = await resumed.call(Opcode.SETLK, nodeid, lock_args(fh, OWNER + 1, fcntl.F_WRLCK))
-    await resumed.ok(Opcode.SETLK, nodeid, lock_args(fh, OWNER, fcntl.F_UNLCK))
-    released = host_try(share / "work" / "log")
+    other = lock_args(fh, OWNER + 1, fcntl.F_WRLCK, kind)
+    conflict = await resumed.call(Opcode.SETLK, nodeid, other)
+    await resumed.ok(Opcode.SETLK, nodeid, lock_args(fh, OWNER, fcntl.F_UNLCK, kind))
+    released = host_try(share / "work" / "log", kind)
     fresh = await resumed.lookup(work, b"listed")
     await resumed.release(nodeid, fh)
     await context_b.__aexit__(None, None, None)
