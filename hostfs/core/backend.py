@@ -157,6 +157,11 @@ class Backend(abc.ABC):
         none left (removed while open), or the backend cannot tell."""
         return None
 
+    async def find_paths(self, objs: Sequence[BackendObject]) -> list[bytes | None]:
+        """Paths of objects :meth:`path_of` could not name, found by searching the share
+        (None where not found): slower, and only for those."""
+        return [None] * len(objs)
+
     # -- names --------------------------------------------------------------
 
     @abc.abstractmethod

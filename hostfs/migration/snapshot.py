@@ -106,9 +106,15 @@ async def capture(session: SessionHolder, policy: OnError) -> State:
     fs = session.fs
     protocol = session.protocol
     initialized = session.session.state is FuseSessionState.RUNNING
+    held = fs.nodes.held()
+    paths = [await fs.backend.path_of(node.obj) for node in held]
+    unnamed = [index for index, path in enumerate(paths) if path is None]
+    if unnamed:
+        searched = await fs.backend.find_paths([held[index].obj for index in unnamed])
+        for index, path in zip(unnamed, searched, strict=True):
+            paths[index] = path
     nodes: list[NodeState] = []
-    for node in fs.nodes.held():
-        path = await fs.backend.path_of(node.obj)
+    for node, path in zip(held, paths, strict=True):
         if path is None:
             _fail(policy, f"node {node.nodeid} has no path on the share")
             continue

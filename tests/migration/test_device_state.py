@@ -265,3 +265,29 @@ async def test_a_failed_migration_gives_the_source_its_host_locks_back(daemons, 
     if locks == "host":
         assert (after_save, resumed) == ("free", "EAGAIN")
     assert other.error == errno.EAGAIN  # the guest's owner holds it still
+
+
+async def test_nodes_proc_cannot_name_are_found_by_a_walk(daemons, share, monkeypatch) -> None:
+    """As for an fd from a file handle whose dentry left the cache (find_paths.py)."""
+
+    async def no_path(self, obj):
+        return None
+
+    monkeypatch.setattr(LocalBackend, "path_of", no_path)
+    a, b = daemons
+    context_a, front_a = await _started(a.socket_path)
+    guest = GuestFuseClient(front_a)
+    await guest.init()
+    sub = await guest.mkdir(ROOT_NODEID, b"sub")
+    nodeid, fh = await guest.create(sub, b"file")
+    await _stop(front_a)
+    saved = state.decode(await front_a.save_state())
+    await context_a.__aexit__(None, None, None)
+    assert sorted(n.path for n in saved.nodes) == [b"sub", b"sub/file"]
+    async with Frontend.connect(b.socket_path) as front_b:
+        await front_b.realize()
+        assert await front_b.load_state(state.encode(saved)) == 0
+        await front_b.start(NUM_QUEUES)
+        assert await GuestFuseClient(front_b).write(nodeid, fh, 0, b"found") == 5
+        front_b.close_queues()
+    assert (share / "sub" / "file").read_bytes() == b"found"

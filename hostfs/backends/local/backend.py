@@ -23,7 +23,14 @@ from typing import TypeVar
 import trio
 
 from hostfs import procfd
-from hostfs.backends.local import credentials, direct_io, dirents, file_handles, syscalls
+from hostfs.backends.local import (
+    credentials,
+    direct_io,
+    dirents,
+    file_handles,
+    find_paths,
+    syscalls,
+)
 from hostfs.backends.local.fd_budget import FdBudget, set_nofile_limit
 from hostfs.backends.local.host_locks import HostLocks
 from hostfs.backends.local.inodes import Inode, Inodes
@@ -203,6 +210,23 @@ class LocalBackend(Backend):
                 return None
             st = os.stat(fd)
         return path if (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino) else None
+
+    async def find_paths(self, objs: Sequence[Inode]) -> list[bytes | None]:
+        """A walk of the share (find_paths.py): for inodes whose fd, opened from their file
+        handle, got a disconnected dentry that /proc/self/fd cannot name."""
+        wanted: dict[tuple[int, int], file_handles.FileHandle | None] = {}
+        keys: list[tuple[int, int] | None] = []
+        for obj in objs:
+            try:
+                with self._fd(obj) as fd:
+                    st = os.stat(fd)
+            except OSError:
+                keys.append(None)  # a handle of a file that is gone (ESTALE)
+                continue
+            keys.append((st.st_dev, st.st_ino))
+            wanted[(st.st_dev, st.st_ino)] = obj.handle
+        found = find_paths.find_paths(self._root_fd, wanted)
+        return [None if key is None else found.get(key) for key in keys]
 
     def host_locks(self) -> HostLocks:
         """Guest locks as OFD and flock locks on the shared files (host_locks.py)."""
