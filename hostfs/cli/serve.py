@@ -21,6 +21,7 @@ from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
 from hostfs.fuse.stats import OpStats, log_on_signal
 from hostfs.migration.snapshot import OnError
+from hostfs.migration.transfer import Migration
 from hostfs.sandbox import SANDBOX_MODES, capabilities, seccomp
 from hostfs.sandbox.enter import enter_sandbox
 from hostfs.sandbox.namespaces import SandboxError
@@ -390,5 +391,5 @@ def make_device(
         tag=tag,
         num_request_queues=num_request_queues,
         concurrency=config.concurrency,
-        migration=migration,
+        migration=Migration(migration) if migration is not None else None,
     )

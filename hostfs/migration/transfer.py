@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -19,6 +20,7 @@ import trio
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.migration import snapshot, state
 from hostfs.migration.snapshot import MigrationError, OnError
+from hostfs.vhost.messages import TransferDirection
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +44,30 @@ class Transfer:
         return self.error
 
 
-def _session(handler: object) -> Dispatcher:
-    if not isinstance(handler, Dispatcher):
-        raise MigrationError("this device's sessions cannot migrate")
-    return handler
+class Migration:
+    """The device's migration (hostfs.vhost.device.Migration) with one ``--migration-on-error``
+    policy, for sessions that are ``hostfs.fuse.Dispatcher``s."""
+
+    def __init__(self, policy: OnError) -> None:
+        self.policy = policy
+
+    def start(
+        self, nursery: trio.Nursery, session: object, direction: TransferDirection, fd: int
+    ) -> Transfer:
+        if not isinstance(session, Dispatcher):
+            os.close(fd)
+            raise ValueError("this device's sessions cannot migrate")
+        start = start_save if direction is TransferDirection.SAVE else start_load
+        return start(nursery, session, fd, self.policy)
 
 
-def start_save(nursery: trio.Nursery, handler: object, fd: int, policy: OnError) -> Transfer:
+def start_save(nursery: trio.Nursery, session: Dispatcher, fd: int, policy: OnError) -> Transfer:
     """Write the session's state to ``fd`` (taken over, closed at the end)."""
     transfer = Transfer()
     stream = trio.lowlevel.FdStream(fd)
 
     async def save() -> None:
         try:
-            session = _session(handler)
             saved = await snapshot.capture(session, policy)
             data = state.encode(saved)
             async with stream:
@@ -75,14 +87,13 @@ def start_save(nursery: trio.Nursery, handler: object, fd: int, policy: OnError)
     return transfer
 
 
-def start_load(nursery: trio.Nursery, handler: object, fd: int, policy: OnError) -> Transfer:
+def start_load(nursery: trio.Nursery, session: Dispatcher, fd: int, policy: OnError) -> Transfer:
     """Read a state from ``fd`` (taken over) to end of file and rebuild the session from it."""
     transfer = Transfer()
     stream = trio.lowlevel.FdStream(fd)
 
     async def load() -> None:
         try:
-            session = _session(handler)
             chunks: list[bytes] = []
             size = 0
             async with stream:

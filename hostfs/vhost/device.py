@@ -3,7 +3,10 @@
 Messages are those QEMU 7.2's ``vhost-user-fs`` sends (vhost-user.rst,
 "Front-end message types"); the virtio side is the File System Device of
 virtio 1.2 §5.11: queue 0 is the hiprio queue (FORGET, INTERRUPT), queues
-1..N carry requests, config space is ``struct virtio_fs_config``.
+1..N carry requests, config space is ``struct virtio_fs_config``.  Migration
+(vhost-user.rst, "Migration", QEMU >= 8.2) adds the dirty log (SET_LOG_BASE,
+VHOST_F_LOG_ALL: dirty_log.py) and the device-state transfer (SET_DEVICE_STATE_FD,
+CHECK_DEVICE_STATE), whose content is hostfs.migration's, handed in as ``migration``.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
 
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.ratelimit import RateLimitedLog
-from hostfs.migration.snapshot import MigrationError, OnError
-from hostfs.migration.transfer import Transfer, start_load, start_save
 from hostfs.vhost.channel import Message
 from hostfs.vhost.dirty_log import VHOST_F_LOG_ALL, VHOST_VRING_F_LOG, DirtyLog, DirtyLogError
 from hostfs.vhost.eventfd import NotAnEventfd, adopt_eventfd, close_fd
@@ -99,6 +101,32 @@ class DeviceError(Exception):
     """A message that is well formed but cannot be honoured now."""
 
 
+class StateTransfer(Protocol):
+    """One SAVE or LOAD of the session's state under way (hostfs.migration.transfer)."""
+
+    async def result(self) -> str | None:
+        """None once the whole state went through, else why not."""
+
+    @property
+    def resume(self) -> Callable[[], Awaitable[None]] | None:
+        """After a save: what to do if the rings start again (the migration failed)."""
+
+
+class Migration(Protocol):
+    """What moves a session's state through SET_DEVICE_STATE_FD's pipe; the device
+    itself knows nothing of the state (hostfs.migration does)."""
+
+    def start(
+        self,
+        nursery: trio.Nursery,
+        session: RequestHandler,
+        direction: TransferDirection,
+        fd: int,
+    ) -> StateTransfer:
+        """Start saving into or loading from ``fd`` (taken over); ValueError if this
+        session cannot."""
+
+
 Handler = Callable[["VhostUserFsDevice", Message], Awaitable[bytes | None]]
 _HANDLERS: dict[int, Handler] = {}
 _ERROR_REPLIES: dict[int, bytes] = {}
@@ -139,10 +167,10 @@ class VhostUserFsDevice:
         tag: str | None = None,
         num_request_queues: int = DEFAULT_REQUEST_QUEUES,
         concurrency: int = 0,
-        migration: OnError | None = None,
+        migration: Migration | None = None,
     ) -> None:
-        """``migration``: the ``--migration-on-error`` policy, None for a device that
-        does not offer VHOST_USER_PROTOCOL_F_DEVICE_STATE."""
+        """``migration``: None for a device that does not offer
+        VHOST_USER_PROTOCOL_F_DEVICE_STATE."""
         if tag is not None and len(tag.encode()) > TAG_SIZE:
             raise ValueError(f"tag longer than {TAG_SIZE} bytes")
         if not 1 <= num_request_queues <= MAX_REQUEST_QUEUES:
@@ -159,7 +187,7 @@ class VhostUserFsDevice:
         self.acked_protocol_features = 0
         self._nursery: trio.Nursery | None = None
         self.migration = migration
-        self._transfer: Transfer | None = None
+        self._transfer: StateTransfer | None = None
         self._resume: Callable[[], Awaitable[None]] | None = None
         """Set by a save (hostfs.migration.transfer): run if the rings start again."""
         self.dirty_log: DirtyLog | None = None
@@ -407,10 +435,11 @@ class VhostUserFsDevice:
         fd = message.take_fd() if message.fds else None
         if fd is None:
             raise MessageError("SET_DEVICE_STATE_FD without an fd")
-        start = start_save if transfer.direction is TransferDirection.SAVE else start_load
         try:
-            self._transfer = start(self._nursery, self.handler, fd, self.migration)
-        except MigrationError as error:
+            self._transfer = self.migration.start(
+                self._nursery, self.handler, transfer.direction, fd
+            )
+        except ValueError as error:
             raise DeviceError(str(error)) from error
         return encode_u64(DEVICE_STATE_NO_FD)
 
