@@ -118,10 +118,14 @@ class NfsBackend(Backend):
         self.tree.forget(obj)
 
     async def path_of(self, obj: NfsNode) -> bytes | None:
-        """The path of its first known link (nodes.py), without the leading ``/``."""
+        """The path of its first known link (nodes.py), without the leading ``/``.  A
+        file unlinked while open has none: its hidden name (silly.py) is removed at
+        the source's last close, under the destination's handle."""
         try:
             path = obj.path
         except OSError:
+            return None
+        if is_silly(path.rpartition(b"/")[2]):
             return None
         return path[1:] or None
 

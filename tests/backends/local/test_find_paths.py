@@ -63,3 +63,28 @@ def test_a_handle_must_match_as_well(tree: Path) -> None:
     finally:
         os.close(fd)
     assert (right, wrong) == ({key(tree / "top"): b"top"}, {})
+
+
+async def test_path_of_names_a_node_until_it_is_unlinked(tmp_path: Path) -> None:
+    from hostfs.backends.local.backend import LocalBackend
+
+    share = tmp_path / "share"
+    (share / "dir").mkdir(parents=True)
+    (share / "dir" / "file").write_text("")
+    backend = LocalBackend.from_path(str(share))
+    try:
+        root, _ = await backend.root()
+        directory, _ = await backend.lookup(root, b"dir")
+        obj, _ = await backend.lookup(directory, b"file")
+        named = await backend.path_of(obj)
+        (share / "dir" / "file").rename(share / "dir" / "moved")
+        renamed = await backend.path_of(obj)
+        (share / "dir" / "moved").unlink()
+        unlinked = await backend.path_of(obj)
+        (share / "dir" / "moved").write_text("")  # another file where it was
+        replaced = await backend.path_of(obj)
+        for held in (obj, directory, root):
+            backend.forget(held)
+    finally:
+        await backend.close()
+    assert (named, renamed, unlinked, replaced) == (b"dir/file", b"dir/moved", None, None)
