@@ -98,7 +98,7 @@ class HandleTable(Generic[H]):
         return self._next_fh
 
     def items(self) -> list[tuple[int, H]]:
-        return sorted(self._handles.items(), key=lambda item: item[0])
+        return list(self._handles.items())
 
     def adopt(self, fh: int, handle: H) -> None:
         """A handle another daemon gave the kernel, under the same fh."""

@@ -157,8 +157,8 @@ class NodeTable:
         return self._next_nodeid
 
     def held(self) -> list[Node]:
-        """Every node the kernel holds but the root, in nodeid order."""
-        return [node for nodeid, node in sorted(self._by_id.items()) if nodeid != ROOT_NODEID]
+        """Every node the kernel holds but the root."""
+        return [node for nodeid, node in self._by_id.items() if nodeid != ROOT_NODEID]
 
     def adopt(self, nodeid: int, obj: BackendObject, st: Stat, nlookup: int) -> Node:
         """A node another daemon gave the kernel: same nodeid and lookup count.  A second

@@ -123,6 +123,8 @@ class LocalBackend(Backend):
         self._limiter = trio.CapacityLimiter(thread_pool_size) if thread_pool_size else None
         self.calls_in_loop = self._limiter is None
         self._dirent_buffer = dirents.Buffer()
+        self._root_path: bytes | None = None
+        """The share's path as /proc/self/fd names it, for path_of."""
 
     @classmethod
     def from_path(
@@ -197,11 +199,10 @@ class LocalBackend(Backend):
         and only if that name still leads to the very inode (virtiofsd's
         ``--migration-confirm-paths`` check, always on): a file renamed, removed (the
         link then ends in `` (deleted)``) or out of reach has no path."""
-        root = os.readlink(os.fsencode(_proc(self._root_fd)))
-        prefix = root if root.endswith(b"/") else root + b"/"
         with self._fd(obj) as fd:
             where = os.readlink(os.fsencode(_proc(fd)))
-            if not where.startswith(prefix) or where == prefix:
+            prefix = self._root_prefix(where)
+            if prefix is None or where == prefix:
                 return None
             path = where[len(prefix) :]
             try:
@@ -210,6 +211,17 @@ class LocalBackend(Backend):
                 return None
             st = os.stat(fd)
         return path if (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino) else None
+
+    def _root_prefix(self, where: bytes) -> bytes | None:
+        """The share's own path + ``/`` if ``where`` lies below it: kept from the last
+        call (one readlink for a whole migration), read again if the share moved."""
+        for fresh in (False, True):
+            if fresh or self._root_path is None:
+                root = os.readlink(os.fsencode(_proc(self._root_fd)))
+                self._root_path = root if root.endswith(b"/") else root + b"/"
+            if where.startswith(self._root_path):
+                return self._root_path
+        return None
 
     async def find_paths(self, objs: Sequence[Inode]) -> list[bytes | None]:
         """A walk of the share (find_paths.py): for inodes whose fd, opened from their file
