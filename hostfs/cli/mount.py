@@ -12,15 +12,21 @@ from collections.abc import AsyncIterator
 import trio
 
 from hostfs.cli import common
+from hostfs.fuse.engine import MountEngine
 from hostfs.fuse.init import SessionConfig
+from hostfs.uring import support as uring_support
 
 log = logging.getLogger(__name__)
 
 ENGINES = {
     "pyfuse3": "hostfs.libfuse.session",
     "devfuse": "hostfs.devfuse.session",
+    "uring": "hostfs.uring.session",
 }
-"""Each module has ``serve_mount(fs, mountpoint, *, task_status)``."""
+"""Each module is a :class:`hostfs.fuse.engine.MountEngine`."""
+
+OWN_INIT = frozenset({"devfuse", "uring"})
+"""Engines whose INIT reply is hostfs's own, so passthrough and allow-mmap can be offered."""
 
 DEFAULT_ENGINE = "devfuse"
 """The VM's own byte path, and the faster engine in scripts/bench-local."""
@@ -40,15 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(ENGINES),
         default=DEFAULT_ENGINE,
         help=f"how requests reach hostfs: devfuse (hostfs's own codec on /dev/fuse, the same "
-        f"byte path as a VM) or pyfuse3 (libfuse); default: {DEFAULT_ENGINE}",
+        f"byte path as a VM), uring (the same codec on the kernel's FUSE io_uring queues, "
+        f"Linux >= 6.14 with fuse.enable_uring=Y) or pyfuse3 (libfuse); "
+        f"default: {DEFAULT_ENGINE}",
     )
     parser.add_argument(
         "--passthrough",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="devfuse engine: let the kernel read and write host files itself (FUSE "
-        "passthrough, Linux >= 6.9; local directories only, not with --writeback); "
-        "default: on with devfuse",
+        help="devfuse and uring engines: let the kernel read and write host files itself "
+        "(FUSE passthrough, Linux >= 6.9; local directories only, not with --writeback); "
+        "default: on with devfuse and uring",
     )
     parser.set_defaults(func=run)
 
@@ -62,15 +70,13 @@ def check_mountpoint(path: str) -> None:
         raise common.UsageError(f"mount point {path!r} is busy: something is mounted there")
 
 
-def engine_options(args: argparse.Namespace) -> dict[str, SessionConfig]:
-    """Keyword arguments for the engine's ``serve_mount``."""
-    if args.engine != "devfuse":
-        return {}
-    return {"config": SessionConfig(passthrough=args.passthrough is not False)}
+def session_config(args: argparse.Namespace) -> SessionConfig:
+    """The ``config`` for the engine's ``serve_mount``."""
+    return SessionConfig(passthrough=args.engine in OWN_INIT and args.passthrough is not False)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    engine = importlib.import_module(ENGINES[args.engine])
+    engine: MountEngine = importlib.import_module(ENGINES[args.engine])
     fs = await common.open_filesystem(args)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -79,7 +85,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 log.info(
                     "serving %s on %s (%s engine)", args.shared_dir, args.mountpoint, args.engine
                 )
-                await engine.serve_mount(fs, args.mountpoint, **engine_options(args))
+                await engine.serve_mount(fs, args.mountpoint, config=session_config(args))
                 nursery.cancel_scope.cancel()  # unmounted from outside
     finally:
         with trio.CancelScope(shield=True):
@@ -94,14 +100,18 @@ async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.passthrough and args.engine != "devfuse":
-        raise common.UsageError("--passthrough needs --engine devfuse (libfuse's pyfuse3 cannot)")
-    if args.allow_mmap and args.engine != "devfuse":
+    if args.passthrough and args.engine not in OWN_INIT:
+        raise common.UsageError(
+            "--passthrough needs --engine devfuse or uring (libfuse's pyfuse3 cannot)"
+        )
+    if args.allow_mmap and args.engine not in OWN_INIT:
         # libfuse makes pyfuse3's INIT reply, and Debian 12's libfuse 3.14 lacks the flag.
         raise common.UsageError(
-            "--allow-mmap needs --engine devfuse (pyfuse3's libfuse cannot offer "
+            "--allow-mmap needs --engine devfuse or uring (pyfuse3's libfuse cannot offer "
             "FUSE_DIRECT_IO_ALLOW_MMAP)"
         )
+    if args.engine == "uring" and (reason := uring_support.unavailable()):
+        raise common.UsageError(f"--engine uring: {reason}")
     check_mountpoint(args.mountpoint)
     trio.run(_serve, args)
     return 0
