@@ -100,7 +100,7 @@ class _Entry:
         "iovecs",
         "memory",
         "qid",
-        "result",
+        "early",
         "task",
     )
 
@@ -116,7 +116,9 @@ class _Entry:
         )
         """``struct iovec[2]``: headers, payload (FUSE_URING_IOV_SEGS)."""
         self.task: trio.lowlevel.Task | None = None
-        self.result = 0
+        """The entry's task while it waits for a completion."""
+        self.early: int | None = None
+        """A completion that came while the task was not waiting."""
 
     def close(self) -> None:
         self.headers.release()
@@ -180,7 +182,12 @@ class UringSession:
         self.ring.submit()
 
     async def _next(self, entry: _Entry) -> int:
-        """Wait for this entry's completion; its ``res``."""
+        """Wait for this entry's completion; its ``res``.  One that came before the
+        task waited (a registration answered at once, at start) is kept in the entry."""
+        if entry.early is not None:
+            early, entry.early = entry.early, None
+            await trio.lowlevel.checkpoint()
+            return early
         entry.task = trio.lowlevel.current_task()
 
         def abort(_: Callable[[], object]) -> trio.lowlevel.Abort:
@@ -275,6 +282,7 @@ class UringSession:
                     entry = entries[index]
                     task = entry.task
                     if task is None:
+                        entry.early = res
                         continue
                     entry.task = None
                     reschedule(task, outcome.Value(res))

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+import trio
 
 from hostfs.devfuse import session as devfuse_engine
 from hostfs.fuse.abi import Opcode
@@ -76,6 +77,10 @@ async def test_handles_of_one_file_share_its_backing_file(
 
         await in_thread(work)
         assert data_requests(mount) == 0
+        # close() does not wait for RELEASE: the kernel sends it in the background
+        # (fuse_file_put), and over the rings it may come after close() returned.
+        while mount.session.dispatcher.stats.calls[Opcode.RELEASE] < 3:
+            await trio.sleep(0.01)
         assert not mount.session.dispatcher.backing
 
 
