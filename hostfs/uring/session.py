@@ -95,12 +95,12 @@ class _Entry:
 
     __slots__ = (
         "area",
+        "early",
         "headers",
         "index",
         "iovecs",
         "memory",
         "qid",
-        "early",
         "task",
     )
 
