@@ -24,6 +24,13 @@ SYS_IO_URING_ENTER = 426
 # -- io_uring_params.flags (IORING_SETUP_*) --
 SETUP_CQSIZE = 1 << 3
 """``cq_entries`` is ours, not twice ``sq_entries``."""
+SETUP_COOP_TASKRUN = 1 << 8
+"""Task work (where fuse copies a request into an entry, fuse_uring_send_in_task)
+waits for this thread's next kernel entry instead of interrupting it with an IPI
+(5.19); a thread asleep in epoll is still woken."""
+SETUP_TASKRUN_FLAG = 1 << 9
+"""With COOP_TASKRUN: the kernel sets :data:`SQ_TASKRUN` in the SQ ring's flags while
+task work waits, so a polling loop knows to enter the kernel (5.19)."""
 SETUP_SQE128 = 1 << 10
 """128-byte SQEs (5.19): fuse_uring_cmd() answers EINVAL without IO_URING_F_SQE128,
 because ``struct fuse_uring_cmd_req`` lives in the SQE's second half."""
@@ -31,6 +38,10 @@ because ``struct fuse_uring_cmd_req`` lives in the SQE's second half."""
 # -- io_uring_params.features (IORING_FEAT_*) --
 FEAT_SINGLE_MMAP = 1 << 0
 """SQ and CQ rings share one mapping (5.4)."""
+
+# -- the SQ ring's flags word (IORING_SQ_*) --
+SQ_TASKRUN = 1 << 2
+"""Task work is pending: enter the kernel to run it."""
 
 # -- io_uring_enter(2) flags --
 ENTER_GETEVENTS = 1 << 0
@@ -77,6 +88,7 @@ class RingOffsets(NamedTuple):
     sq_head: int
     sq_tail: int
     sq_mask: int
+    sq_flags: int
     sq_array: int
     cq_head: int
     cq_tail: int
@@ -102,7 +114,7 @@ def encode_params(flags: int, cq_entries: int = 0) -> bytearray:
 def decode_params(params: bytes | bytearray | memoryview) -> RingOffsets:
     fields = PARAMS.unpack(params)
     sq_entries, cq_entries, _flags, _cpu, _idle, features = fields[:6]
-    sq_head, sq_tail, sq_mask, _sq_count, _sq_flags, _dropped, sq_array = fields[10:17]
+    sq_head, sq_tail, sq_mask, _sq_count, sq_flags, _dropped, sq_array = fields[10:17]
     cq_head, cq_tail, cq_mask, _cq_count, _overflow, cqes = fields[19:25]
     return RingOffsets(
         sq_entries,
@@ -111,6 +123,7 @@ def decode_params(params: bytes | bytearray | memoryview) -> RingOffsets:
         sq_head,
         sq_tail,
         sq_mask,
+        sq_flags,
         sq_array,
         cq_head,
         cq_tail,

@@ -50,7 +50,10 @@ class Ring:
     def __init__(self, entries: int, cq_entries: int) -> None:
         if platform.machine() not in SUPPORTED_MACHINES:
             raise OSError(errno.ENOSYS, f"io_uring rings on {platform.machine()} are not done")
-        params = abi.encode_params(abi.SETUP_SQE128 | abi.SETUP_CQSIZE, cq_entries=cq_entries)
+        flags = (
+            abi.SETUP_SQE128 | abi.SETUP_CQSIZE | abi.SETUP_COOP_TASKRUN | abi.SETUP_TASKRUN_FLAG
+        )
+        params = abi.encode_params(flags, cq_entries=cq_entries)
         raw = (ctypes.c_char * len(params)).from_buffer(params)
         fd = _syscall(abi.SYS_IO_URING_SETUP, ctypes.c_uint(entries), raw)
         del raw
@@ -112,22 +115,33 @@ class Ring:
             return
         self._sq_words[self.offsets.sq_tail // 4] = self._sq_tail
         while count:
-            done = _syscall(
+            count -= self._enter(count, 0)
+        self._unsubmitted = 0
+
+    def task_work_pending(self) -> bool:
+        """The kernel waits for this thread to enter it (IORING_SQ_TASKRUN)."""
+        return bool(self._sq_words[self.offsets.sq_flags // 4] & abi.SQ_TASKRUN)
+
+    def run_task_work(self) -> None:
+        """Enter the kernel so that pending task work posts its completions."""
+        self._enter(0, abi.ENTER_GETEVENTS)
+
+    def _enter(self, to_submit: int, flags: int) -> int:
+        while True:
+            done: int = _syscall(
                 abi.SYS_IO_URING_ENTER,
                 self.fd,
-                ctypes.c_uint(count),
+                ctypes.c_uint(to_submit),
                 ctypes.c_uint(0),
-                ctypes.c_uint(0),
+                ctypes.c_uint(flags),
                 None,
                 ctypes.c_size_t(0),
             )
-            if done < 0:
-                code = ctypes.get_errno()
-                if code == errno.EINTR:
-                    continue
+            if done >= 0:
+                return done
+            code = ctypes.get_errno()
+            if code != errno.EINTR:
                 raise OSError(code, f"io_uring_enter: {os.strerror(code)}")
-            count -= done
-        self._unsubmitted = 0
 
     def completions(self) -> list[tuple[int, int]]:
         """(user_data, res) of every CQE posted since the last call; frees their slots."""

@@ -28,7 +28,6 @@ import errno
 import logging
 import mmap
 import os
-import time
 from collections.abc import Callable
 
 import outcome
@@ -50,12 +49,6 @@ ENTRIES_PER_QUEUE = 8
 (FUSE_DEFAULT_RING_QUEUE_DEPTH is 8).  A queue serves the CPU it is named after, so
 this is how many requests from one CPU are in flight at once; a request that
 parks (a lock wait) adds an entry instead of holding one of these."""
-
-_POLL_NS = 50_000
-"""How long the reaper reads an empty completion queue before it sleeps in epoll:
-hostfs.devfuse.session's busy-poll window (net.core.busy_read), for the same reason.
-Reading the queue is a memory load; the kernel's task work that fills it runs when
-its IPI interrupts the loop."""
 
 _SUBMISSIONS = 64
 """SQ size: each entry submits its own SQE at once, so a handful is plenty."""
@@ -269,34 +262,35 @@ class UringSession:
     # -- completions ----------------------------------------------------------
 
     async def _reap(self) -> None:
-        """Hand each completion to its entry's task; poll briefly, then sleep in epoll."""
+        """Hand each completion to its entry's task; sleep in epoll when there is none.
+
+        The ring is cooperative (IORING_SETUP_COOP_TASKRUN): the kernel's task work
+        that fills an entry waits for this thread's next system call instead of
+        interrupting it, and IORING_SQ_TASKRUN says when some is waiting.  No busy
+        polling, unlike hostfs.devfuse.session: measured here (2 vCPUs, best of 3
+        interleaved), polling the completion queue for 50 us made stat round trips
+        slower (1.5k-3.6k/s against 2.9k-4.2k/s without), since the kernel fills
+        the queue only once this thread enters it."""
         ring = self.ring
         entries = self.entries
         reschedule = trio.lowlevel.reschedule
-        poll_until = 0
+        statistics = trio.lowlevel.current_statistics
         while True:
+            if ring.task_work_pending():
+                ring.run_task_work()
             completions = ring.completions()
-            if completions:
-                poll_until = 0
-                for index, res in completions:
-                    entry = entries[index]
-                    task = entry.task
-                    if task is None:
-                        entry.early = res
-                        continue
-                    entry.task = None
-                    reschedule(task, outcome.Value(res))
+            for index, res in completions:
+                entry = entries[index]
+                task = entry.task
+                if task is None:
+                    entry.early = res
+                    continue
+                entry.task = None
+                reschedule(task, outcome.Value(res))
+            if completions or statistics().tasks_runnable:
                 await trio.lowlevel.checkpoint()
-                continue
-            now = time.perf_counter_ns()
-            poll_until = poll_until or now + _POLL_NS
-            if now < poll_until and not trio.lowlevel.current_statistics().tasks_runnable:
-                continue
-            if trio.lowlevel.current_statistics().tasks_runnable:
-                await trio.lowlevel.checkpoint()
-                continue
-            poll_until = 0
-            await trio.lowlevel.wait_readable(ring.fd)
+            else:
+                await trio.lowlevel.wait_readable(ring.fd)
 
     async def serve(self) -> None:
         """Register the entries, then serve rings and /dev/fuse until the connection ends."""

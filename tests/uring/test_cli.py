@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 
+from hostfs.cli.mount import DEFAULT_REASON
 from hostfs.uring import session as uring_engine
 from hostfs.uring.support import ENABLE_URING
 from tests.devfuse.mounting import devfuse_mount, in_thread
@@ -23,11 +24,13 @@ from tests.support.mounts import MOUNT_TIMEOUT, UNMOUNT_TIMEOUT, is_mounted
 
 
 @contextlib.contextmanager
-def uring_mount(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+def uring_mount(
+    tmp_path: Path, engine: tuple[str, ...] = ("--engine", "uring")
+) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     share, mnt = tmp_path / "share", tmp_path / "mnt"
     share.mkdir()
     mnt.mkdir()
-    command = [sys.executable, "-m", "hostfs", "mount", "--engine", "uring"]
+    command = [sys.executable, "-m", "hostfs", "mount", *engine]
     command += ["--log-level", "info", "--shared-dir", str(share), str(mnt)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
@@ -76,6 +79,15 @@ def test_umount_from_outside_ends_the_server(tmp_path: Path) -> None:
         assert process.returncode == 0, log
         assert "unmounted from outside" in log
         assert ring_requests(log) >= 20
+
+
+def test_without_engine_the_log_names_the_default_and_why(tmp_path: Path) -> None:
+    with uring_mount(tmp_path, engine=()) as (process, _):
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=UNMOUNT_TIMEOUT)
+    assert process.returncode == 0, log
+    assert f"(devfuse engine: {DEFAULT_REASON})" in log
+    assert "io_uring" not in log.replace(DEFAULT_REASON, "")
 
 
 @contextlib.contextmanager
