@@ -17,6 +17,8 @@ kernel tests the flag, not ``fc->minor``):
   (fs/fuse/iomode.c, fuse_file_io_open);
 - FUSE_DIRECT_IO_ALLOW_MMAP (7.39): a flags2 bit, echoed only when the kernel
   offers it.
+- FUSE_OVER_IO_URING (7.42): a flags2 bit, offered only by the io_uring engine
+  (hostfs.uring); the kernel tests the flag in process_init_reply.
 """
 
 from __future__ import annotations
