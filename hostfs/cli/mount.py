@@ -12,18 +12,28 @@ from collections.abc import AsyncIterator
 import trio
 
 from hostfs.cli import common
+from hostfs.fuse.engine import MountEngine
 from hostfs.fuse.init import SessionConfig
+from hostfs.uring import support as uring_support
 
 log = logging.getLogger(__name__)
 
 ENGINES = {
     "pyfuse3": "hostfs.libfuse.session",
     "devfuse": "hostfs.devfuse.session",
+    "uring": "hostfs.uring.session",
 }
-"""Each module has ``serve_mount(fs, mountpoint, *, task_status)``."""
+"""Each module is a :class:`hostfs.fuse.engine.MountEngine`."""
+
+OWN_INIT = frozenset({"devfuse", "uring"})
+"""Engines whose INIT reply is hostfs's own, so passthrough and allow-mmap can be offered."""
 
 DEFAULT_ENGINE = "devfuse"
-"""The VM's own byte path, and the faster engine in scripts/bench-local."""
+"""The VM's own byte path, and the fastest engine in scripts/bench-local, uring
+included: on a 6.18 kernel with fuse.enable_uring=Y (2 vCPUs) uring measured
+0.3-0.5x devfuse's create, stat and unlink rates (CHANGELOG, README "Engines")."""
+
+DEFAULT_REASON = "the default: the fastest engine measured here, FUSE over io_uring included"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,17 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--engine",
         choices=sorted(ENGINES),
-        default=DEFAULT_ENGINE,
+        default=None,
         help=f"how requests reach hostfs: devfuse (hostfs's own codec on /dev/fuse, the same "
-        f"byte path as a VM) or pyfuse3 (libfuse); default: {DEFAULT_ENGINE}",
+        f"byte path as a VM), uring (the same codec on the kernel's FUSE io_uring queues, "
+        f"Linux >= 6.14 with fuse.enable_uring=Y) or pyfuse3 (libfuse); "
+        f"default: {DEFAULT_ENGINE}, the fastest measured",
     )
     parser.add_argument(
         "--passthrough",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="devfuse engine: let the kernel read and write host files itself (FUSE "
-        "passthrough, Linux >= 6.9; local directories only, not with --writeback); "
-        "default: on with devfuse",
+        help="devfuse and uring engines: let the kernel read and write host files itself "
+        "(FUSE passthrough, Linux >= 6.9; local directories only, not with --writeback); "
+        "default: on with devfuse and uring",
     )
     parser.set_defaults(func=run)
 
@@ -62,24 +74,26 @@ def check_mountpoint(path: str) -> None:
         raise common.UsageError(f"mount point {path!r} is busy: something is mounted there")
 
 
-def engine_options(args: argparse.Namespace) -> dict[str, SessionConfig]:
-    """Keyword arguments for the engine's ``serve_mount``."""
-    if args.engine != "devfuse":
-        return {}
-    return {"config": SessionConfig(passthrough=args.passthrough is not False)}
+def session_config(args: argparse.Namespace) -> SessionConfig:
+    """The ``config`` for the engine's ``serve_mount``."""
+    return SessionConfig(passthrough=args.engine in OWN_INIT and args.passthrough is not False)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    engine = importlib.import_module(ENGINES[args.engine])
+    engine: MountEngine = importlib.import_module(ENGINES[args.engine])
     fs = await common.open_filesystem(args)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
                 log.info(
-                    "serving %s on %s (%s engine)", args.shared_dir, args.mountpoint, args.engine
+                    "serving %s on %s (%s engine: %s)",
+                    args.shared_dir,
+                    args.mountpoint,
+                    args.engine,
+                    args.engine_reason,
                 )
-                await engine.serve_mount(fs, args.mountpoint, **engine_options(args))
+                await engine.serve_mount(fs, args.mountpoint, config=session_config(args))
                 nursery.cancel_scope.cancel()  # unmounted from outside
     finally:
         with trio.CancelScope(shield=True):
@@ -93,13 +107,26 @@ async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope
         return
 
 
+def check_engine(args: argparse.Namespace) -> None:
+    """Settle ``args.engine`` (and ``args.engine_reason``, logged once serving), and refuse
+    --engine uring where the kernel will not carry it (hostfs.uring.support)."""
+    args.engine_reason = "--engine"
+    if args.engine is None:
+        args.engine, args.engine_reason = DEFAULT_ENGINE, DEFAULT_REASON
+    if args.engine == "uring" and (reason := uring_support.unavailable()):
+        raise common.UsageError(f"--engine uring: {reason}")
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.passthrough and args.engine != "devfuse":
-        raise common.UsageError("--passthrough needs --engine devfuse (libfuse's pyfuse3 cannot)")
-    if args.allow_mmap and args.engine != "devfuse":
+    check_engine(args)
+    if args.passthrough and args.engine not in OWN_INIT:
+        raise common.UsageError(
+            "--passthrough needs --engine devfuse or uring (libfuse's pyfuse3 cannot)"
+        )
+    if args.allow_mmap and args.engine not in OWN_INIT:
         # libfuse makes pyfuse3's INIT reply, and Debian 12's libfuse 3.14 lacks the flag.
         raise common.UsageError(
-            "--allow-mmap needs --engine devfuse (pyfuse3's libfuse cannot offer "
+            "--allow-mmap needs --engine devfuse or uring (pyfuse3's libfuse cannot offer "
             "FUSE_DIRECT_IO_ALLOW_MMAP)"
         )
     check_mountpoint(args.mountpoint)

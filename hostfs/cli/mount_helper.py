@@ -15,7 +15,7 @@ Here the server is ``hostfs mount`` in its own session; ``umount`` ends it (its
   ``comment=``; ``nosuid``, ``nodev`` and ``allow_other`` (hostfs mounts with them
   always), ``noatime`` and the other atime words (no effect: the host keeps atimes);
 - ``ro``: ``--readonly`` (every change is EROFS);
-- ``engine=devfuse|pyfuse3``, ``passthrough``/``no_passthrough``, ``log=FILE`` (the
+- ``engine=devfuse|uring|pyfuse3``, ``passthrough``/``no_passthrough``, ``log=FILE`` (the
   server's stderr; default: discarded once mounted);
 - ``hostfs mount``'s ``-o`` words (``cache=``, ``xattr``, ``writeback``,
   ``allow_direct_io``, ...: see ``hostfs mount --help``) and any long flag of it as
@@ -100,10 +100,11 @@ def check(argv: list[str]) -> None:
     """Everything ``hostfs mount`` would refuse, refused here, before it is started."""
     args = build_parser().parse_args(argv)  # a bad flag: one line, exit 2
     common.filesystem_options(args)
-    if args.passthrough and args.engine != "devfuse":
-        raise common.UsageError("passthrough needs engine=devfuse")
-    if args.allow_mmap and args.engine != "devfuse":
-        raise common.UsageError("allow_mmap needs engine=devfuse")
+    if args.passthrough and args.engine not in mount.OWN_INIT:
+        raise common.UsageError("passthrough needs engine=devfuse or engine=uring")
+    if args.allow_mmap and args.engine not in mount.OWN_INIT:
+        raise common.UsageError("allow_mmap needs engine=devfuse or engine=uring")
+    mount.check_engine(args)
     mount.check_mountpoint(args.mountpoint)
 
 

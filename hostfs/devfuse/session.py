@@ -10,11 +10,12 @@ place and writes the reply from the same buffer (one write is one reply).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -53,6 +54,10 @@ class DevFuseSession:
         self.dispatcher = dispatcher
         self.config = config
         self._wait_turn = trio.Lock()
+        self.ended = False
+        """The kernel ended the connection (unmounted from outside, or aborted)."""
+        self.served = 0
+        """Requests read from /dev/fuse so far."""
 
     async def _read(self, buffer: memoryview) -> int:
         """Read one request, waiting only when none is queued; raise :class:`_Unmounted`
@@ -89,6 +94,7 @@ class DevFuseSession:
 
     async def serve_one(self, buffer: memoryview) -> None:
         size = await self._read(buffer)
+        self.served += 1
         length = await self.dispatcher.handle([buffer[:size]], [buffer])
         if length:
             self._write(buffer[:length])
@@ -109,6 +115,15 @@ class DevFuseSession:
                     return
             await trio.lowlevel.checkpoint()
 
+    async def serve_init(self) -> None:
+        """Serve requests until INIT has agreed a protocol, or the connection ends."""
+        first = memoryview(bytearray(self.config.buffer_size))
+        try:
+            while not self.dispatcher.initialized:
+                await self.serve_one(first)
+        except _Unmounted:
+            self.ended = True
+
     async def serve(self) -> None:
         """Serve until cancelled or unmounted; INIT must have been answered already."""
         try:
@@ -117,6 +132,7 @@ class DevFuseSession:
                 for _ in range(self.config.concurrency):
                     nursery.start_soon(self._worker, nursery)
         except* _Unmounted:
+            self.ended = True
             log.info("FUSE connection ended (unmounted from outside)")
 
 
@@ -136,14 +152,46 @@ class _WorkerSlot:
         """Nothing to wait for: the parked worker ends after its request."""
 
 
+@contextlib.asynccontextmanager
+async def mounted(
+    fs: FileSystem, mountpoint: str, config: SessionConfig
+) -> AsyncIterator[DevFuseSession]:
+    """Mount ``fs`` at ``mountpoint`` through /dev/fuse and answer the kernel's INIT.
+
+    The session yielded is usable unless ``session.ended`` (unmounted before INIT).
+    On exit: unmount unless the kernel ended the connection, close the device,
+    then ``fs.destroy()``.  The io_uring engine mounts through this too: INIT
+    always comes over /dev/fuse.
+    """
+    fd = open_device()
+    is_mounted = False
+    session: DevFuseSession | None = None
+    try:
+        mount(fd, mountpoint)
+        is_mounted = True
+        backings = DeviceBackings(fd) if config.passthrough else None
+        session = DevFuseSession(fd, Dispatcher(fs, config, backings), config)
+        log.info("mounted hostfs on %s (/dev/fuse fd %d)", mountpoint, fd)
+        await session.serve_init()
+        yield session
+    finally:
+        with trio.CancelScope(shield=True):
+            if is_mounted and not (session and session.ended):
+                await trio.to_thread.run_sync(unmount, mountpoint)
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
+            if is_mounted:
+                await fs.destroy()
+
+
 async def serve_mount(
     fs: FileSystem,
     mountpoint: str,
     *,
     config: SessionConfig | None = None,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[DevFuseSession] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Mount ``fs`` at ``mountpoint`` through /dev/fuse and serve it.
+    """Mount ``fs`` at ``mountpoint`` through /dev/fuse and serve it (hostfs.fuse.engine).
 
     ``task_status.started(session)`` is called once the kernel's INIT has been
     answered, so the mount is usable.  Cancel to unmount (the caller turns
@@ -151,32 +199,8 @@ async def serve_mount(
     normally.  Either way ``fs.destroy()`` runs last.  ``fs.start()`` is the
     caller's, before this.
     """
-    config = config or SessionConfig()
-    fd = open_device()
-    mounted = False
-    unmounted_outside = False
-    try:
-        mount(fd, mountpoint)
-        mounted = True
-        backings = DeviceBackings(fd) if config.passthrough else None
-        session = DevFuseSession(fd, Dispatcher(fs, config, backings), config)
-        log.info("mounted hostfs on %s (/dev/fuse fd %d)", mountpoint, fd)
-        first = memoryview(bytearray(config.buffer_size))
-        try:
-            while not session.dispatcher.initialized:
-                await session.serve_one(first)
-        except _Unmounted:
-            unmounted_outside = True
+    async with mounted(fs, mountpoint, config or SessionConfig()) as session:
+        if session.ended:
             return
-        del first
         task_status.started(session)
         await session.serve()
-        unmounted_outside = True
-    finally:
-        with trio.CancelScope(shield=True):
-            if mounted and not unmounted_outside:
-                await trio.to_thread.run_sync(unmount, mountpoint)
-            trio.lowlevel.notify_closing(fd)
-            os.close(fd)
-            if mounted:
-                await fs.destroy()

@@ -17,6 +17,8 @@ kernel tests the flag, not ``fc->minor``):
   (fs/fuse/iomode.c, fuse_file_io_open);
 - FUSE_DIRECT_IO_ALLOW_MMAP (7.39): a flags2 bit, echoed only when the kernel
   offers it.
+- FUSE_OVER_IO_URING (7.42): a flags2 bit, offered only by the io_uring engine
+  (hostfs.uring); the kernel tests the flag in process_init_reply.
 """
 
 from __future__ import annotations
@@ -139,6 +141,11 @@ DIRECT_IO_ALLOW_MMAP = 1 << 36
 """fuse.h 7.39 (Linux 6.6), ``flags2``: a FOPEN_DIRECT_IO file may be mapped shared."""
 PASSTHROUGH = 1 << 37
 """fuse.h 7.40 (Linux 6.9), the first flag of ``flags2``: OPEN may name a backing file."""
+OVER_IO_URING = 1 << 41
+"""fuse.h 7.42 (Linux 6.14), ``flags2``: the kernel offers it only while
+``fuse.enable_uring`` is on; a reply with it sets ``fc->io_uring``, after which the
+kernel holds new requests until every ring queue has an entry (fuse_block_alloc)
+or a registration fails (then /dev/fuse carries everything).  hostfs.uring."""
 
 # -- fuse_setattr_in.valid --
 FATTR_MODE = 1 << 0

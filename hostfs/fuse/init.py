@@ -43,6 +43,9 @@ class SessionConfig:
     """Offer FUSE_PASSTHROUGH: only a /dev/fuse session can register backing files
     (a virtqueue cannot carry a file descriptor), so its transport turns this on."""
 
+    over_io_uring: bool = False
+    """Offer FUSE_OVER_IO_URING: the io_uring engine (hostfs.uring) turns it on."""
+
     max_stack_depth: int = 1
     """``fuse_init_out.max_stack_depth`` with passthrough: backing files may sit on
     plain file systems only, so the mount itself can still be stacked on (libfuse's
@@ -124,6 +127,8 @@ def offered_flags(
         flags |= abi.SETXATTR_EXT
     if supplementary_groups:
         flags |= abi.CREATE_SUPP_GROUP
+    if config.over_io_uring:
+        flags |= abi.OVER_IO_URING
     if config.passthrough and not options.writeback:
         # The kernel ignores FUSE_PASSTHROUGH together with WRITEBACK_CACHE.
         flags |= abi.PASSTHROUGH

@@ -6,6 +6,7 @@ import pyfuse3
 import trio
 
 from hostfs.core.filesystem import FileSystem
+from hostfs.fuse.init import SessionConfig
 from hostfs.libfuse.operations import CoreOperations
 
 MOUNT_OPTIONS = {"fsname=hostfs", "subtype=hostfs", "default_permissions", "allow_other"}
@@ -17,9 +18,12 @@ async def serve_mount(
     fs: FileSystem,
     mountpoint: str,
     *,
+    config: SessionConfig | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Mount ``fs`` on ``mountpoint`` and serve it until unmounted or cancelled.
+    """Mount ``fs`` on ``mountpoint`` and serve it until unmounted or cancelled
+    (hostfs.fuse.engine).  libfuse makes the INIT reply and reads /dev/fuse itself,
+    so ``config`` changes nothing here.
 
     pyfuse3 keeps one session per process, so one pyfuse3 mount at a time.
     """

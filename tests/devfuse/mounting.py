@@ -1,5 +1,8 @@
 """An in-process /dev/fuse mount of a temp dir, for tests that also look inside the session.
 
+``engine`` picks the engine module (hostfs.fuse.engine): devfuse by default, or
+hostfs.uring.session, which mounts through /dev/fuse too.
+
 Every syscall on the mount runs in a worker thread: the kernel waits for this
 very trio loop to answer it.  Each mount is bounded by a timeout and checks no
 mount is left behind.
@@ -11,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -19,9 +22,9 @@ import trio
 from hostfs.backends.local.backend import LocalBackend
 from hostfs.core.filesystem import FileSystem
 from hostfs.core.options import FsOptions
-from hostfs.devfuse import serve_mount
+from hostfs.devfuse import session as devfuse_engine
 from hostfs.devfuse.mount import unmount
-from hostfs.devfuse.session import DevFuseSession
+from hostfs.fuse.engine import MountEngine
 from hostfs.fuse.init import SessionConfig
 
 TIMEOUT = 20
@@ -42,12 +45,13 @@ class Mounted:
     source: Path
     path: Path
     fs: FileSystem
-    session: DevFuseSession
+    session: Any
+    """What the engine's ``task_status.started`` gave: its session object."""
 
 
 @contextlib.asynccontextmanager
 async def devfuse_mount(
-    tmp_path: Path, config: SessionConfig | None = None
+    tmp_path: Path, config: SessionConfig | None = None, engine: MountEngine = devfuse_engine
 ) -> AsyncIterator[Mounted]:
     source, mountpoint = tmp_path / "src", tmp_path / "mnt"
     source.mkdir()
@@ -58,7 +62,7 @@ async def devfuse_mount(
         with trio.fail_after(TIMEOUT):
             async with trio.open_nursery() as nursery:
                 session = await nursery.start(
-                    lambda task_status: serve_mount(
+                    lambda task_status: engine.serve_mount(
                         fs, str(mountpoint), config=config, task_status=task_status
                     )
                 )

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.mounts import Mount, hostfs_mount
 
-ENGINES = ["devfuse", "pyfuse3"]
+ENGINES = ["devfuse", "pyfuse3", "uring"]
 BACKENDS = ["local", "nfs"]
 
 

@@ -19,7 +19,7 @@ LIMIT = 400
 FILES = 1000
 
 
-@pytest.mark.parametrize("engine", ["devfuse", "pyfuse3"])
+@pytest.mark.parametrize("engine", ["devfuse", "pyfuse3", "uring"])
 def test_a_walk_wider_than_the_budget_gets_enfile_and_leaks_nothing(engine, tmp_path):
     share, mnt, names = share_of_files(tmp_path, FILES)
     args = ("--rlimit-nofile", str(LIMIT), "--inode-file-handles", "never")

@@ -28,7 +28,7 @@ MODES = [(), ("--inode-file-handles", "prefer")]
 
 
 @pytest.mark.parametrize("args", MODES, ids=["default", "prefer"])
-@pytest.mark.parametrize("engine", ["devfuse", "pyfuse3"])
+@pytest.mark.parametrize("engine", ["devfuse", "pyfuse3", "uring"])
 def test_a_walk_wider_than_the_fd_limit_succeeds_by_file_handles(engine, args, tmp_path):
     share, mnt, names = share_of_files(tmp_path, FILES)
     args = ("--rlimit-nofile", str(LIMIT), *args)

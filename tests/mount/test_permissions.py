@@ -142,7 +142,7 @@ def test_umask_applies_once(twin):
     assert stat.S_IMODE(dir_stat["st_mode"]) == 0o750
 
 
-@pytest.mark.parametrize("engine", ["devfuse"], indirect=True)
+@pytest.mark.parametrize("engine", ["devfuse", "uring"], indirect=True)
 @pytest.mark.parametrize("backend", ["local"], indirect=True)
 def test_a_supplementary_group_lets_its_member_create(twin):
     """USER is in the directory's group only through a supplementary group: the kernel
