@@ -11,6 +11,7 @@ from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.guest_ram import GuestRam
 from hostfs.vhost.memory import GuestMemory
 from hostfs.vhost.ring import INLINE_BATCH, Ring
+from hostfs.vhost.ring_state import RingState
 from tests.support.rings import EchoHandler, device_queue
 
 
@@ -23,10 +24,11 @@ async def test_kick_fd_at_end_of_file_breaks_the_queue(rings) -> None:
     reader, writer = os.pipe()
     os.close(writer)
     ring = Ring(1)
+    ring.lifecycle.kick(protocol_features=False)  # SET_VRING_KICK
     ring.kick_fd = reader
     with trio.fail_after(5):
         await ring.serve(device_queue(memory, driver), EchoHandler(), 0)
-    assert ring.broken
+    assert ring.lifecycle.state is RingState.BROKEN
     ring.close_fds()
 
 
@@ -52,6 +54,7 @@ async def serve_until_returned(
     for _ in range(chains):
         driver.submit([b"request"], [16])
     ring = Ring(1)
+    ring.lifecycle.kick(protocol_features=False)  # SET_VRING_KICK
     ring.kick_fd, ring.call_fd = os.dup(driver.kick_fd), os.dup(driver.call_fd)
     seen: list[str] = []
 
