@@ -37,7 +37,7 @@ from hostfs.fuse.parking import parked
 from hostfs.fuse.passthrough import BackingDevice, BackingFiles
 from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.fuse.scatter import scatter_into, slices, total_length
-from hostfs.fuse.session import Session, SessionState
+from hostfs.fuse.session import REFUSED_ERRNO, Session, SessionState
 from hostfs.fuse.stats import OpStats
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class Dispatcher:
         if operation is None:
             return rq.BadRequest(errno.ENOSYS)
         if not self.session.admits(opcode):
-            return rq.BadRequest(errno.EIO)
+            return rq.BadRequest(REFUSED_ERRNO)
         return rq.decode(operation.decoder, self.protocol, args)
 
     async def _call(
