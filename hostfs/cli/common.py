@@ -154,8 +154,9 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="worker threads for blocking I/O (default 0: every syscall inline, as virtiofsd, "
-        "which measures fastest for one stream)",
+        help="a local share's worker threads for data I/O and syncs (read, write, fsync, "
+        "fallocate, copy_file_range); default 0: every syscall inline, as virtiofsd, which "
+        "measures fastest for one stream. Not how many requests run at once",
     )
     parser.add_argument(
         "--rlimit-nofile",

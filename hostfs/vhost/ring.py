@@ -46,8 +46,8 @@ rings, the vhost-user socket): a guest that keeps its ring full must not starve 
 class RequestHandler(Protocol):
     """The FUSE dispatcher as the transport sees it (``hostfs.fuse``).
 
-    A handler may also have ``may_wait(readable) -> bool``: False for a request that
-    finishes without waiting on anything (``Dispatcher.may_wait``), which the ring then
+    A handler may also have ``may_yield(readable) -> bool``: False for a request that
+    finishes without yielding to the event loop (``Dispatcher.may_yield``), which the ring then
     serves in its own task; without the method every request gets a task of its own.
     """
 
@@ -149,8 +149,9 @@ class Ring:
     ) -> None:
         """Drain the ring on every kick until stopped; in-flight requests finish first.
 
-        ``concurrency`` 0 handles one chain at a time in this task (virtiofsd's
-        ``--thread-pool-size=0``); N > 0 lets up to N chains run at once.
+        ``concurrency`` 0 handles one chain at a time in this task; N > 0 lets up to
+        N chains run at once (``SessionConfig.concurrency``; not ``--thread-pool-size``,
+        which is the local backend's worker threads).
         Requests parked in a lock wait (hostfs.fuse.parking) do not hold up a stop.
         """
         self.lifecycle.serve()
@@ -185,7 +186,7 @@ class Ring:
         nursery: trio.Nursery,
         limiter: trio.CapacityLimiter | None,
     ) -> None:
-        may_wait = getattr(handler, "may_wait", _always)
+        may_yield = getattr(handler, "may_yield", _always)
         inline = 0
         while self.lifecycle.state is RingState.SERVING:
             try:
@@ -199,7 +200,7 @@ class Ring:
                 self.mark_broken(str(error))
                 return
             for chain in chains:
-                if limiter is None or not may_wait(chain.readable):
+                if limiter is None or not may_yield(chain.readable):
                     # A request that cannot wait is served here and now: a task of its
                     # own would cost it a spawn and two scheduler passes (most of a
                     # LOOKUP's time), and it would not run any sooner.

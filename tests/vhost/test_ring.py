@@ -33,13 +33,13 @@ async def test_kick_fd_at_end_of_file_breaks_the_queue(rings) -> None:
 
 
 class TaskRecorder:
-    """Records the task each request is served in; ``may_wait`` as the dispatcher's."""
+    """Records the task each request is served in; ``may_yield`` as the dispatcher's."""
 
     def __init__(self, waits: bool) -> None:
         self.waits = waits
         self.tasks: list[trio.lowlevel.Task] = []
 
-    def may_wait(self, readable: Sequence[memoryview]) -> bool:
+    def may_yield(self, readable: Sequence[memoryview]) -> bool:
         return self.waits
 
     async def handle(self, readable: Sequence[memoryview], writable: Sequence[memoryview]) -> int:
@@ -86,7 +86,7 @@ async def test_requests_that_cannot_wait_are_served_in_the_rings_own_task(rings)
     assert len(handler.tasks) == 5 and len(set(handler.tasks)) == 1
 
 
-async def test_requests_that_may_wait_get_a_task_each(rings) -> None:
+async def test_requests_that_may_yield_get_a_task_each(rings) -> None:
     memory, driver = rings
     handler = TaskRecorder(waits=True)
 
