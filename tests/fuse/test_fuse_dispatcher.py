@@ -14,9 +14,9 @@ from hostfs.core.types import Caller, Lock
 from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.dispatcher import Dispatcher
-from tests.fuse import wire
+from hostfs.testing import fuse_wire as wire
+from hostfs.testing.fuse_wire import names, read_in, request, write_in
 from tests.fuse.fakefs import CONTENT, LISTING, FakeFileSystem
-from tests.fuse.wire import names, read_in, request, write_in
 
 
 async def call(

@@ -14,6 +14,7 @@ from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.fuse_wire import in_header, write_in
 from hostfs.testing.guest_ram import GUEST_PHYS_BASE
 from hostfs.vhost.channel import send_message
 from hostfs.vhost.device import DEVICE_FEATURES, VIRTIO_FS_CONFIG, VhostUserFsDevice
@@ -151,9 +152,8 @@ async def test_reset_device_mid_traffic_then_fresh_init(
 
 
 def client_write_request(unique: int, nodeid: int, fh: int, i: int) -> bytes:
-    args = abi.WRITE_IN.pack(fh, i * 4, 4, 0, 0, os.O_RDWR, 0) + b"data"
-    header = abi.IN_HEADER.pack(40 + len(args), Opcode.WRITE, unique, nodeid, 0, 0, 0, 0, 0)
-    return header + args
+    args = write_in(fh, i * 4, 4, flags=os.O_RDWR) + b"data"
+    return in_header(abi.IN_HEADER.size + len(args), Opcode.WRITE, unique, nodeid) + args
 
 
 async def test_fd_count_stable_over_reboots(client: GuestFuseClient, guest: Frontend) -> None:
