@@ -120,6 +120,20 @@ async def test_broken_queue_others_keep_working(client: GuestFuseClient, guest: 
     assert await second.lookup(ROOT_ID, b"still-alive") == nodeid
 
 
+async def test_configuring_a_served_ring_is_refused_and_it_keeps_serving(
+    client: GuestFuseClient, guest: Frontend
+) -> None:
+    """vhost-user.rst: a ring's size, addresses and base are set while it is stopped;
+    the ring state table (hostfs.vhost.ring_state) refuses them while it is served."""
+    for request, payload in (
+        (Request.SET_VRING_NUM, VringState(1, 64).encode()),
+        (Request.SET_VRING_BASE, VringState(1, 0).encode()),
+    ):
+        assert await ack(guest, request, payload) == 1
+    nodeid, fh = await client.create(ROOT_ID, b"served")
+    assert await client.write(nodeid, fh, 0, b"on") == 2
+
+
 @pytest.mark.parametrize("address", [0, GUEST_PHYS_BASE + (64 << 20)])
 async def test_descriptor_outside_memory(
     client: GuestFuseClient, guest: Frontend, address: int
