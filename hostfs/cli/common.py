@@ -53,9 +53,9 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr, not the usage block, and a
     description taken from a docstring shows no reST markup."""
 
-    def __init__(self, *args: Any, description: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, description: str | None = None, **kwargs: Any) -> None:
         description = plain_text(description) if description else description
-        super().__init__(*args, description=description, **kwargs)
+        super().__init__(description=description, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
