@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hostfs.backends import BackendUnavailable, open_backend
 from hostfs.backends.local.file_handles import DEFAULT_MODE as DEFAULT_INODE_FILE_HANDLES
@@ -38,8 +39,23 @@ class UsageError(Exception):
     """Wrong input from the command line: printed as one line, exit status 2."""
 
 
+_LITERAL = re.compile(r"``([^`]+)``")
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """A docstring as ``--help`` shows it: reST literals and roles (``x``,
+    :mod:`x`) become the bare text."""
+    return _ROLE.sub(r"\1", _LITERAL.sub(r"\1", text))
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr, not the usage block."""
+    """argparse, but a bad flag is one line on stderr, not the usage block, and a
+    description taken from a docstring shows no reST markup."""
+
+    def __init__(self, *, description: str | None = None, **kwargs: Any) -> None:
+        description = plain_text(description) if description else description
+        super().__init__(description=description, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
@@ -154,8 +170,9 @@ def add_filesystem_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="worker threads for blocking I/O (default 0: every syscall inline, as virtiofsd, "
-        "which measures fastest for one stream)",
+        help="a local share's worker threads for data I/O and syncs (read, write, fsync, "
+        "fallocate, copy_file_range); default 0: every syscall inline, as virtiofsd, which "
+        "measures fastest for one stream. Not how many requests run at once",
     )
     parser.add_argument(
         "--rlimit-nofile",

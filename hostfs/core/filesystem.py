@@ -94,12 +94,12 @@ class FileSystem:
         return self.backend.supplementary_groups
 
     @property
-    def requests_wait(self) -> bool:
+    def calls_wait(self) -> bool:
         """Whether requests other than a waiting lock can wait long (see Backend.calls_wait)."""
         return self.backend.calls_wait
 
     @property
-    def requests_run_in_loop(self) -> bool:
+    def calls_in_loop(self) -> bool:
         """Whether requests other than a waiting lock never yield (see Backend.calls_in_loop)."""
         return self.backend.calls_in_loop
 

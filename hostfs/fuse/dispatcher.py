@@ -37,7 +37,7 @@ from hostfs.fuse.parking import parked
 from hostfs.fuse.passthrough import BackingDevice, BackingFiles
 from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.fuse.scatter import scatter_into, slices, total_length
-from hostfs.fuse.session import Session, SessionState
+from hostfs.fuse.session import REFUSED_ERRNO, Session, SessionState
 from hostfs.fuse.stats import OpStats
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,8 @@ class Dispatcher:
         """Negotiated by INIT; until then the newest layouts decode INIT itself."""
         self.session = Session()
         self.stats = stats if stats is not None else OpStats()
-        self._every_request_waits = fs.requests_wait
-        self._requests_yield = fs.requests_wait or not fs.requests_run_in_loop
+        self._calls_wait = fs.calls_wait
+        self._every_request_may_yield = fs.calls_wait or not fs.calls_in_loop
         self._inflight: dict[int, trio.CancelScope] = {}
         self._early_interrupts: set[int] = set()
         self._scratch: list[memoryview] = []
@@ -157,12 +157,12 @@ class Dispatcher:
             return self._write_header(writable, HEADER, -error, header.unique)
         return length
 
-    def may_wait(self, readable: Sequence[memoryview]) -> bool:
+    def may_yield(self, readable: Sequence[memoryview]) -> bool:
         """Whether serving this request can give the event loop a turn: a lock wait
         (SETLKW), or any request when the backend's calls leave the loop's thread (NFS,
         a thread pool: Backend.calls_in_loop).  The rest run start to end without other
         tasks running, so a transport may serve them in its own task."""
-        if self._requests_yield:
+        if self._every_request_may_yield:
             return True
         first = readable[0] if readable else b""
         if len(first) < _OPCODE_END:
@@ -196,7 +196,7 @@ class Dispatcher:
         if operation is None:
             return rq.BadRequest(errno.ENOSYS)
         if not self.session.admits(opcode):
-            return rq.BadRequest(errno.EIO)
+            return rq.BadRequest(REFUSED_ERRNO)
         return rq.decode(operation.decoder, self.protocol, args)
 
     async def _call(
@@ -214,7 +214,7 @@ class Dispatcher:
         promptly, and a cancel scope would cost them a third of their time.
         """
         try:
-            if self._every_request_waits or header.opcode == Opcode.SETLKW:
+            if self._calls_wait or header.opcode == Opcode.SETLKW:
                 return await self._interruptible(operation, header, request, caller, writable)
             return await self._serve(operation, header, request, caller, writable), 0
         except OSError as error:

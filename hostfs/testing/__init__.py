@@ -7,7 +7,9 @@ fills split rings as the Linux driver does (raw setters for broken ones),
 :class:`GuestFuseClient` sends FUSE requests on them, :class:`GuestRam` is the
 shared guest memory (a sealable memfd).  :class:`Pipeline` keeps pre-built
 requests (``hostfs.testing.workloads``) in flight in a tight loop, for
-benchmarks (``scripts/bench-device``).  Names listed here stay stable.
+benchmarks (``scripts/bench-device``).  :mod:`hostfs.testing.fuse_wire` builds
+raw FUSE requests and splits replies, for requests the client has no method for.
+Names listed here stay stable.
 """
 
 from hostfs.testing.driver_queue import DriverQueue, Submitted

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
 from hostfs.testing.frontend import Frontend
+from hostfs.testing.fuse_wire import dirents, in_header, names, read_in, split_reply, write_in
 
 REQUEST_QUEUE = 1
 HIPRIO_QUEUE = 0
@@ -29,10 +30,6 @@ class FuseReply(NamedTuple):
 
 class FuseError(OSError):
     pass
-
-
-def _name(name: bytes) -> bytes:
-    return name + b"\0"
 
 
 class GuestFuseClient:
@@ -66,7 +63,7 @@ class GuestFuseClient:
         data = data or []
         args += extensions
         length = abi.IN_HEADER.size + len(args) + sum(len(chunk) for chunk in data)
-        header = abi.IN_HEADER.pack(
+        header = in_header(
             length,
             opcode,
             expected,
@@ -75,7 +72,6 @@ class GuestFuseClient:
             os.getgid() if gid is None else gid,
             os.getpid(),
             len(extensions) // 8,
-            0,
         )
         readable = [header] + ([args] if args else []) + data
         writable = [abi.OUT_HEADER.size] + ([reply_size] if reply_size else []) + [PAGE] * pages
@@ -84,10 +80,10 @@ class GuestFuseClient:
         )
         if not raw:
             return FuseReply(0, b"")
-        out_length, error, unique = abi.OUT_HEADER.unpack_from(raw)
-        if unique != expected:
-            raise FuseError(errno.EPROTO, f"reply for {unique}, expected {expected}")
-        return FuseReply(-error, raw[abi.OUT_HEADER.size : out_length])
+        reply = split_reply(raw)
+        if reply.unique != expected:
+            raise FuseError(errno.EPROTO, f"reply for {reply.unique}, expected {expected}")
+        return FuseReply(-reply.error, reply.payload)
 
     async def ok(self, opcode: int, nodeid: int, args: bytes = b"", **kwargs: object) -> bytes:
         reply = await self.call(opcode, nodeid, args, **kwargs)  # type: ignore[arg-type]
@@ -107,26 +103,26 @@ class GuestFuseClient:
         return await self.ok(Opcode.INIT, 0, args)
 
     async def lookup(self, parent: int, name: bytes) -> int:
-        body = await self.ok(Opcode.LOOKUP, parent, _name(name))
+        body = await self.ok(Opcode.LOOKUP, parent, names(name))
         return abi.ENTRY_OUT.unpack_from(body)[0]
 
     async def create(
         self, parent: int, name: bytes, mode: int = 0o644, **caller: Any
     ) -> tuple[int, int]:
         """``caller``: ``uid``, ``gid``, ``extensions`` as :meth:`call` takes them."""
-        args = abi.CREATE_IN.pack(os.O_RDWR | os.O_CREAT, mode, 0o022, 0) + _name(name)
+        args = abi.CREATE_IN.pack(os.O_RDWR | os.O_CREAT, mode, 0o022, 0) + names(name)
         body = await self.ok(Opcode.CREATE, parent, args, **caller)
         nodeid = abi.ENTRY_OUT.unpack_from(body)[0]
         fh = abi.OPEN_OUT.unpack_from(body, abi.ENTRY_OUT.size)[0]
         return nodeid, fh
 
     async def mkdir(self, parent: int, name: bytes, mode: int = 0o755, **caller: Any) -> int:
-        args = abi.MKDIR_IN.pack(mode, 0o022) + _name(name)
+        args = abi.MKDIR_IN.pack(mode, 0o022) + names(name)
         body = await self.ok(Opcode.MKDIR, parent, args, **caller)
         return abi.ENTRY_OUT.unpack_from(body)[0]
 
     async def symlink(self, parent: int, name: bytes, target: bytes, **caller: Any) -> int:
-        body = await self.ok(Opcode.SYMLINK, parent, _name(name) + _name(target), **caller)
+        body = await self.ok(Opcode.SYMLINK, parent, names(name, target), **caller)
         return abi.ENTRY_OUT.unpack_from(body)[0]
 
     async def open(self, nodeid: int, flags: int = os.O_RDWR) -> int:
@@ -134,13 +130,13 @@ class GuestFuseClient:
         return abi.OPEN_OUT.unpack_from(body)[0]
 
     async def write(self, nodeid: int, fh: int, offset: int, data: bytes) -> int:
-        args = abi.WRITE_IN.pack(fh, offset, len(data), 0, 0, os.O_RDWR, 0)
+        args = write_in(fh, offset, len(data), flags=os.O_RDWR)
         chunks = [data[i : i + PAGE] for i in range(0, len(data), PAGE)]
         body = await self.ok(Opcode.WRITE, nodeid, args, data=chunks, reply_size=abi.WRITE_OUT.size)
         return abi.WRITE_OUT.unpack_from(body)[0]
 
     async def read(self, nodeid: int, fh: int, offset: int, size: int) -> bytes:
-        args = abi.READ_IN.pack(fh, offset, size, 0, 0, os.O_RDWR, 0)
+        args = read_in(fh, offset, size, flags=os.O_RDWR)
         return await self.ok(Opcode.READ, nodeid, args, reply_size=0, pages=-(-size // PAGE))
 
     async def release(self, nodeid: int, fh: int) -> None:
@@ -152,29 +148,26 @@ class GuestFuseClient:
 
     async def readdir(self, nodeid: int, fh: int) -> list[bytes]:
         """Every name, over as many READDIR calls as it takes."""
-        names: list[bytes] = []
+        found: list[bytes] = []
         offset = 0
         while True:
-            args = abi.READ_IN.pack(fh, offset, PAGE, 0, 0, os.O_RDONLY, 0)
+            args = read_in(fh, offset, PAGE, flags=os.O_RDONLY)
             body = await self.ok(Opcode.READDIR, nodeid, args, reply_size=PAGE)
             if not body:
-                return names
-            position = 0
-            while position < len(body):
-                _ino, offset, namelen, _type = abi.DIRENT.unpack_from(body, position)
-                start = position + abi.DIRENT.size
-                names.append(body[start : start + namelen])
-                position += abi.rec_align(abi.DIRENT.size + namelen)
+                return found
+            entries = dirents(body, plus=False)
+            found += [name for name, *_ in entries]
+            offset = entries[-1][2]  # the next READDIR starts after the last entry
 
     async def releasedir(self, nodeid: int, fh: int) -> None:
         await self.ok(Opcode.RELEASEDIR, nodeid, abi.RELEASE_IN.pack(fh, 0, 0, 0))
 
     async def rename(self, parent: int, name: bytes, new_parent: int, new_name: bytes) -> None:
-        args = abi.RENAME_IN.pack(new_parent) + _name(name) + _name(new_name)
+        args = abi.RENAME_IN.pack(new_parent) + names(name, new_name)
         await self.ok(Opcode.RENAME, parent, args)
 
     async def unlink(self, parent: int, name: bytes) -> None:
-        await self.ok(Opcode.UNLINK, parent, _name(name))
+        await self.ok(Opcode.UNLINK, parent, names(name))
 
     async def forget(self, nodeid: int, nlookup: int) -> None:
         """On the hiprio queue, as the driver sends it; the device returns it without a reply."""

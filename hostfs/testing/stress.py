@@ -26,6 +26,7 @@ from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.driver_queue import DriverQueue, Submitted
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.fuse_wire import in_header, split_reply
 
 UNIQUE_BASE = 1 << 32
 """Stress requests use uniques from here: the FUSE_INIT before them used small ones."""
@@ -51,17 +52,14 @@ class StressResult:
 def getattr_request(unique: int) -> bytes:
     """FUSE_GETATTR of the root: about the cheapest request that does real work."""
     args = abi.GETATTR_IN.pack(0, 0, 0)
-    header = abi.IN_HEADER.pack(
-        abi.IN_HEADER.size + len(args), Opcode.GETATTR, unique, ROOT_ID, 0, 0, 0, 0, 0
-    )
-    return header + args
+    return in_header(abi.IN_HEADER.size + len(args), Opcode.GETATTR, unique, ROOT_ID) + args
 
 
 def check_reply(submitted: Submitted, unique: int) -> None:
     reply = submitted.reply or b""
     if len(reply) != abi.OUT_HEADER.size + abi.ATTR_OUT.size:
         raise AssertionError(f"reply of {len(reply)} bytes to GETATTR {unique}")
-    length, error, got = abi.OUT_HEADER.unpack_from(reply)
+    length, error, got, _ = split_reply(reply)
     if error or got != unique or length != len(reply):
         raise AssertionError(f"GETATTR {unique}: error {error}, unique {got}, length {length}")
 

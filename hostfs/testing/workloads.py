@@ -18,6 +18,7 @@ from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.fuse_wire import in_header
 from hostfs.testing.pipeline import Sequence, copy_field, step
 
 PAGE = 4096
@@ -31,10 +32,7 @@ UNIQUE_BASE = 1 << 32
 def request(opcode: int, nodeid: int, args: bytes, unique: int, data_size: int = 0) -> bytes:
     """``fuse_in_header`` + ``args`` (the data pages, if any, follow in their own buffers)."""
     length = abi.IN_HEADER.size + len(args) + data_size
-    header = abi.IN_HEADER.pack(
-        length, opcode, unique, nodeid, os.getuid(), os.getgid(), os.getpid(), 0, 0
-    )
-    return header + args
+    return in_header(length, opcode, unique, nodeid, os.getuid(), os.getgid(), os.getpid()) + args
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from hostfs.vhost.messages import (
     request_name,
 )
 from hostfs.vhost.ring import RequestHandler, Ring
+from hostfs.vhost.ring_state import RingStateError
 from hostfs.vhost.virtqueue import (
     MAX_QUEUE_SIZE,
     VIRTIO_RING_F_EVENT_IDX,
@@ -217,7 +218,7 @@ class VhostUserFsDevice:
                 logger.debug("%s (%d bytes, %d fds)", name, len(message.payload), len(message.fds))
                 payload = await handler(self, message)
                 ok = True
-        except (MessageError, DeviceError, GuestMemoryError, RingError) as error:
+        except (MessageError, DeviceError, GuestMemoryError, RingError, RingStateError) as error:
             guest_errors.log("refused messages", logging.ERROR, "%s refused: %s", name, error)
         finally:
             message.close_fds()
@@ -237,8 +238,7 @@ class VhostUserFsDevice:
 
     def _idle_ring(self, index: int) -> Ring:
         ring = self._ring(index)
-        if ring.running:
-            raise DeviceError(f"queue {index} is running")
+        ring.lifecycle.check_configurable()
         return ring
 
     @handles(Request.GET_FEATURES, error_reply=encode_u64(0))
@@ -333,7 +333,7 @@ class VhostUserFsDevice:
         state = VringState.decode(message.payload)
         ring = self._ring(state.index)
         base = await ring.stop()
-        ring.started = False
+        ring.lifecycle.get_base()
         ring.replace_kick(None)
         return VringState(state.index, base).encode()
 
@@ -341,12 +341,10 @@ class VhostUserFsDevice:
     async def _set_vring_kick(self, message: Message) -> None:
         ring, fd = self._vring_file(message)
         ring.replace_kick(fd)
-        if not ring.running:
-            ring.started = True
-            ring.broken = False
-            if not self.acked_features & VHOST_USER_F_PROTOCOL_FEATURES:
-                ring.enabled = True
-            await self._maybe_start(ring)
+        ring.lifecycle.kick(
+            protocol_features=bool(self.acked_features & VHOST_USER_F_PROTOCOL_FEATURES)
+        )
+        await self._maybe_start(ring)
 
     @handles(Request.SET_VRING_CALL)
     async def _set_vring_call(self, message: Message) -> None:
@@ -382,8 +380,8 @@ class VhostUserFsDevice:
     async def _set_vring_enable(self, message: Message) -> None:
         state = VringState.decode(message.payload)
         ring = self._ring(state.index)
-        ring.enabled = bool(state.num)
-        if ring.enabled:
+        ring.lifecycle.enable(bool(state.num))
+        if ring.lifecycle.enabled:
             await self._maybe_start(ring)
         else:
             await ring.stop()
@@ -471,7 +469,7 @@ class VhostUserFsDevice:
     # -- rings and the FUSE session ------------------------------------------
 
     async def _maybe_start(self, ring: Ring) -> None:
-        if not (ring.started and ring.enabled) or ring.running or ring.broken:
+        if not ring.lifecycle.may_serve:
             return
         if self._nursery is None:
             raise DeviceError("no connection")

@@ -1,10 +1,8 @@
 """One vhost-user ring: what SET_VRING_* configured, and the task that serves it.
 
-vhost-user.rst, "Ring states": a ring is *started* once it has a kick fd
-(SET_VRING_KICK, or its NOFD flag for polling) and *stopped* by
-GET_VRING_BASE; it is *enabled* by SET_VRING_ENABLE when
-VHOST_USER_F_PROTOCOL_FEATURES was negotiated, else from the start.  Only a
-started and enabled ring is processed.
+Its lifecycle (vhost-user.rst, "Ring states": started/stopped, enabled/disabled)
+is :class:`~hostfs.vhost.ring_state.RingLifecycle`; this module moves it only where
+the serving task starts, breaks and ends.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.vhost.eventfd import EVENTFD_VALUE, close_fd, signal_eventfd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
+from hostfs.vhost.ring_state import RingLifecycle, RingState
 from hostfs.vhost.virtqueue import (
     Chain,
     RingError,
@@ -47,8 +46,8 @@ rings, the vhost-user socket): a guest that keeps its ring full must not starve 
 class RequestHandler(Protocol):
     """The FUSE dispatcher as the transport sees it (``hostfs.fuse``).
 
-    A handler may also have ``may_wait(readable) -> bool``: False for a request that
-    finishes without waiting on anything (``Dispatcher.may_wait``), which the ring then
+    A handler may also have ``may_yield(readable) -> bool``: False for a request that
+    finishes without yielding to the event loop (``Dispatcher.may_yield``), which the ring then
     serves in its own task; without the method every request gets a task of its own.
     """
 
@@ -72,21 +71,20 @@ class Ring:
         self.kick_fd: int | None = None
         self.call_fd: int | None = None
         self.err_fd: int | None = None
-        self.started = False
-        self.enabled = False
-        self.broken = False
+        self.lifecycle = RingLifecycle(index)
         self.queue: SplitQueue | None = None
         self.requests = 0
         """Chains this ring has answered since the device (re)started it from scratch."""
-        self._stopping = False
         self._parked = ParkedWaits()
         self._wait_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
+        """Set when the serving task ends: what :meth:`stop` waits for."""
         self._stopped.set()
 
     @property
     def running(self) -> bool:
-        return not self._stopped.is_set()
+        """Whether the serving task runs (SERVING, STOPPING or FAILING)."""
+        return self.lifecycle.task_alive
 
     @property
     def parked_waits(self) -> int:
@@ -116,7 +114,7 @@ class Ring:
     def mark_broken(self, reason: str) -> None:
         """The guest broke this ring: stop serving it and tell the front-end (SET_VRING_ERR)."""
         guest_errors.log("broken queues", logging.ERROR, "queue %d broken: %s", self.index, reason)
-        self.broken = True
+        self.lifecycle.broke()
         if self.err_fd is not None:
             signal_eventfd(self.err_fd)
 
@@ -151,12 +149,13 @@ class Ring:
     ) -> None:
         """Drain the ring on every kick until stopped; in-flight requests finish first.
 
-        ``concurrency`` 0 handles one chain at a time in this task (virtiofsd's
-        ``--thread-pool-size=0``); N > 0 lets up to N chains run at once.
+        ``concurrency`` 0 handles one chain at a time in this task; N > 0 lets up to
+        N chains run at once (``SessionConfig.concurrency``; not ``--thread-pool-size``,
+        which is the local backend's worker threads).
         Requests parked in a lock wait (hostfs.fuse.parking) do not hold up a stop.
         """
+        self.lifecycle.serve()
         self.queue = queue
-        self._stopping = False
         self._parked = ParkedWaits()
         current_waits.set(self._parked)  # inherited by every request task started below
         self._stopped = trio.Event()
@@ -175,6 +174,7 @@ class Ring:
             self.base = queue.last_avail_idx
             queue.release()
             self.queue = None
+            self.lifecycle.ended()
             self._stopped.set()
             # Which queues the guest used (Linux >= 6.11 picks one by CPU), for the log.
             logger.info("queue %d stopped: %d requests so far", self.index, self.requests)
@@ -186,9 +186,9 @@ class Ring:
         nursery: trio.Nursery,
         limiter: trio.CapacityLimiter | None,
     ) -> None:
-        may_wait = getattr(handler, "may_wait", _always)
+        may_yield = getattr(handler, "may_yield", _always)
         inline = 0
-        while not self._stopping:
+        while self.lifecycle.state is RingState.SERVING:
             try:
                 # Ask for a kick, then look again (virtqueue_pop after
                 # virtio_queue_set_notification in QEMU): a chain added after the
@@ -200,7 +200,7 @@ class Ring:
                 self.mark_broken(str(error))
                 return
             for chain in chains:
-                if limiter is None or not may_wait(chain.readable):
+                if limiter is None or not may_yield(chain.readable):
                     # A request that cannot wait is served here and now: a task of its
                     # own would cost it a spawn and two scheduler passes (most of a
                     # LOOKUP's time), and it would not run any sooner.
@@ -288,7 +288,6 @@ class Ring:
 
     def _kick_failed(self, reason: str) -> None:
         self.mark_broken(f"kick fd: {reason}")
-        self._stopping = True
 
     async def stop(self) -> int:
         """GET_VRING_BASE: take no new chains, let in-flight ones finish, return the next index.
@@ -297,8 +296,8 @@ class Ring:
         stop or migrate the VM: such waits end now with EINTR, and those replies
         reach the used ring before the stop completes, so the guest sees them.
         """
-        if self.running:
-            self._stopping = True
+        if self.lifecycle.task_alive:
+            self.lifecycle.stop()
             self._parked.end()
             self._wake()
             await self._stopped.wait()

@@ -25,8 +25,8 @@ class FakeFileSystem:
         self.written: list[memoryview] = []
         self.xattrs = {b"user.a": b"value"}
         self.block = trio.Event()
-        self.requests_wait = True
-        self.requests_run_in_loop = False
+        self.calls_wait = True
+        self.calls_in_loop = False
         self.supplementary_groups = True
 
     def _record(self, name: str, *args: object) -> None:

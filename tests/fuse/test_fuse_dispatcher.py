@@ -14,9 +14,9 @@ from hostfs.core.types import Caller, Lock
 from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.dispatcher import Dispatcher
-from tests.fuse import wire
+from hostfs.testing import fuse_wire as wire
+from hostfs.testing.fuse_wire import names, read_in, request, write_in
 from tests.fuse.fakefs import CONTENT, LISTING, FakeFileSystem
-from tests.fuse.wire import names, read_in, request, write_in
 
 
 async def call(
@@ -238,7 +238,7 @@ async def test_interrupt_cancels_the_request(session) -> None:
 async def test_prompt_backend_still_lets_a_waiting_lock_be_interrupted() -> None:
     """Over a backend whose calls never wait, only SETLKW runs interruptibly."""
     fs = FakeFileSystem()
-    fs.requests_wait = False
+    fs.calls_wait = False
     dispatcher = Dispatcher(fs)
     await call(dispatcher, request(Opcode.INIT, wire.init_in()))
     results: list[wire.Reply | None] = []
@@ -392,18 +392,18 @@ async def test_init_again_while_running_starts_a_new_session(session) -> None:
 
 
 @pytest.mark.parametrize(
-    ("requests_wait", "in_loop", "lookup_waits"),
+    ("calls_wait", "in_loop", "lookup_waits"),
     [(False, True, False), (False, False, True), (True, True, True)],
     ids=["prompt-in-loop", "worker-threads", "waiting-backend"],
 )
-def test_may_wait_says_which_requests_a_transport_can_serve_in_its_own_task(
-    requests_wait: bool, in_loop: bool, lookup_waits: bool
+def test_may_yield_says_which_requests_a_transport_can_serve_in_its_own_task(
+    calls_wait: bool, in_loop: bool, lookup_waits: bool
 ) -> None:
     fs = FakeFileSystem()
-    fs.requests_wait, fs.requests_run_in_loop = requests_wait, in_loop
+    fs.calls_wait, fs.calls_in_loop = calls_wait, in_loop
     dispatcher = Dispatcher(fs)  # type: ignore[arg-type]
     lookup = request(Opcode.LOOKUP, names(b"a"))
 
-    assert dispatcher.may_wait([memoryview(lookup)]) is lookup_waits
-    assert dispatcher.may_wait([memoryview(request(Opcode.SETLKW, bytes(64)))]) is True
-    assert dispatcher.may_wait([memoryview(lookup)[:6], memoryview(lookup)[6:]]) is True
+    assert dispatcher.may_yield([memoryview(lookup)]) is lookup_waits
+    assert dispatcher.may_yield([memoryview(request(Opcode.SETLKW, bytes(64)))]) is True
+    assert dispatcher.may_yield([memoryview(lookup)[:6], memoryview(lookup)[6:]]) is True

@@ -15,10 +15,10 @@ from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.extensions import Extensions, decode_extensions
-from tests.fuse import wire
+from hostfs.testing import fuse_wire as wire
+from hostfs.testing.fuse_wire import groups_ext
 from tests.fuse.fakefs import FakeFileSystem
 from tests.fuse.test_fuse_requests import CASES, decoded, parse
-from tests.fuse.wire import groups_ext
 
 
 def extended(opcode: int, args: bytes, extensions: bytes, **header: int) -> bytes:

@@ -21,7 +21,7 @@ from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import Protocol
-from tests.fuse import wire
+from hostfs.testing import fuse_wire as wire
 from tests.fuse.fakefs import FakeFileSystem
 from tests.fuse.test_fuse_requests import CASES, decode_request
 

@@ -12,7 +12,7 @@ from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.dispatcher import OPERATIONS
 from hostfs.fuse.init import Protocol
-from tests.fuse.wire import names, read_in, request, write_in
+from hostfs.testing.fuse_wire import names, read_in, request, write_in
 
 NEW = Protocol(7, 38, abi.SETXATTR_EXT)
 

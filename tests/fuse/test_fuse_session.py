@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hostfs.fuse.abi import Opcode
-from hostfs.fuse.session import Session, SessionState
+from hostfs.fuse.session import ADMITTED, TRANSITIONS, Session, SessionState, SessionStateError
 
 
 def test_states_and_transitions() -> None:
@@ -17,3 +19,17 @@ def test_states_and_transitions() -> None:
     session.destroyed()
     assert session.state is SessionState.AWAITING_INIT
     assert not session.admits(Opcode.GETATTR)
+
+
+def test_a_transition_the_table_lacks_is_refused() -> None:
+    """DESTROY while awaiting INIT is not admitted, so the session never takes it."""
+    session = Session()
+    with pytest.raises(SessionStateError):
+        session.destroyed()
+    assert session.state is SessionState.AWAITING_INIT
+
+
+def test_every_state_says_what_it_admits() -> None:
+    for state in SessionState:
+        assert state in ADMITTED
+        assert any(key[0] is state for key in TRANSITIONS)

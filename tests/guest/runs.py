@@ -6,8 +6,12 @@ import re
 
 from hostfs.guest.qemu import GuestRun
 
-DAEMONS = ["virtiofsd", "hostfs"]
-"""virtiofsd is the reference; every guest test runs against both."""
+DAEMONS = ["hostfs"]
+"""Who the guest tests boot against: hostfs only.  A peer's bug must not fail them:
+QEMU 7.2's C virtiofsd failed test_reboot[virtiofsd] in one of two fresh-clone runs
+with its own "virtio_loop: Unexpected poll revents 11".  The peers' reference
+figures come from scripts/bench-guest (hostfs, C and Rust virtiofsd in one run), and
+``hostfs guest --daemon virtiofsd|rust-virtiofsd`` boots any workload against them."""
 
 
 def assert_guest_ok(run: GuestRun) -> None:

@@ -43,7 +43,7 @@ async def test_timeout_kills_qemu_and_daemon(guest_kernel, share, tmp_path, monk
         guest_kernel,
         GuestSetup(workload_path(str(hang))),
         share,
-        "virtiofsd",
+        "hostfs",  # not a peer: its bugs must not fail this test of the runner
         timeout=15.0,
         echo=watch,
     )

@@ -327,8 +327,8 @@ def test_binary_sub_elements_direct_io_and_mmap(
         assert f"source={io_share},cache=none,no_flock,no_posix_lock" in io_argv
         assert "--allow-direct-io" in io_argv
 
-        # While the guest holds an O_DIRECT descriptor it polls for the .go file: lookups
-        # on the <thread_pool size='2'/> share run in worker threads.
+        # While the guest holds an O_DIRECT descriptor it polls for the .go file; the
+        # <thread_pool size='2'/> share's data I/O so far ran in worker threads, which stay.
         held, requests = {}, {}
         logs = Path("/var/log/libvirt/qemu")
         for pid, directory, log in (

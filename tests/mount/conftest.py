@@ -1,8 +1,11 @@
 """The mount suite: each test drives a real mount and a plain directory the same way.
 
-Parametrized over engines (how requests reach the core) and backends (where the
-files live), so every assertion holds for every combination; a difference that
+Parametrized over engines (how requests reach the core, with variants such as
+devfuse without FUSE passthrough: tests.support.mounts.VARIANTS) and backends (where
+the files live), so every assertion holds for every combination; a difference that
 is a known limitation of one combination is stated in the test, with the reason.
+A variant that differs only on a local share is not run on NFS (it would repeat its
+engine's run there).
 """
 
 from __future__ import annotations
@@ -14,20 +17,50 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.mounts import Mount, hostfs_mount
+from tests.support.mounts import Mount, hostfs_mount, variant
 
-ENGINES = ["devfuse", "pyfuse3", "uring"]
+ENGINES = ["devfuse", "devfuse-nopassthrough", "pyfuse3", "uring"]
 BACKENDS = ["local", "nfs"]
 
 
-@pytest.fixture(scope="session", params=ENGINES)
+def applies(engine: str, backend: str) -> bool:
+    return backend == "local" or not variant(engine).local_only
+
+
+def _fixed(metafunc: pytest.Metafunc) -> set[str]:
+    """The names a test's own ``parametrize`` marks give values to."""
+    names: set[str] = set()
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        given = mark.args[0]
+        if isinstance(given, str):
+            names.update(name.strip() for name in given.split(","))
+        else:
+            names.update(given)
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every (engine, backend) pair that :func:`applies`, for the axes a test leaves open."""
+    fixed = _fixed(metafunc)
+    free = [n for n in ("engine", "backend") if n in metafunc.fixturenames and n not in fixed]
+    if free == ["engine", "backend"]:
+        pairs = [(e, b) for e in ENGINES for b in BACKENDS if applies(e, b)]
+        ids = [f"{e}-{b}" for e, b in pairs]
+        metafunc.parametrize(free, pairs, ids=ids, indirect=True, scope="session")
+    elif free == ["engine"]:
+        metafunc.parametrize("engine", ENGINES, indirect=True, scope="session")
+    elif free == ["backend"]:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def engine(request: pytest.FixtureRequest) -> str:
-    return request.param
+    return str(request.param)
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")

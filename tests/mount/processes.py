@@ -117,3 +117,22 @@ def run_together(functions: list[Callable[[], Any]], timeout: float = CHILD_TIME
     children = [Child(function) for function in functions]
     deadline = time.monotonic() + timeout
     return [child.result(max(0.0, deadline - time.monotonic())) for child in children]
+
+
+def in_other_process(function, path: str, holder_fd: int | None = None) -> Child:
+    """``function(fd)`` in a child, on the child's own open file description.
+
+    The child closes its inherited copy of the holder's descriptor first: a
+    flock belongs to the open file, and a copy would keep it alive.
+    """
+
+    def run():
+        if holder_fd is not None:
+            os.close(holder_fd)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            return function(fd)
+        finally:
+            os.close(fd)
+
+    return Child(run)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.mount.processes import Child
+from tests.mount.processes import Child, in_other_process
 from tests.mount.test_locks import BLOCKED_FOR, getlk, try_flock, try_lock
 from tests.support.mounts import Mount, hostfs_mount
 
@@ -59,30 +59,13 @@ def new_file(directory: str) -> str:
     return os.path.basename(path)
 
 
-def in_child(function, path: str, holder_fd: int | None = None) -> Child:
-    """``function(fd)`` in a forked child on its own open file: another lock owner.
-    It closes its inherited copy of the holder's descriptor first: a flock belongs
-    to the open file, and a copy would keep it alive."""
-
-    def run():
-        if holder_fd is not None:
-            os.close(holder_fd)
-        fd = os.open(path, os.O_RDWR)
-        try:
-            return function(fd)
-        finally:
-            os.close(fd)
-
-    return Child(run)
-
-
 def test_a_record_lock_through_one_daemon_blocks_the_other(host_pair):
     share, a, b = host_pair
     name = new_file(share)
     fd = os.open(j(a.path, name), os.O_RDWR)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX, 10, 20)  # bytes 20..29
-        seen = in_child(
+        seen = in_other_process(
             lambda other: (
                 try_lock(other, fcntl.LOCK_EX, 1, 25),
                 try_lock(other, fcntl.LOCK_SH, 10, 20),
@@ -97,7 +80,7 @@ def test_a_record_lock_through_one_daemon_blocks_the_other(host_pair):
             fcntl.lockf(other, fcntl.LOCK_EX, 10, 20)  # F_SETLKW through the other daemon
             return "granted"
 
-        waiter = in_child(wait, j(b.path, name))
+        waiter = in_other_process(wait, j(b.path, name))
         assert not waiter.finished(BLOCKED_FOR), "F_SETLKW through b did not wait for a's lock"
         fcntl.lockf(fd, fcntl.LOCK_UN, 10, 20)
         assert waiter.result() == "granted"
@@ -111,7 +94,7 @@ def test_a_flock_through_one_daemon_blocks_the_other(host_pair):
     fd = os.open(j(a.path, name), os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        seen = in_child(
+        seen = in_other_process(
             lambda o: (try_flock(o, fcntl.LOCK_SH), try_flock(o, fcntl.LOCK_EX)), j(b.path, name)
         ).result()
         busy = errno.errorcode[errno.EWOULDBLOCK]
@@ -121,7 +104,7 @@ def test_a_flock_through_one_daemon_blocks_the_other(host_pair):
             fcntl.flock(other, fcntl.LOCK_EX)
             return "granted"
 
-        waiter = in_child(wait, j(b.path, name), fd)
+        waiter = in_other_process(wait, j(b.path, name), fd)
         assert not waiter.finished(BLOCKED_FOR), "flock through b did not wait for a's flock"
     finally:
         os.close(fd)  # the last close of a's open file: RELEASE drops its flock
@@ -138,9 +121,9 @@ def test_a_host_process_and_the_mount_block_each_other(host_pair, kind):
     try:
         # The host process holds: the mount is refused.
         (fcntl.lockf if kind == "fcntl" else fcntl.flock)(host, exclusive)
-        blocked = in_child(lambda fd: probe(fd, exclusive), j(a.path, name)).result()
+        blocked = in_other_process(lambda fd: probe(fd, exclusive), j(a.path, name)).result()
         (fcntl.lockf if kind == "fcntl" else fcntl.flock)(host, fcntl.LOCK_UN)
-        free = in_child(lambda fd: probe(fd, exclusive), j(a.path, name)).result()
+        free = in_other_process(lambda fd: probe(fd, exclusive), j(a.path, name)).result()
     finally:
         os.close(host)
     assert (blocked, free) == (errno.errorcode[errno.EAGAIN], "locked")
@@ -149,10 +132,10 @@ def test_a_host_process_and_the_mount_block_each_other(host_pair, kind):
     fd = os.open(j(a.path, name), os.O_RDWR)
     try:
         (fcntl.lockf if kind == "fcntl" else fcntl.flock)(fd, exclusive)
-        while_held = in_child(lambda h: probe(h, exclusive), j(share, name)).result()
+        while_held = in_other_process(lambda h: probe(h, exclusive), j(share, name)).result()
     finally:
         os.close(fd)
-    after_close = in_child(lambda h: probe(h, exclusive), j(share, name)).result()
+    after_close = in_other_process(lambda h: probe(h, exclusive), j(share, name)).result()
     assert (while_held, after_close) == (errno.errorcode[errno.EAGAIN], "locked")
 
 
@@ -234,8 +217,12 @@ def test_per_daemon_locks_do_not_reach_the_other_daemon(tmp_path):
         fd = os.open(j(a.path, name), os.O_RDWR)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX)
-            through_b = in_child(lambda o: try_lock(o, fcntl.LOCK_EX), j(b.path, name)).result()
-            on_host = in_child(lambda o: try_lock(o, fcntl.LOCK_EX), j(share, name)).result()
+            through_b = in_other_process(
+                lambda o: try_lock(o, fcntl.LOCK_EX), j(b.path, name)
+            ).result()
+            on_host = in_other_process(
+                lambda o: try_lock(o, fcntl.LOCK_EX), j(share, name)
+            ).result()
         finally:
             os.close(fd)
     assert (through_b, on_host) == ("locked", "locked")
@@ -253,8 +240,10 @@ def test_a_pyfuse3_mount_keeps_its_locks_to_itself(tmp_path):
         fd = os.open(j(mountpoint, name), os.O_RDWR)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX)
-            through_mount = in_child(lambda o: try_lock(o, fcntl.LOCK_EX), j(mountpoint, name))
-            on_host = in_child(lambda o: try_lock(o, fcntl.LOCK_EX), j(share, name))
+            through_mount = in_other_process(
+                lambda o: try_lock(o, fcntl.LOCK_EX), j(mountpoint, name)
+            )
+            on_host = in_other_process(lambda o: try_lock(o, fcntl.LOCK_EX), j(share, name))
             seen = (through_mount.result(), on_host.result())
         finally:
             os.close(fd)
@@ -285,12 +274,12 @@ def test_a_signal_interrupts_a_wait_for_a_host_lock(host_pair):
                 return "interrupted"
             return "granted"
 
-        waiter = in_child(wait, j(a.path, name), host)
+        waiter = in_other_process(wait, j(a.path, name), host)
         assert not waiter.finished(BLOCKED_FOR), "F_SETLKW did not wait for the host's lock"
         os.kill(waiter.pid, signal.SIGUSR1)
         outcome = waiter.result()
         fcntl.lockf(host, fcntl.LOCK_UN)
-        after = in_child(lambda fd: try_lock(fd, fcntl.LOCK_EX), j(share, name)).result()
+        after = in_other_process(lambda fd: try_lock(fd, fcntl.LOCK_EX), j(share, name)).result()
     finally:
         os.close(host)
     assert (outcome, after) == ("interrupted", "locked")

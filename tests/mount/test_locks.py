@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from tests.mount.compare import same, write_file
-from tests.mount.processes import Child
+from tests.mount.processes import in_other_process
 
 j = os.path.join
 
@@ -38,25 +38,6 @@ def shared_file(base: str) -> str:
     path = j(base, "locked")
     write_file(path, b"x" * 100)
     return path
-
-
-def in_other_process(function, path: str, holder_fd: int | None) -> Child:
-    """``function(fd)`` in a child, on the child's own open file description.
-
-    The child closes its inherited copy of the holder's descriptor first: a
-    flock belongs to the open file, and a copy would keep it alive.
-    """
-
-    def run():
-        if holder_fd is not None:
-            os.close(holder_fd)
-        fd = os.open(path, os.O_RDWR)
-        try:
-            return function(fd)
-        finally:
-            os.close(fd)
-
-    return Child(run)
 
 
 def _without_waiting(lock: Callable[..., None], fd: int, operation: int, *args: int) -> str:

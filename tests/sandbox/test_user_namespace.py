@@ -15,8 +15,8 @@ import pytest
 from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID
 from hostfs.testing.fuse_client import FuseError
+from hostfs.testing.fuse_wire import groups_ext
 from hostfs.testing.unprivileged import plain_exec_as, serve_as
-from tests.fuse.wire import groups_ext
 from tests.support.serve import round_trip, serving
 
 USER = 4242

@@ -14,6 +14,7 @@ from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.fuse_wire import in_header, write_in
 from hostfs.testing.guest_ram import GUEST_PHYS_BASE
 from hostfs.vhost.channel import send_message
 from hostfs.vhost.device import DEVICE_FEATURES, VIRTIO_FS_CONFIG, VhostUserFsDevice
@@ -119,6 +120,20 @@ async def test_broken_queue_others_keep_working(client: GuestFuseClient, guest: 
     assert await second.lookup(ROOT_ID, b"still-alive") == nodeid
 
 
+async def test_configuring_a_served_ring_is_refused_and_it_keeps_serving(
+    client: GuestFuseClient, guest: Frontend
+) -> None:
+    """vhost-user.rst: a ring's size, addresses and base are set while it is stopped;
+    the ring state table (hostfs.vhost.ring_state) refuses them while it is served."""
+    for request, payload in (
+        (Request.SET_VRING_NUM, VringState(1, 64).encode()),
+        (Request.SET_VRING_BASE, VringState(1, 0).encode()),
+    ):
+        assert await ack(guest, request, payload) == 1
+    nodeid, fh = await client.create(ROOT_ID, b"served")
+    assert await client.write(nodeid, fh, 0, b"on") == 2
+
+
 @pytest.mark.parametrize("address", [0, GUEST_PHYS_BASE + (64 << 20)])
 async def test_descriptor_outside_memory(
     client: GuestFuseClient, guest: Frontend, address: int
@@ -151,9 +166,8 @@ async def test_reset_device_mid_traffic_then_fresh_init(
 
 
 def client_write_request(unique: int, nodeid: int, fh: int, i: int) -> bytes:
-    args = abi.WRITE_IN.pack(fh, i * 4, 4, 0, 0, os.O_RDWR, 0) + b"data"
-    header = abi.IN_HEADER.pack(40 + len(args), Opcode.WRITE, unique, nodeid, 0, 0, 0, 0, 0)
-    return header + args
+    args = write_in(fh, i * 4, 4, flags=os.O_RDWR) + b"data"
+    return in_header(abi.IN_HEADER.size + len(args), Opcode.WRITE, unique, nodeid) + args
 
 
 async def test_fd_count_stable_over_reboots(client: GuestFuseClient, guest: Frontend) -> None:

@@ -69,6 +69,7 @@ async def test_ring_looks_again_before_sleeping(rings, monkeypatch) -> None:
 
     monkeypatch.setattr(virtqueue, "full_fence", driver_adds_without_kick)
     ring = Ring(1)
+    ring.lifecycle.kick(protocol_features=False)  # SET_VRING_KICK
     ring.kick_fd = driver.kick_fd
     ring.call_fd = driver.call_fd
     async with trio.open_nursery() as nursery:

@@ -27,6 +27,7 @@ from hostfs.fuse.init import SessionConfig
 from hostfs.testing.driver_queue import DriverQueue, Submitted
 from hostfs.testing.frontend import Frontend
 from hostfs.testing.fuse_client import FuseReply, GuestFuseClient
+from hostfs.testing.fuse_wire import in_header, split_reply
 from hostfs.vhost.messages import Request, VringState
 from tests.support.serve import serve_command, wait_for_socket
 from tests.vhost.conftest import NUM_QUEUES, Served, serving
@@ -186,9 +187,7 @@ async def park_in_subprocess(frontend: Frontend, kind: str) -> Submitted:
     await client.init()
     nodeid, fh = await hold_and_wait(client, kind, b"held")
     queue = frontend.queues[1]
-    header = abi.IN_HEADER.pack(
-        abi.IN_HEADER.size + abi.LK_IN.size, Opcode.SETLKW, 999, nodeid, 0, 0, 0, 0, 0
-    )
+    header = in_header(abi.IN_HEADER.size + abi.LK_IN.size, Opcode.SETLKW, 999, nodeid)
     parked = queue.submit([header + lock_args(fh, 2, fcntl.F_WRLCK, kind)], [abi.OUT_HEADER.size])
     queue.kick()
     for _ in range(2):
@@ -200,7 +199,7 @@ def fuse_error(queue: DriverQueue, submitted: Submitted) -> int:
     """The errno of a reply the device left on the used ring (it may be gone by now)."""
     queue.collect()
     assert submitted.reply is not None, "no reply on the used ring"
-    return -abi.OUT_HEADER.unpack(submitted.reply)[1]
+    return -split_reply(submitted.reply).error
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -42,6 +42,7 @@ class FailingHandler:
 async def fail_requests(memory: GuestMemory, driver: DriverQueue, count: int) -> None:
     """``count`` chains through a ring whose handler raises; each returns empty."""
     ring = Ring(1)
+    ring.lifecycle.kick(protocol_features=False)  # SET_VRING_KICK
     ring.kick_fd = driver.kick_fd
     async with trio.open_nursery() as nursery:
         await nursery.start(ring.serve, device_queue(memory, driver), FailingHandler(), 0)

@@ -11,6 +11,7 @@ from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.guest_ram import GuestRam
 from hostfs.vhost.memory import GuestMemory
 from hostfs.vhost.ring import INLINE_BATCH, Ring
+from hostfs.vhost.ring_state import RingState
 from tests.support.rings import EchoHandler, device_queue
 
 
@@ -23,21 +24,22 @@ async def test_kick_fd_at_end_of_file_breaks_the_queue(rings) -> None:
     reader, writer = os.pipe()
     os.close(writer)
     ring = Ring(1)
+    ring.lifecycle.kick(protocol_features=False)  # SET_VRING_KICK
     ring.kick_fd = reader
     with trio.fail_after(5):
         await ring.serve(device_queue(memory, driver), EchoHandler(), 0)
-    assert ring.broken
+    assert ring.lifecycle.state is RingState.BROKEN
     ring.close_fds()
 
 
 class TaskRecorder:
-    """Records the task each request is served in; ``may_wait`` as the dispatcher's."""
+    """Records the task each request is served in; ``may_yield`` as the dispatcher's."""
 
     def __init__(self, waits: bool) -> None:
         self.waits = waits
         self.tasks: list[trio.lowlevel.Task] = []
 
-    def may_wait(self, readable: Sequence[memoryview]) -> bool:
+    def may_yield(self, readable: Sequence[memoryview]) -> bool:
         return self.waits
 
     async def handle(self, readable: Sequence[memoryview], writable: Sequence[memoryview]) -> int:
@@ -52,6 +54,7 @@ async def serve_until_returned(
     for _ in range(chains):
         driver.submit([b"request"], [16])
     ring = Ring(1)
+    ring.lifecycle.kick(protocol_features=False)  # SET_VRING_KICK
     ring.kick_fd, ring.call_fd = os.dup(driver.kick_fd), os.dup(driver.call_fd)
     seen: list[str] = []
 
@@ -83,7 +86,7 @@ async def test_requests_that_cannot_wait_are_served_in_the_rings_own_task(rings)
     assert len(handler.tasks) == 5 and len(set(handler.tasks)) == 1
 
 
-async def test_requests_that_may_wait_get_a_task_each(rings) -> None:
+async def test_requests_that_may_yield_get_a_task_each(rings) -> None:
     memory, driver = rings
     handler = TaskRecorder(waits=True)
 

@@ -76,7 +76,7 @@ async def open_nfs_backend(url: str) -> NfsBackend:
     pool = ContextPool(libnfs_url.encode(), contexts, int(timeout * 1000))
 
     try:
-        root = await pool.run(lambda c: (c.lstat(b"/"), rpc3.root_fh(c)))
+        root = await pool.run(lambda c: (c.lstat(b"/"), rpc3.root_filehandle(c)))
         fast = LoopRpc(libnfs_url.encode(), int(timeout * 1000))
         backend = NfsBackend(pool, fast, to_stat(root[0]), root[1], owner)
     except TransportError as error:

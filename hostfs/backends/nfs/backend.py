@@ -33,8 +33,8 @@ from hostfs.backends.nfs.libnfs_c import (
     IoFailed,
     NfsStat64,
     WriteFailed,
+    filehandle_of,
     free_handle,
-    handle_fh,
     open_handle,
 )
 from hostfs.backends.nfs.loop import LoopRpc
@@ -82,7 +82,7 @@ class NfsHandle:
     """An open file: libnfs's ``struct nfsfh`` (it holds the NFS filehandle, not a
     connection, so any context of the pool may use it)."""
 
-    fh: int
+    nfsfh: int
     node: NfsNode
 
 
@@ -92,13 +92,18 @@ class NfsBackend(Backend):
     from its start, however many RPCs and waits it takes (:mod:`deadline`)."""
 
     def __init__(
-        self, pool: ContextPool, fast: LoopRpc, root_stat: Stat, root_fh: bytes, owner: Caller
+        self,
+        pool: ContextPool,
+        fast: LoopRpc,
+        root_stat: Stat,
+        root_filehandle: bytes,
+        owner: Caller,
     ) -> None:
         self.pool = pool
         self.fast = fast
         """Filehandle calls (LOOKUP3, GETATTR3, REMOVE3) straight from the event loop."""
         self.tree = NodeTree(root_stat.ino, root_stat.mode)
-        self.tree.root.fh = root_fh
+        self.tree.root.filehandle = root_filehandle
         self.owner = owner
         """The credentials the contexts send (URL ``uid=``/``gid=``, libnfs's default is ours)."""
         self.reuse_ns = POST_OP_REUSE_NS
@@ -133,8 +138,8 @@ class NfsBackend(Backend):
         """A fileid outlives its file (the server reuses a removed file's), a filehandle
         does not (RFC 1813 §2.6: a removed file's handle is ``NFS3ERR_STALE``): compare
         filehandles, or, where one is unknown, whether the tree matched the same node."""
-        if known.fh is not None and found.fh is not None:
-            return known.fh == found.fh
+        if known.filehandle is not None and found.filehandle is not None:
+            return known.filehandle == found.filehandle
         return known is found
 
     def rpc_counts(self) -> Counter[str]:
@@ -147,9 +152,9 @@ class NfsBackend(Backend):
 
     # -- attributes the server volunteered (postop.py) ------------------------
 
-    def _observed(self, fh: bytes, st: NfsStat64, sent: int) -> None:
+    def _observed(self, filehandle: bytes, st: NfsStat64, sent: int) -> None:
         node = self.tree.by_fileid(st.ino)
-        if node is not None and node.fh == fh:
+        if node is not None and node.filehandle == filehandle:
             _remember(node, st, sent)
 
     def _recent(self, obj: NfsNode) -> NfsStat64 | None:
@@ -162,8 +167,8 @@ class NfsBackend(Backend):
 
     async def lookup(self, parent: NfsNode, name: bytes) -> tuple[NfsNode, Stat]:
         sent = time.monotonic_ns()
-        if parent.fh:
-            return self._found(parent, name, await self.fast.lookup(parent.fh, name), sent)
+        if parent.filehandle:
+            return self._found(parent, name, await self.fast.lookup(parent.filehandle, name), sent)
         path = parent.child_path(name)
         found = await self.pool.run(lambda c: (None, c.lstat(path)))
         return self._found(parent, name, found, sent)
@@ -173,8 +178,8 @@ class NfsBackend(Backend):
     ) -> tuple[NfsNode, Stat]:
         """The node ``parent/name`` is now, with the attributes the call (sent at
         ``sent``, monotonic ns) returned."""
-        fh, st = found
-        node = self.tree.found(parent, name, st.ino, st.mode, fh)
+        filehandle, st = found
+        node = self.tree.found(parent, name, st.ino, st.mode, filehandle)
         _remember(node, st, sent)
         return node, to_stat(st)
 
@@ -184,11 +189,11 @@ class NfsBackend(Backend):
             return self._fresh(obj, recent)
         sent = time.monotonic_ns()
         # The node's filehandle is the one inside any handle open on it.
-        if obj.fh:
-            st = await self.fast.getattr(obj.fh)
+        if obj.filehandle:
+            st = await self.fast.getattr(obj.filehandle)
         elif handle is not None:
-            fh = handle.fh
-            st = await self.pool.run(lambda c: c.fstat(fh))
+            nfsfh = handle.nfsfh
+            st = await self.pool.run(lambda c: c.fstat(nfsfh))
         else:
             path = obj.path
             st = await self.pool.run(lambda c: c.lstat(path))
@@ -208,28 +213,28 @@ class NfsBackend(Backend):
         handle: NfsHandle | None,
         caller: Caller,
     ) -> Stat:
-        fast_fh = obj.fh or (handle_fh(handle.fh) if handle is not None else None)
-        if fast_fh is not None:
-            return await self._setattr_by_fh(obj, fast_fh, changes)
-        path, node_fh = obj.path, obj.fh
-        fh = handle.fh if handle is not None else None
+        filehandle = obj.filehandle or (filehandle_of(handle.nfsfh) if handle is not None else None)
+        if filehandle is not None:
+            return await self._setattr_by_filehandle(obj, filehandle, changes)
+        path, node_filehandle = obj.path, obj.filehandle
+        nfsfh = handle.nfsfh if handle is not None else None
 
         def apply(c: Context) -> NfsStat64:
             mode = changes.mode
             if changes.kill_suidgid and mode is None:
-                current = c.fstat(fh) if fh else c.lstat(path)
+                current = c.fstat(nfsfh) if nfsfh else c.lstat(path)
                 mode = _without_suidgid(current.mode)
             if mode is not None:
-                c.fchmod(fh, mode & 0o7777) if fh else c.chmod(path, mode & 0o7777)
+                c.fchmod(nfsfh, mode & 0o7777) if nfsfh else c.chmod(path, mode & 0o7777)
             if changes.uid is not None or changes.gid is not None:
                 uid = -1 if changes.uid is None else changes.uid
                 gid = -1 if changes.gid is None else changes.gid
-                c.fchown(fh, uid, gid) if fh else c.chown(path, uid, gid)
+                c.fchown(nfsfh, uid, gid) if nfsfh else c.chown(path, uid, gid)
             if changes.size is not None:
-                c.ftruncate(fh, changes.size) if fh else c.truncate(path, changes.size)
+                c.ftruncate(nfsfh, changes.size) if nfsfh else c.truncate(path, changes.size)
             if changes.atime is not None or changes.mtime is not None:
                 c.utimes(path, _times(c, path, changes))
-            return c.fstat(fh) if fh else _stat(c, node_fh, path)
+            return c.fstat(nfsfh) if nfsfh else _stat(c, node_filehandle, path)
 
         sent = time.monotonic_ns()
         try:
@@ -240,14 +245,16 @@ class NfsBackend(Backend):
         _remember(obj, st, sent)
         return self._fresh(obj, st)
 
-    async def _setattr_by_fh(self, obj: NfsNode, fh: bytes, changes: SetattrChanges) -> Stat:
+    async def _setattr_by_filehandle(
+        self, obj: NfsNode, filehandle: bytes, changes: SetattrChanges
+    ) -> Stat:
         """One SETATTR3 from the event loop for every change, its reply's post-op
         attributes as the answer (the path API walks, then sends a SETATTR per
         attribute and a GETATTR).  Times keep microseconds, as the path API's
         ``struct timeval`` did, so a node with and without a filehandle agree."""
         mode = changes.mode
         if changes.kill_suidgid and mode is None:
-            mode = _without_suidgid((await self.fast.getattr(fh)).mode)
+            mode = _without_suidgid((await self.fast.getattr(filehandle)).mode)
         atime, mtime = (
             change - change % 1000 if isinstance(change, int) else change
             for change in (changes.atime, changes.mtime)
@@ -255,7 +262,7 @@ class NfsBackend(Backend):
         sent = time.monotonic_ns()
         try:
             st = await self.fast.setattr(
-                fh,
+                filehandle,
                 None if mode is None else mode & 0o7777,
                 changes.uid,
                 changes.gid,
@@ -277,9 +284,9 @@ class NfsBackend(Backend):
         self, parent: NfsNode, name: bytes, mode: int, rdev: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
         sent = time.monotonic_ns()
-        fh = self._fast_parent(parent) if stat_module.S_ISREG(mode) else None
-        if fh is not None:
-            made = await self.fast.create(fh, name, mode & 0o7777, *self._ids(caller))
+        filehandle = self._fast_parent(parent) if stat_module.S_ISREG(mode) else None
+        if filehandle is not None:
+            made = await self.fast.create(filehandle, name, mode & 0o7777, *self._ids(caller))
             return self._found(parent, name, made, sent)
         path = parent.child_path(name)
 
@@ -303,9 +310,9 @@ class NfsBackend(Backend):
         self, parent: NfsNode, name: bytes, mode: int, caller: Caller
     ) -> tuple[NfsNode, Stat]:
         sent = time.monotonic_ns()
-        fh = self._fast_parent(parent)
-        if fh is not None:
-            made = await self.fast.mkdir(fh, name, mode & 0o7777, *self._ids(caller))
+        filehandle = self._fast_parent(parent)
+        if filehandle is not None:
+            made = await self.fast.mkdir(filehandle, name, mode & 0o7777, *self._ids(caller))
             return self._found(parent, name, made, sent)
         path = parent.child_path(name)
 
@@ -351,7 +358,7 @@ class NfsBackend(Backend):
         """The parent's filehandle when a new child can be made by one RPC on the event
         loop: the filehandle is known, and the parent is not setgid (then the child's
         group is the parent's, which is not at hand: the path API and :meth:`_own` do it)."""
-        return None if parent.mode & stat_module.S_ISGID else parent.fh
+        return None if parent.mode & stat_module.S_ISGID else parent.filehandle
 
     def _ids(self, caller: Caller) -> tuple[int | None, int | None]:
         """uid and gid for a new object's sattr3: None where the RPC's credentials
@@ -368,14 +375,14 @@ class NfsBackend(Backend):
 
         NFSv3 CREATE/MKDIR carry no owner libnfs lets us set, so this is a
         SETATTR after the fact; a setgid parent keeps its group, as in Linux.
-        Runs in a worker: reads only the parent's fh and mode, set before.
+        Runs in a worker: reads only the parent's filehandle and mode, set before.
         """
-        fh, st = _child(c, parent.fh, name, path)
+        filehandle, st = _child(c, parent.filehandle, name, path)
         gid = st.gid if parent.mode & stat_module.S_ISGID else caller.gid
         if (st.uid, st.gid) != (caller.uid, gid):
             c.chown(path, caller.uid, gid)
-            st = _stat(c, fh, path)
-        return fh, st
+            st = _stat(c, filehandle, path)
+        return filehandle, st
 
     async def link(
         self, obj: NfsNode, new_parent: NfsNode, new_name: bytes, caller: Caller
@@ -405,10 +412,10 @@ class NfsBackend(Backend):
 
     async def _remove(self, parent: NfsNode, name: bytes) -> None:
         child = self.tree.child(parent, name)
-        if parent.fh:
+        if parent.filehandle:
             # REMOVE3's reply brings the directory's new attributes (postop.py).
             try:
-                await self.fast.remove(parent.fh, name)
+                await self.fast.remove(parent.filehandle, name)
             finally:
                 _stale(child)
         else:
@@ -475,33 +482,33 @@ class NfsBackend(Backend):
         if stat_module.S_ISDIR(obj.mode) and flags & os.O_ACCMODE != os.O_RDONLY:
             # nfs_open only LOOKUPs and ACCESSes; open(2) refuses to write a directory.
             raise OSError(errno.EISDIR, "is a directory")
-        if obj.fh:
-            return self._handle(await self._open_by_fh(obj, obj.fh, flags), obj)
+        if obj.filehandle:
+            return self._handle(await self._open_by_filehandle(obj, obj.filehandle, flags), obj)
         path = obj.path
         truncated = obj if flags & os.O_TRUNC else None
-        fh = await self._changing(lambda c: c.open(path, flags & OPEN_FLAGS), truncated)
-        return self._handle(fh, obj)
+        nfsfh = await self._changing(lambda c: c.open(path, flags & OPEN_FLAGS), truncated)
+        return self._handle(nfsfh, obj)
 
-    async def _open_by_fh(self, obj: NfsNode, node_fh: bytes, flags: int) -> int:
+    async def _open_by_filehandle(self, obj: NfsNode, filehandle: bytes, flags: int) -> int:
         """What ``nfs_open`` does, without its path walk: one ACCESS3 for the open mode
         from the event loop (it refuses as ``nfs_open`` would), the handle built from
         the filehandle, and for O_TRUNC one SETATTR of the size."""
         access = {os.O_RDONLY: rpc3.ACCESS3_READ, os.O_WRONLY: rpc3.ACCESS3_MODIFY}.get(
             flags & os.O_ACCMODE, rpc3.ACCESS3_READ | rpc3.ACCESS3_MODIFY
         )
-        if await self.fast.access(node_fh, access) & access != access:
+        if await self.fast.access(filehandle, access) & access != access:
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))
-        fh = open_handle(node_fh, flags & OPEN_FLAGS)
+        nfsfh = open_handle(filehandle, flags & OPEN_FLAGS)
         if flags & os.O_TRUNC:
             try:
-                await self._changing(lambda c: c.ftruncate(fh, 0), obj)
+                await self._changing(lambda c: c.ftruncate(nfsfh, 0), obj)
             except BaseException:
-                free_handle(fh)
+                free_handle(nfsfh)
                 raise
-        return fh
+        return nfsfh
 
-    def _handle(self, fh: int, node: NfsNode) -> NfsHandle:
-        handle = NfsHandle(fh, node)
+    def _handle(self, nfsfh: int, node: NfsNode) -> NfsHandle:
+        handle = NfsHandle(nfsfh, node)
         self._open.add(handle)
         node.opened += 1
         return handle
@@ -512,29 +519,31 @@ class NfsBackend(Backend):
         # GUARDED (RFC 1813 §3.3.8) so we know whether we made it: only a file we
         # created gets the caller as owner; an existing one is opened as it is.
         sent = time.monotonic_ns()
-        parent_fh = self._fast_parent(parent)
-        if parent_fh is None:
+        parent_filehandle = self._fast_parent(parent)
+        if parent_filehandle is None:
             path = parent.child_path(name)
-            fh, st = await self._changing(
+            nfsfh, st = await self._changing(
                 lambda c: self._create_by_path(c, parent, name, path, flags, mode, caller),
                 parent,
                 self.tree.child(parent, name),
             )
         else:
             try:
-                made = await self.fast.create(parent_fh, name, mode & 0o7777, *self._ids(caller))
+                made = await self.fast.create(
+                    parent_filehandle, name, mode & 0o7777, *self._ids(caller)
+                )
             except FileExistsError:
                 if flags & os.O_EXCL:
                     raise
                 path = parent.child_path(name)
-                fh, st = await self._changing(
+                nfsfh, st = await self._changing(
                     lambda c: _open_existing(c, path, flags), self.tree.child(parent, name)
                 )
             else:
                 # One CREATE3 gave the handle and attributes: no LOOKUP, ACCESS or SETATTR.
-                fh, st = open_handle(made[0], flags & OPEN_FLAGS), made
+                nfsfh, st = open_handle(made[0], flags & OPEN_FLAGS), made
         node, attr = self._found(parent, name, st, sent)
-        return node, attr, self._handle(fh, node)
+        return node, attr, self._handle(nfsfh, node)
 
     def _create_by_path(
         self,
@@ -546,50 +555,50 @@ class NfsBackend(Backend):
         mode: int,
         caller: Caller,
     ) -> tuple[int, tuple[bytes | None, NfsStat64]]:
-        """``create`` through libnfs's path API, in a worker (parent's fh unknown, or setgid)."""
+        """``create`` through libnfs's path API, in a worker (no parent filehandle, or setgid)."""
         try:
-            fh = c.create(path, (flags & OPEN_FLAGS) | os.O_EXCL, mode & 0o7777)
+            nfsfh = c.create(path, (flags & OPEN_FLAGS) | os.O_EXCL, mode & 0o7777)
         except FileExistsError:
             if flags & os.O_EXCL:
                 raise
             return _open_existing(c, path, flags)
         try:
-            return fh, self._own(c, parent, name, path, caller)
+            return nfsfh, self._own(c, parent, name, path, caller)
         except OSError:
-            c.close(fh)
+            c.close(nfsfh)
             raise
 
     async def read(self, handle: NfsHandle, offset: int, buffers: Sequence[memoryview]) -> int:
-        fh = handle.fh
+        nfsfh = handle.nfsfh
 
         def read(c: Context) -> int:
             total = 0
             try:
                 for buffer in buffers:
-                    got = c.pread(fh, offset + total, buffer)
+                    got = c.pread(nfsfh, offset + total, buffer)
                     total += got
                     if got < buffer.nbytes:
                         break
             except IoFailed as error:
-                raise _why_io_failed(c, error, fh) from None
+                raise _why_io_failed(c, error, nfsfh) from None
             return total
 
         return await self.pool.run(read)
 
     async def write(self, handle: NfsHandle, offset: int, buffers: Sequence[memoryview]) -> int:
-        fh = handle.fh
+        nfsfh = handle.nfsfh
 
         def write(c: Context) -> int:
             total = 0
             try:
                 for buffer in buffers:
-                    total += c.pwrite(fh, offset + total, buffer)
+                    total += c.pwrite(nfsfh, offset + total, buffer)
             except WriteFailed as failed:
                 # libnfs lost the server's reason: send the failed WRITE again
                 # ourselves (a WRITE is idempotent) and raise its answer, or
                 # report what got written as a short write.
                 request = rpc3.write_request(
-                    handle_fh(fh), failed.offset, failed.address, failed.count
+                    filehandle_of(nfsfh), failed.offset, failed.address, failed.count
                 )
                 return total + failed.done + rpc3.call(c, request)
             return total
@@ -616,9 +625,9 @@ class NfsBackend(Backend):
         if not node.unstable:
             return
         node.unstable = False
-        fh = handle.fh
+        nfsfh = handle.nfsfh
         try:
-            await self.pool.run(lambda c: c.fsync(fh))
+            await self.pool.run(lambda c: c.fsync(nfsfh))
         except BaseException:
             node.unstable = True
             raise
@@ -633,7 +642,7 @@ class NfsBackend(Backend):
         except OSError as error:
             logger.warning("closing an NFS file (%s): %s", node, error)
         finally:
-            free_handle(handle.fh)
+            free_handle(handle.nfsfh)
             node.opened -= 1
         if not node.opened and node in self._hidden:
             await self._unhide(node)
@@ -644,8 +653,8 @@ class NfsBackend(Backend):
 
     async def lseek(self, handle: NfsHandle, offset: int, whence: int) -> int:
         """NFSv3 has no SEEK: the whole file is data, as Linux's generic llseek says."""
-        fh = handle.fh
-        size = (await self.pool.run(lambda c: c.fstat(fh))).size
+        nfsfh = handle.nfsfh
+        size = (await self.pool.run(lambda c: c.fstat(nfsfh))).size
         if offset < 0 or offset >= size:
             raise OSError(errno.ENXIO, "offset beyond end of file")
         if whence == os.SEEK_DATA:
@@ -663,7 +672,7 @@ class NfsBackend(Backend):
         length: int,
     ) -> int:
         """NFSv3 has no COPY: move the bytes through one worker, sparing FUSE round trips."""
-        fh_in, fh_out = handle_in.fh, handle_out.fh
+        nfsfh_in, nfsfh_out = handle_in.nfsfh, handle_out.nfsfh
 
         def copy(c: Context) -> int:
             chunk = memoryview(bytearray(min(length, COPY_CHUNK)))
@@ -671,13 +680,13 @@ class NfsBackend(Backend):
             try:
                 while done < length:
                     piece = chunk[: min(length - done, len(chunk))]
-                    got = c.pread(fh_in, offset_in + done, piece)
+                    got = c.pread(nfsfh_in, offset_in + done, piece)
                     if got == 0:
                         break
-                    c.pwrite(fh_out, offset_out + done, piece[:got])
+                    c.pwrite(nfsfh_out, offset_out + done, piece[:got])
                     done += got
             except IoFailed as error:
-                raise _why_io_failed(c, error, fh_in, fh_out) from None
+                raise _why_io_failed(c, error, nfsfh_in, nfsfh_out) from None
             return done
 
         try:
@@ -747,11 +756,11 @@ def _stale(*nodes: NfsNode | None) -> None:
 def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[bytes, NfsStat64]]:
     """``nfs_open`` (ACCESS, O_TRUNC) of a file that create found there, and its
     filehandle and attributes."""
-    fh = c.open(path, flags & OPEN_FLAGS)
+    nfsfh = c.open(path, flags & OPEN_FLAGS)
     try:
-        return fh, (handle_fh(fh), c.fstat(fh))
+        return nfsfh, (filehandle_of(nfsfh), c.fstat(nfsfh))
     except OSError:
-        c.close(fh)
+        c.close(nfsfh)
         raise
 
 
@@ -764,8 +773,8 @@ def _why_io_failed(c: Context, failure: IoFailed, *handles: int) -> OSError:
     itself for a reason libnfs lost: EIO, and the context stays (a failed write
     asks the server again instead, see :meth:`NfsBackend.write`).
     """
-    for fh in handles:
-        rpc3.getattr_(c, handle_fh(fh))
+    for nfsfh in handles:
+        rpc3.getattr_(c, filehandle_of(nfsfh))
     return OSError(errno.EIO, f"the NFS server refused the read or write: {failure.strerror}")
 
 
@@ -792,15 +801,15 @@ def _exists(c: Context, path: bytes) -> bool:
 
 
 def _child(
-    c: Context, parent_fh: bytes | None, name: bytes, path: bytes
+    c: Context, parent_filehandle: bytes | None, name: bytes, path: bytes
 ) -> tuple[bytes | None, NfsStat64]:
-    """(fh, attributes) of ``name``: one LOOKUP from the parent's handle, else a path walk."""
-    return rpc3.lookup(c, parent_fh, name) if parent_fh else (None, c.lstat(path))
+    """(filehandle, attributes) of ``name``: one LOOKUP, else a path walk."""
+    return rpc3.lookup(c, parent_filehandle, name) if parent_filehandle else (None, c.lstat(path))
 
 
-def _stat(c: Context, fh: bytes | None, path: bytes) -> NfsStat64:
+def _stat(c: Context, filehandle: bytes | None, path: bytes) -> NfsStat64:
     """GETATTR on the handle when known, else a path walk."""
-    return rpc3.getattr_(c, fh) if fh else c.lstat(path)
+    return rpc3.getattr_(c, filehandle) if filehandle else c.lstat(path)
 
 
 def _without_suidgid(mode: int) -> int | None:

@@ -83,7 +83,7 @@ class Nfsfh(Structure):
 
     libnfs 4.0 has no call that opens a file by filehandle, and ``nfs_open``
     walks the path and sends ACCESS; a handle built here from a CREATE3 reply
-    is what ``nfs_create`` itself builds from its extra LOOKUP3 (fh copied,
+    is what ``nfs_create`` itself builds from its extra LOOKUP3 (filehandle copied,
     sync/append flags, no page cache unless the URL asked for one).
     """
 
@@ -102,7 +102,7 @@ class Timeval(Structure):
 
 def _load() -> ctypes.CDLL:
     lib = ctypes.CDLL(SONAME, use_errno=False)
-    ctx, fh, path = c_void_p, c_void_p, c_char_p
+    ctx, nfsfh, path = c_void_p, c_void_p, c_char_p
     prototypes: dict[str, tuple[type | None, list[type]]] = {
         "nfs_init_context": (c_void_p, []),
         "nfs_destroy_context": (None, [ctx]),
@@ -115,15 +115,15 @@ def _load() -> ctypes.CDLL:
         "nfs_get_readmax": (c_uint64, [ctx]),
         "nfs_get_writemax": (c_uint64, [ctx]),
         "nfs_lstat64": (c_int, [ctx, path, POINTER(NfsStat64)]),
-        "nfs_fstat64": (c_int, [ctx, fh, POINTER(NfsStat64)]),
+        "nfs_fstat64": (c_int, [ctx, nfsfh, POINTER(NfsStat64)]),
         "nfs_statvfs64": (c_int, [ctx, path, POINTER(NfsStatvfs64)]),
         "nfs_open": (c_int, [ctx, path, c_int, POINTER(c_void_p)]),
         "nfs_create": (c_int, [ctx, path, c_int, c_int, POINTER(c_void_p)]),
-        "nfs_close": (c_int, [ctx, fh]),
-        "nfs_pread": (c_int, [ctx, fh, c_uint64, c_uint64, c_void_p]),
-        "nfs_pwrite": (c_int, [ctx, fh, c_uint64, c_uint64, c_void_p]),
-        "nfs_fsync": (c_int, [ctx, fh]),
-        "nfs_ftruncate": (c_int, [ctx, fh, c_uint64]),
+        "nfs_close": (c_int, [ctx, nfsfh]),
+        "nfs_pread": (c_int, [ctx, nfsfh, c_uint64, c_uint64, c_void_p]),
+        "nfs_pwrite": (c_int, [ctx, nfsfh, c_uint64, c_uint64, c_void_p]),
+        "nfs_fsync": (c_int, [ctx, nfsfh]),
+        "nfs_ftruncate": (c_int, [ctx, nfsfh, c_uint64]),
         "nfs_truncate": (c_int, [ctx, path, c_uint64]),
         "nfs_mkdir2": (c_int, [ctx, path, c_int]),
         "nfs_rmdir": (c_int, [ctx, path]),
@@ -134,9 +134,9 @@ def _load() -> ctypes.CDLL:
         "nfs_rename": (c_int, [ctx, path, path]),
         "nfs_link": (c_int, [ctx, path, path]),
         "nfs_lchmod": (c_int, [ctx, path, c_int]),
-        "nfs_fchmod": (c_int, [ctx, fh, c_int]),
+        "nfs_fchmod": (c_int, [ctx, nfsfh, c_int]),
         "nfs_lchown": (c_int, [ctx, path, c_int, c_int]),
-        "nfs_fchown": (c_int, [ctx, fh, c_int, c_int]),
+        "nfs_fchown": (c_int, [ctx, nfsfh, c_int, c_int]),
         "nfs_lutimes": (c_int, [ctx, path, POINTER(Timeval)]),
         "nfs_opendir": (c_int, [ctx, path, POINTER(c_void_p)]),
         "nfs_readdir": (POINTER(NfsDirent), [ctx, c_void_p]),
@@ -297,9 +297,9 @@ class Context:
         self.check(lib.nfs_lstat64(self.armed(), path, byref(st)), "lstat", path)
         return st
 
-    def fstat(self, fh: int) -> NfsStat64:
+    def fstat(self, nfsfh: int) -> NfsStat64:
         st = NfsStat64()
-        self.check(lib.nfs_fstat64(self.armed(), fh, byref(st)), "fstat")
+        self.check(lib.nfs_fstat64(self.armed(), nfsfh, byref(st)), "fstat")
         return st
 
     def statvfs(self, path: bytes) -> NfsStatvfs64:
@@ -308,26 +308,26 @@ class Context:
         return st
 
     def open(self, path: bytes, flags: int) -> int:
-        fh = c_void_p()
-        self.check(lib.nfs_open(self.armed(), path, flags, byref(fh)), "open", path)
-        return fh.value or 0
+        nfsfh = c_void_p()
+        self.check(lib.nfs_open(self.armed(), path, flags, byref(nfsfh)), "open", path)
+        return nfsfh.value or 0
 
     def create(self, path: bytes, flags: int, mode: int) -> int:
-        fh = c_void_p()
-        self.check(lib.nfs_create(self.armed(), path, flags, mode, byref(fh)), "create", path)
-        return fh.value or 0
+        nfsfh = c_void_p()
+        self.check(lib.nfs_create(self.armed(), path, flags, mode, byref(nfsfh)), "create", path)
+        return nfsfh.value or 0
 
-    def close(self, fh: int) -> None:
-        self.check(lib.nfs_close(self.pointer, fh), "close")
+    def close(self, nfsfh: int) -> None:
+        self.check(lib.nfs_close(self.pointer, nfsfh), "close")
 
-    def pread(self, fh: int, offset: int, buffer: memoryview) -> int:
+    def pread(self, nfsfh: int, offset: int, buffer: memoryview) -> int:
         """Fill ``buffer`` from ``offset`` in readmax-sized READs; short only at EOF."""
         total = 0
         size = buffer.nbytes
         address, _keep = _address(buffer)
         while total < size:
             count = min(size - total, self.readmax)
-            status = lib.nfs_pread(self.armed(), fh, offset + total, count, address + total)
+            status = lib.nfs_pread(self.armed(), nfsfh, offset + total, count, address + total)
             if status == -errno.EFAULT:
                 raise IoFailed(errno.EIO, f"read failed: {self.error()}")
             got = self.check(status, "read")
@@ -336,13 +336,13 @@ class Context:
                 break
         return total
 
-    def pwrite(self, fh: int, offset: int, buffer: memoryview) -> int:
+    def pwrite(self, nfsfh: int, offset: int, buffer: memoryview) -> int:
         total = 0
         size = buffer.nbytes
         address, _keep = _address(buffer)
         while total < size:
             count = min(size - total, self.writemax)
-            status = lib.nfs_pwrite(self.armed(), fh, offset + total, count, address + total)
+            status = lib.nfs_pwrite(self.armed(), nfsfh, offset + total, count, address + total)
             if status == -errno.EFAULT:
                 failed = WriteFailed(
                     f"write failed: {self.error()}", total, offset + total, address + total, count
@@ -355,11 +355,11 @@ class Context:
             total += put
         return total
 
-    def fsync(self, fh: int) -> None:
-        self.check(lib.nfs_fsync(self.armed(), fh), "fsync")
+    def fsync(self, nfsfh: int) -> None:
+        self.check(lib.nfs_fsync(self.armed(), nfsfh), "fsync")
 
-    def ftruncate(self, fh: int, length: int) -> None:
-        self.check(lib.nfs_ftruncate(self.armed(), fh, length), "ftruncate")
+    def ftruncate(self, nfsfh: int, length: int) -> None:
+        self.check(lib.nfs_ftruncate(self.armed(), nfsfh, length), "ftruncate")
 
     def truncate(self, path: bytes, length: int) -> None:
         self.check(lib.nfs_truncate(self.armed(), path, length), "truncate", path)
@@ -396,14 +396,14 @@ class Context:
     def chmod(self, path: bytes, mode: int) -> None:
         self.check(lib.nfs_lchmod(self.armed(), path, mode), "chmod", path)
 
-    def fchmod(self, fh: int, mode: int) -> None:
-        self.check(lib.nfs_fchmod(self.armed(), fh, mode), "fchmod")
+    def fchmod(self, nfsfh: int, mode: int) -> None:
+        self.check(lib.nfs_fchmod(self.armed(), nfsfh, mode), "fchmod")
 
     def chown(self, path: bytes, uid: int, gid: int) -> None:
         self.check(lib.nfs_lchown(self.armed(), path, uid, gid), "chown", path)
 
-    def fchown(self, fh: int, uid: int, gid: int) -> None:
-        self.check(lib.nfs_fchown(self.armed(), fh, uid, gid), "fchown")
+    def fchown(self, nfsfh: int, uid: int, gid: int) -> None:
+        self.check(lib.nfs_fchown(self.armed(), nfsfh, uid, gid), "fchown")
 
     def utimes(self, path: bytes, times: tuple[int, int] | None) -> None:
         """``(atime_ns, mtime_ns)``, or None for the server's clock (SET_TO_SERVER_TIME).
@@ -456,28 +456,28 @@ def connection_of(rpc: int) -> tuple[int, ...]:
         sock.detach()
 
 
-def open_handle(fh: bytes, flags: int) -> int:
+def open_handle(filehandle: bytes, flags: int) -> int:
     """A ``struct nfsfh *`` for a filehandle already known, made without an RPC.
 
     Allocated with libc, as libnfs allocates its own, so ``nfs_close`` or
     :func:`free_handle` frees it.
     """
     pointer = _libc_calloc(1, ctypes.sizeof(Nfsfh))
-    value = _libc_calloc(1, len(fh))
+    value = _libc_calloc(1, len(filehandle))
     if not pointer or not value:
         _libc_free(pointer)
         _libc_free(value)
         raise MemoryError("cannot allocate an NFS file handle")
-    ctypes.memmove(value, fh, len(fh))
+    ctypes.memmove(value, filehandle, len(filehandle))
     handle = Nfsfh.from_address(pointer)
-    handle.fh_len, handle.fh_val = len(fh), value
+    handle.fh_len, handle.fh_val = len(filehandle), value
     # As nfs_create/nfs_open set them: C's O_SYNC test matches O_DSYNC too.
     handle.is_sync = int(bool(flags & os.O_SYNC))
     handle.is_append = int(bool(flags & os.O_APPEND))
     return pointer
 
 
-def handle_fh(pointer: int) -> bytes:
+def filehandle_of(pointer: int) -> bytes:
     """The NFS filehandle inside an open ``struct nfsfh``."""
     handle = Nfsfh.from_address(pointer)
     return ctypes.string_at(handle.fh_val, handle.fh_len)
@@ -485,7 +485,7 @@ def handle_fh(pointer: int) -> bytes:
 
 def free_handle(pointer: int) -> None:
     """What ``nfs_close`` does for a handle with nothing to COMMIT, without a context
-    (so without a thread hop): free the fh copy, the page cache, the struct."""
+    (so without a thread hop): free the filehandle copy, the page cache, the struct."""
     handle = Nfsfh.from_address(pointer)
     _libc_free(handle.fh_val)
     _libc_free(handle.pagecache_entries)

@@ -94,16 +94,16 @@ class LoopRpc:
             result: T = finished.value
             return result
 
-    async def getattr(self, fh: bytes) -> NfsStat64:
-        return await self.call(getattr_request(fh), after_getattr(fh))
+    async def getattr(self, filehandle: bytes) -> NfsStat64:
+        return await self.call(getattr_request(filehandle), after_getattr(filehandle))
 
-    async def access(self, fh: bytes, access: int) -> int:
-        """The ``access`` bits (ACCESS3_*) the server grants on ``fh``."""
-        return await self.call(access_request(fh, access), after_access(fh))
+    async def access(self, filehandle: bytes, access: int) -> int:
+        """The ``access`` bits (ACCESS3_*) the server grants on ``filehandle``."""
+        return await self.call(access_request(filehandle, access), after_access(filehandle))
 
     async def setattr(
         self,
-        fh: bytes,
+        filehandle: bytes,
         mode: int | None,
         uid: int | None,
         gid: int | None,
@@ -112,8 +112,8 @@ class LoopRpc:
         mtime: int | str | None,
     ) -> NfsStat64:
         """SETATTR3 of all the changes at once; the attributes after it."""
-        request = setattr_request(fh, mode, uid, gid, size, atime, mtime)
-        return await self.call(request) or await self.getattr(fh)
+        request = setattr_request(filehandle, mode, uid, gid, size, atime, mtime)
+        return await self.call(request) or await self.getattr(filehandle)
 
     async def remove(self, directory: bytes, name: bytes) -> None:
         async def done_before(error: OSError) -> None:
@@ -154,16 +154,16 @@ class LoopRpc:
             # EEXIST for a call sent again: is what is there what the first one made?
             if error.errno != errno.EEXIST:
                 raise error
-            fh, st = await self.lookup(directory, name)
+            filehandle, st = await self.lookup(directory, name)
             if not _as_made(st, mode, uid, gid):
                 raise error
             logger.info("CREATE/MKDIR %r sent again after a reconnect: already done", name)
-            return fh, st
+            return filehandle, st
 
-        fh, attributes = await self.call(request, after_create(directory), made_before)
-        if fh is None:
+        filehandle, attributes = await self.call(request, after_create(directory), made_before)
+        if filehandle is None:
             return await self.lookup(directory, name)
-        return fh, attributes or await self.getattr(fh)
+        return filehandle, attributes or await self.getattr(filehandle)
 
     async def call(
         self,
@@ -248,8 +248,8 @@ class LoopRpc:
                 self._pending.discard(request)
         result = request.result()
         if self.observer is not None:
-            for fh, attributes in request.seen:
-                self.observer(fh, attributes, sent)
+            for filehandle, attributes in request.seen:
+                self.observer(filehandle, attributes, sent)
         return result
 
     async def _pump(self, context: Context, rpc: int) -> None:

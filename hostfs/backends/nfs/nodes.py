@@ -30,7 +30,7 @@ class NfsNode:
     """One object on the export."""
 
     __slots__ = (
-        "attrs", "attrs_at", "children", "fh", "held", "ino", "is_root", "links", "mode",
+        "attrs", "attrs_at", "children", "filehandle", "held", "ino", "is_root", "links", "mode",
         "opened", "unstable",
     )  # fmt: skip
 
@@ -43,7 +43,7 @@ class NfsNode:
         """The core holds it (between lookup and forget)."""
         self.children = 0
         """Indexed links that name this node as their parent."""
-        self.fh: bytes | None = None
+        self.filehandle: bytes | None = None
         """The NFS filehandle once a LOOKUP returned it: a handle names the object
         itself, so it survives renames (RFC 1813 §2.6 ``nfs_fh3``), and saves path walks."""
         self.unstable = False
@@ -93,20 +93,22 @@ class NodeTree:
         self._by_link: dict[tuple[NfsNode, bytes], NfsNode] = {}
         self._by_ino: dict[int, NfsNode] = {root_ino: self.root}
 
-    def found(self, parent: NfsNode, name: bytes, ino: int, mode: int, fh: bytes | None) -> NfsNode:
-        """``parent/name`` is object ``ino`` (filehandle ``fh`` if known) now: return
+    def found(
+        self, parent: NfsNode, name: bytes, ino: int, mode: int, filehandle: bytes | None
+    ) -> NfsNode:
+        """``parent/name`` is object ``ino`` (filehandle ``filehandle`` if known) now: return
         its node, recording the link and the filehandle."""
         key = (parent, name)
         node = self._by_link.get(key)
-        if node is not None and node.ino == ino and _same(node, mode, fh):
+        if node is not None and node.ino == ino and _same(node, mode, filehandle):
             node.held = True
             node.mode = mode
-            node.fh = fh or node.fh
+            node.filehandle = filehandle or node.filehandle
             return node
         if node is not None:
             self._unlink(node, key)
         node = self._by_ino.get(ino)
-        if node is None or not _same(node, mode, fh):
+        if node is None or not _same(node, mode, filehandle):
             # A node the fileid named before stays in the tree while the core holds it.
             node = NfsNode(ino, mode)
             self._by_ino[ino] = node
@@ -116,7 +118,7 @@ class NodeTree:
                 self._unlink(node, link, drop=False)
         node.held = True
         node.mode = mode
-        node.fh = fh or node.fh
+        node.filehandle = filehandle or node.filehandle
         self._link(node, key)
         return node
 
@@ -194,13 +196,13 @@ class NodeTree:
             node = parents[0]
 
 
-def _same(node: NfsNode, mode: int, fh: bytes | None) -> bool:
-    """Whether an object of type ``mode`` with filehandle ``fh``, found under ``node``'s
+def _same(node: NfsNode, mode: int, filehandle: bytes | None) -> bool:
+    """Whether an object of type ``mode`` with filehandle ``filehandle``, found under ``node``'s
     fileid, is ``node``'s object.  Equal filehandles say so; where one is unknown
     (objects found by path), a node that still has a name is presumed to be, and
     one that lost its last name is presumed removed, its fileid reused."""
     if stat_module.S_IFMT(node.mode) != stat_module.S_IFMT(mode):
         return False
-    if fh is not None and node.fh is not None:
-        return fh == node.fh
+    if filehandle is not None and node.filehandle is not None:
+        return filehandle == node.filehandle
     return bool(node.links)

@@ -99,7 +99,7 @@ def _set_time(change: int | str | None) -> SetTime:
 
 
 def setattr_request(
-    fh: bytes,
+    filehandle: bytes,
     mode: int | None,
     uid: int | None,
     gid: int | None,
@@ -124,12 +124,12 @@ def setattr_request(
         after = ctypes.cast(data, POINTER(Setattr3Res)).contents.obj_wcc.after
         return _stat(after.attributes) if after.attributes_follow else None
 
-    args = Setattr3Args(_fh3(fh), attributes, SattrGuard3(0, 0, 0))
+    args = Setattr3Args(_fh3(filehandle), attributes, SattrGuard3(0, 0, 0))
     return Request(lib.rpc_nfs3_setattr_async, args, parse, "setattr")
 
 
-def _post_op(fh: bytes, attributes: PostOpAttr) -> Seen:
-    return [(fh, _stat(attributes.attributes))] if attributes.attributes_follow else []
+def _post_op(filehandle: bytes, attributes: PostOpAttr) -> Seen:
+    return [(filehandle, _stat(attributes.attributes))] if attributes.attributes_follow else []
 
 
 def after_lookup(directory: bytes) -> Observe:
@@ -137,8 +137,8 @@ def after_lookup(directory: bytes) -> Observe:
 
     def observe(data: int) -> Seen:
         ok = ctypes.cast(data, POINTER(Lookup3Res)).contents.resok
-        fh = ctypes.string_at(ok.object.data_val, ok.object.data_len)
-        return _post_op(fh, ok.obj_attributes) + _post_op(directory, ok.dir_attributes)
+        filehandle = ctypes.string_at(ok.object.data_val, ok.object.data_len)
+        return _post_op(filehandle, ok.obj_attributes) + _post_op(directory, ok.dir_attributes)
 
     return observe
 
@@ -150,8 +150,8 @@ def after_create(directory: bytes) -> Observe:
         ok = ctypes.cast(data, POINTER(Create3Res)).contents
         seen = _post_op(directory, ok.dir_wcc.after)
         if ok.obj.handle_follows:
-            fh = ctypes.string_at(ok.obj.handle.data_val, ok.obj.handle.data_len)
-            seen += _post_op(fh, ok.obj_attributes)
+            filehandle = ctypes.string_at(ok.obj.handle.data_val, ok.obj.handle.data_len)
+            seen += _post_op(filehandle, ok.obj_attributes)
         return seen
 
     return observe
@@ -166,17 +166,17 @@ def after_remove(directory: bytes) -> Observe:
     return observe
 
 
-def after_access(fh: bytes) -> Observe:
+def after_access(filehandle: bytes) -> Observe:
     """The object's attributes in an ACCESS3 reply (§3.3.4)."""
 
     def observe(data: int) -> Seen:
-        return _post_op(fh, ctypes.cast(data, POINTER(Access3Res)).contents.obj_attributes)
+        return _post_op(filehandle, ctypes.cast(data, POINTER(Access3Res)).contents.obj_attributes)
 
     return observe
 
 
-def after_getattr(fh: bytes) -> Observe:
+def after_getattr(filehandle: bytes) -> Observe:
     def observe(data: int) -> Seen:
-        return [(fh, _stat(ctypes.cast(data, POINTER(Getattr3Res)).contents.attributes))]
+        return [(filehandle, _stat(ctypes.cast(data, POINTER(Getattr3Res)).contents.attributes))]
 
     return observe

@@ -197,10 +197,10 @@ for _name, _restype, _argtypes in (
     getattr(lib, _name).argtypes = _argtypes
 
 
-def root_fh(context: Context) -> bytes:
+def root_filehandle(context: Context) -> bytes:
     """The filehandle of the mounted directory (MNT's answer)."""
-    fh = lib.nfs_get_rootfh(context.pointer).contents
-    return ctypes.string_at(fh.val, fh.len)
+    filehandle = lib.nfs_get_rootfh(context.pointer).contents
+    return ctypes.string_at(filehandle.val, filehandle.len)
 
 
 class Request(Generic[T]):
@@ -289,21 +289,21 @@ def lookup_request(directory: bytes, name: bytes) -> Request[tuple[bytes, NfsSta
 
     def parse(data: int) -> tuple[bytes, NfsStat64 | None]:
         ok = ctypes.cast(data, POINTER(Lookup3Res)).contents.resok
-        fh = ctypes.string_at(ok.object.data_val, ok.object.data_len)
+        filehandle = ctypes.string_at(ok.object.data_val, ok.object.data_len)
         follow = ok.obj_attributes.attributes_follow
-        return fh, _stat(ok.obj_attributes.attributes) if follow else None
+        return filehandle, _stat(ok.obj_attributes.attributes) if follow else None
 
     args = Diropargs3(_fh3(directory), name)
     return Request(lib.rpc_nfs3_lookup_async, args, parse, "lookup", name)
 
 
-def getattr_request(fh: bytes) -> Request[NfsStat64]:
+def getattr_request(filehandle: bytes) -> Request[NfsStat64]:
     """GETATTR3 on a filehandle."""
 
     def parse(data: int) -> NfsStat64:
         return _stat(ctypes.cast(data, POINTER(Getattr3Res)).contents.attributes)
 
-    return Request(lib.rpc_nfs3_getattr_async, _fh3(fh), parse, "getattr")
+    return Request(lib.rpc_nfs3_getattr_async, _fh3(filehandle), parse, "getattr")
 
 
 def remove_request(directory: bytes, name: bytes) -> Request[None]:
@@ -324,13 +324,13 @@ class Access3Res(Structure):
     _fields_ = [("status", c_int), ("obj_attributes", PostOpAttr), ("access", c_uint32)]
 
 
-def access_request(fh: bytes, access: int) -> Request[int]:
+def access_request(filehandle: bytes, access: int) -> Request[int]:
     """ACCESS3 (RFC 1813 §3.3.4): which of the ``access`` bits the server grants."""
 
     def parse(data: int) -> int:
         return int(ctypes.cast(data, POINTER(Access3Res)).contents.access)
 
-    args = Access3Args(_fh3(fh), access)
+    args = Access3Args(_fh3(filehandle), access)
     return Request(lib.rpc_nfs3_access_async, args, parse, "access")
 
 
@@ -355,14 +355,14 @@ def mkdir_request(
     return Request(lib.rpc_nfs3_mkdir_async, args, _parse_created, "mkdir", name).watch()
 
 
-def write_request(fh: bytes, offset: int, address: int, count: int) -> Request[int]:
+def write_request(filehandle: bytes, offset: int, address: int, count: int) -> Request[int]:
     """WRITE3 UNSTABLE (RFC 1813 §3.3.7) of ``count`` bytes at ``address``: the bytes
     the server took, or its refusal as itself (NFS3ERR_NOSPC -> ENOSPC, _DQUOT -> EDQUOT)."""
 
     def parse(data: int) -> int:
         return int(ctypes.cast(data, POINTER(Write3Res)).contents.count)
 
-    args = Write3Args(_fh3(fh), offset, count, UNSTABLE, count, address)
+    args = Write3Args(_fh3(filehandle), offset, count, UNSTABLE, count, address)
     return Request(lib.rpc_nfs3_write_async, args, parse, "write")
 
 
@@ -378,8 +378,12 @@ def _sattr(mode: int, uid: int | None, gid: int | None) -> Sattr3:
 def _parse_created(data: int) -> tuple[bytes | None, NfsStat64 | None]:
     """``post_op_fh3`` and ``post_op_attr`` of a CREATE3/MKDIR3 reply: each may be absent."""
     ok = ctypes.cast(data, POINTER(Create3Res)).contents
-    fh = ok.obj.handle
-    handle = ctypes.string_at(fh.data_val, fh.data_len) if ok.obj.handle_follows else None
+    filehandle = ok.obj.handle
+    handle = (
+        ctypes.string_at(filehandle.data_val, filehandle.data_len)
+        if ok.obj.handle_follows
+        else None
+    )
     follow = ok.obj_attributes.attributes_follow
     return handle, _stat(ok.obj_attributes.attributes) if follow else None
 
@@ -420,12 +424,12 @@ def lookup_steps(
     """LOOKUP3, plus GETATTR3 if the server sent no attributes (ganesha always does)."""
     request = lookup_request(directory, name)
     request.observe = observe_lookup(directory) if observe_lookup else None
-    fh, attributes = yield request
+    filehandle, attributes = yield request
     if attributes is None:
-        again = getattr_request(fh)
-        again.observe = observe_getattr(fh) if observe_getattr else None
+        again = getattr_request(filehandle)
+        again.observe = observe_getattr(filehandle) if observe_getattr else None
         attributes = yield again
-    return fh, attributes
+    return filehandle, attributes
 
 
 def run(context: Context, steps: Steps[T]) -> T:
@@ -444,12 +448,12 @@ def lookup(context: Context, directory: bytes, name: bytes) -> tuple[bytes, NfsS
     return run(context, lookup_steps(directory, name))
 
 
-def getattr_(context: Context, fh: bytes) -> NfsStat64:
-    return call(context, getattr_request(fh))
+def getattr_(context: Context, filehandle: bytes) -> NfsStat64:
+    return call(context, getattr_request(filehandle))
 
 
-def _fh3(fh: bytes) -> NfsFh3:
-    return NfsFh3(len(fh), ctypes.cast(c_char_p(fh), c_void_p))
+def _fh3(filehandle: bytes) -> NfsFh3:
+    return NfsFh3(len(filehandle), ctypes.cast(c_char_p(filehandle), c_void_p))
 
 
 def _stat(attributes: Fattr3) -> NfsStat64:

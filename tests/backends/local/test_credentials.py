@@ -22,8 +22,8 @@ from hostfs.core.types import SetattrChanges
 from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.fuse_wire import groups_ext
 from tests.backends.local.test_special_files import USER, call_as
-from tests.fuse.wire import groups_ext
 from tests.support.core import ROOT
 from tests.vhost.conftest import Served, client, guest, served
 

@@ -21,6 +21,7 @@ from hostfs.core.types import Caller
 from hostfs.fuse import abi
 from hostfs.fuse.abi import ROOT_ID, Opcode
 from hostfs.testing.fuse_client import GuestFuseClient
+from hostfs.testing.fuse_wire import in_header, split_reply
 from tests.support.core import ROOT, open_fds
 from tests.vhost.conftest import Served, client, guest, served
 
@@ -129,10 +130,10 @@ async def call_as(
     """One FUSE request with ``who`` in its header, as a guest kernel
     (or a hostile one) would send it: (positive errno or 0, reply body)."""
     length = abi.IN_HEADER.size + len(args)
-    header = abi.IN_HEADER.pack(length, opcode, 1 << 40, nodeid, who.uid, who.gid, who.pid, 0, 0)
+    header = in_header(length, opcode, 1 << 40, nodeid, who.uid, who.gid, who.pid)
     raw = await client.frontend.request(client.queue, [header, args], [abi.OUT_HEADER.size, 4096])
-    out_length, error, _ = abi.OUT_HEADER.unpack_from(raw)
-    return -error, raw[abi.OUT_HEADER.size : out_length]
+    reply = split_reply(raw)
+    return -reply.error, reply.payload
 
 
 async def test_device_refuses_special_files(client: GuestFuseClient, served: Served):

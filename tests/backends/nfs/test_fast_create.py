@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hostfs.backends.nfs import NfsBackend
-from hostfs.backends.nfs.libnfs_c import handle_fh
+from hostfs.backends.nfs.libnfs_c import filehandle_of
 from hostfs.core.types import Caller, SetattrChanges, Stat
 
 USER = Caller(1000, 1001, 1)
@@ -56,7 +56,7 @@ async def test_create_sets_owner_and_exact_mode_in_one_call(
     assert (on_host.st_uid, on_host.st_gid, on_host.st_mode) == (1000, 1001, attr.mode)
     assert on_host.st_ino == attr.ino
     # The handle made from CREATE3's filehandle does I/O like one from nfs_open.
-    assert handle_fh(handle.fh) == node.fh
+    assert filehandle_of(handle.nfsfh) == node.filehandle
     data = memoryview(bytearray(b"written"))
     assert await backend.write(handle, 0, [data]) == 7
     await backend.fsync(handle, datasync=False)
@@ -161,5 +161,5 @@ async def test_handle_layout_matches_libnfs(backend: NfsBackend, nfs_dir: Path) 
     root, _ = await backend.root()
     node, _ = await backend.lookup(root, b"f")
     handle = await backend.open(node, os.O_RDONLY, USER)
-    assert node.fh and handle_fh(handle.fh) == node.fh
+    assert node.filehandle and filehandle_of(handle.nfsfh) == node.filehandle
     await backend.release(handle)

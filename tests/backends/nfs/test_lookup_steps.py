@@ -21,7 +21,9 @@ def test_attributes_in_the_reply_need_no_getattr() -> None:
 def test_a_reply_without_attributes_costs_a_getattr() -> None:
     seen: list[bytes] = []
     steps = rpc3.lookup_steps(
-        b"dir", b"name", observe_getattr=lambda fh: seen.append(fh) or (lambda _data: [])
+        b"dir",
+        b"name",
+        observe_getattr=lambda filehandle: seen.append(filehandle) or (lambda _data: []),
     )
     next(steps)
     assert steps.send((b"fh", None)).procedure == "GETATTR3"

@@ -14,7 +14,7 @@ def test_a_reused_fileid_with_another_filehandle_is_a_new_node() -> None:
     removed = tree.found(tree.root, b"old", 7, FILE, b"fh-old")
     tree.removed(tree.root, b"old")
     new = tree.found(tree.root, b"new", 7, FILE, b"fh-new")
-    assert new is not removed and new.fh == b"fh-new" and new.path == b"/new"
+    assert new is not removed and new.filehandle == b"fh-new" and new.path == b"/new"
     # The core forgets the removed file later; the new one stays the fileid's node.
     tree.forget(removed)
     assert tree.found(tree.root, b"new", 7, FILE, b"fh-new") is new

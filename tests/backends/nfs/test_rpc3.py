@@ -20,12 +20,12 @@ async def test_lookup_getattr_remove_match_the_path_api(backend: NfsBackend, nfs
     os.mkfifo(nfs_dir / "d" / "p")
 
     def compare(c: Context) -> None:
-        root = rpc3.root_fh(c)
+        root = rpc3.root_filehandle(c)
         assert rpc3.getattr_(c, root).ino == c.lstat(b"/").ino
         directory, _ = rpc3.lookup(c, root, b"d")
         for name in (b"f", b"l", b"p"):
-            fh, st = rpc3.lookup(c, directory, name)
-            for found in (st, rpc3.getattr_(c, fh)):
+            filehandle, st = rpc3.lookup(c, directory, name)
+            for found in (st, rpc3.getattr_(c, filehandle)):
                 assert bytes(found) == bytes(c.lstat(b"/d/" + name))
         with pytest.raises(OSError) as info:
             rpc3.lookup(c, directory, b"missing")
@@ -44,7 +44,7 @@ async def test_event_loop_rpc_pipelines_and_reports_errors(
 ) -> None:
     for index in range(50):
         (nfs_dir / f"f{index}").write_bytes(b"x" * index)
-    root = backend.tree.root.fh
+    root = backend.tree.root.filehandle
     assert root is not None
     sizes = {}
 
