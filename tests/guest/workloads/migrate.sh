@@ -8,15 +8,6 @@
 M=$HOSTFS_MNT
 . /checks.sh
 
-wait_for() {
-    n=0
-    while [ ! -e "$1" ]; do
-        n=$((n + 1))
-        [ $n -gt 600 ] && { echo "no $1 after 600 s"; return 1; }
-        sleep 1
-    done
-}
-
 mkdir -p "$M/work/sub" && echo listed > "$M/work/sub/entry"
 cd "$M/work" || exit 1
 exec 3>>log

@@ -8,15 +8,6 @@
 M=$HOSTFS_MNT
 . /checks.sh
 
-wait_for() {
-    n=0
-    while [ ! -e "$1" ]; do
-        n=$((n + 1))
-        [ $n -gt 600 ] && { echo "no $1 after 600 s"; return 1; }
-        sleep 1
-    done
-}
-
 # lock_run KIND FILE CMD...: CMD while holding an exclusive KIND lock on FILE (waiting for it).
 lock_run() {
     kind=$1
