@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,9 @@ from hostfs.core.options import FsOptions
 from hostfs.guest.console import GuestReport, parse_console
 from hostfs.guest.daemons import daemon_command
 from hostfs.guest.errors import GuestError
-from hostfs.guest.initramfs import GuestSetup, build_initramfs
+from hostfs.guest.initramfs import GuestSetup
 from hostfs.guest.kernel import GuestKernel
-from hostfs.guest.qemu import Emulator, _spawn, _stop, _wait_for_socket, qemu_command
+from hostfs.guest.qemu import Emulator, _spawn, _stop, _wait_for_socket, boot_files, qemu_command
 from hostfs.guest.qmp import Qmp
 
 logger = logging.getLogger(__name__)
@@ -70,19 +69,13 @@ async def run_migration(
 ) -> MigrationRun:
     """Boot on A, migrate to B once ``ready()``, run ``after()``, let the guest finish on B."""
     options = options or FsOptions()
-    setup = replace(
-        setup, environment={"HOSTFS_XATTR": str(int(options.xattr)), **setup.environment}
-    )
     transcript: list[str] = []
     consoles: dict[str, list[str]] = {"source": [], "destination": []}
     with tempfile.TemporaryDirectory(
         prefix="hostfs-migrate-", dir=emulator.scratch_parent()
     ) as scratch:
         work = Path(scratch)
-        if emulator.root is not None:
-            kernel = replace(kernel, vmlinuz=Path(shutil.copy(kernel.vmlinuz, work)))
-        initrd = work / "initrd.gz"
-        initrd.write_bytes(build_initramfs(kernel, setup))
+        kernel, initrd = boot_files(kernel, setup, options, emulator, work)
         logs = {side: work / f"daemon-{side}.log" for side in consoles}
         sockets = {side: work / f"vhost-{side}.sock" for side in consoles}
         qmp_paths = {side: work / f"qmp-{side}.sock" for side in consoles}

@@ -109,6 +109,24 @@ def qemu_command(
     return command if reboot else [*command, "-no-reboot"]
 
 
+def boot_files(
+    kernel: GuestKernel, setup: GuestSetup, options: FsOptions, emulator: Emulator, work: Path
+) -> tuple[GuestKernel, Path]:
+    """The kernel and initramfs one boot reads, in ``work``.
+
+    The workload learns through ``HOSTFS_XATTR`` whether to test extended attributes;
+    a QEMU in a chroot sees only what is below it, so the kernel is copied beside the
+    initramfs in ``work`` (which the chroot shares)."""
+    setup = replace(
+        setup, environment={"HOSTFS_XATTR": str(int(options.xattr)), **setup.environment}
+    )
+    if emulator.root is not None:
+        kernel = replace(kernel, vmlinuz=Path(shutil.copy(kernel.vmlinuz, work)))
+    initrd = work / "initrd.gz"
+    initrd.write_bytes(build_initramfs(kernel, setup))
+    return kernel, initrd
+
+
 async def run_guest(
     kernel: GuestKernel,
     setup: GuestSetup,
@@ -138,19 +156,13 @@ async def run_guest(
     goes, becomes the user's; QEMU, as root, still connects).
     """
     options = options or FsOptions()
-    setup = replace(
-        setup, environment={"HOSTFS_XATTR": str(int(options.xattr)), **setup.environment}
-    )
     if isinstance(shared_dir, Path):
         (shared_dir / BOOT_MARKER).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(
         prefix="hostfs-guest-", dir=emulator.scratch_parent()
     ) as scratch:
         work = Path(scratch)
-        if emulator.root is not None:
-            kernel = replace(kernel, vmlinuz=Path(shutil.copy(kernel.vmlinuz, work)))
-        initrd = work / "initrd.gz"
-        initrd.write_bytes(build_initramfs(kernel, setup))
+        kernel, initrd = boot_files(kernel, setup, options, emulator, work)
         socket_path = work / "vhost-user-fs.sock"
         daemon_log = work / "daemon.log"
         serve: Sequence[str] = HOSTFS_SERVE
