@@ -15,9 +15,9 @@ carried VHOST_VRING_F_LOG.
 from __future__ import annotations
 
 import logging
-import mmap
 
 from hostfs.vhost.messages import LogArea
+from hostfs.vhost.region_fd import RegionFdError, check_window, map_window
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +39,13 @@ class DirtyLog:
     """The log bitmap, mapped from the fd of SET_LOG_BASE."""
 
     def __init__(self, fd: int, area: LogArea) -> None:
-        page_offset = area.offset % mmap.ALLOCATIONGRANULARITY
         if area.size == 0:
             raise DirtyLogError("log area of size 0")
         try:
-            self._mmap = mmap.mmap(
-                fd,
-                area.size + page_offset,
-                flags=mmap.MAP_SHARED,
-                prot=mmap.PROT_READ | mmap.PROT_WRITE,
-                offset=area.offset - page_offset,
-            )
+            check_window(fd, area.offset, area.size, "dirty log")
+            self._mmap, page_offset = map_window(fd, area.offset, area.size)
+        except RegionFdError as error:
+            raise DirtyLogError(str(error)) from error
         except (OSError, ValueError, OverflowError) as error:
             raise DirtyLogError(f"cannot map the log ({area}): {error}") from error
         self.bits = memoryview(self._mmap)[page_offset : page_offset + area.size]

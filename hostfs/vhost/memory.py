@@ -10,12 +10,11 @@ guest is untrusted, so no address it writes can reach anything else.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 
 from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.vhost.messages import MemoryRegionDesc
-from hostfs.vhost.region_fd import RegionFdError, check_region_fd
+from hostfs.vhost.region_fd import RegionFdError, check_region_fd, map_window
 
 logger = logging.getLogger(__name__)
 guest_errors = RateLimitedLog(logger)
@@ -32,16 +31,8 @@ class MappedRegion:
     def __init__(self, desc: MemoryRegionDesc, fd: int) -> None:
         if desc.memory_size == 0:
             raise GuestMemoryError("memory region of size 0")
-        # mmap wants a page-aligned offset; map from the page below mmap_offset.
-        page_offset = desc.mmap_offset % mmap.ALLOCATIONGRANULARITY
         try:
-            self._mmap = mmap.mmap(
-                fd,
-                desc.memory_size + page_offset,
-                flags=mmap.MAP_SHARED,
-                prot=mmap.PROT_READ | mmap.PROT_WRITE,
-                offset=desc.mmap_offset - page_offset,
-            )
+            self._mmap, page_offset = map_window(fd, desc.mmap_offset, desc.memory_size)
         except (OSError, ValueError, OverflowError) as error:
             raise GuestMemoryError(f"cannot map memory region {desc}: {error}") from error
         self.desc = desc

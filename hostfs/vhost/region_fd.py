@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import stat
 
@@ -45,17 +46,46 @@ def check_region_fd(desc: MemoryRegionDesc, fd: int) -> bool:
 
     Returns whether the fd can no longer shrink.
     """
+    return check_window(
+        fd, desc.mmap_offset, desc.memory_size, f"memory region {desc.guest_phys_addr:#x}"
+    )
+
+
+def check_window(fd: int, offset: int, size: int, what: str) -> bool:
+    """Refuse an fd whose file ends before ``offset + size``; seal it against shrinking.
+
+    Every mapping of a front-end's fd goes through here (guest RAM, the dirty log):
+    a page beyond the file's end would be a SIGBUS.  Returns whether the fd can no
+    longer shrink.
+    """
     try:
         info = os.fstat(fd)
     except OSError as error:
-        raise RegionFdError(f"memory region fd {fd}: {error}") from error
-    end = desc.mmap_offset + desc.memory_size
+        raise RegionFdError(f"{what} fd {fd}: {error}") from error
+    end = offset + size
     if stat.S_ISREG(info.st_mode) and info.st_size < end:
         raise RegionFdError(
-            f"memory region {desc.guest_phys_addr:#x} ends at offset {end:#x}, "
-            f"beyond its file ({info.st_size:#x} bytes)"
+            f"{what} ends at offset {end:#x}, beyond its file ({info.st_size:#x} bytes)"
         )
     return seal_against_shrinking(fd)
+
+
+def map_window(fd: int, offset: int, size: int) -> tuple[mmap.mmap, int]:
+    """``[offset, offset + size)`` of ``fd`` mapped shared and writable.
+
+    mmap wants a page-aligned offset, so the mapping starts at the page below
+    ``offset``; returned with where the window starts in it.  OSError, ValueError or
+    OverflowError for what the kernel or mmap refuses.
+    """
+    page_offset = offset % mmap.ALLOCATIONGRANULARITY
+    mapping = mmap.mmap(
+        fd,
+        size + page_offset,
+        flags=mmap.MAP_SHARED,
+        prot=mmap.PROT_READ | mmap.PROT_WRITE,
+        offset=offset - page_offset,
+    )
+    return mapping, page_offset
 
 
 def seal_against_shrinking(fd: int) -> bool:

@@ -12,11 +12,19 @@ from __future__ import annotations
 import mmap
 import os
 
+import pytest
+
 from hostfs.core.filesystem import ROOT_NODEID
 from hostfs.testing.fuse_client import PAGE, GuestFuseClient
 from hostfs.testing.guest_ram import GUEST_PHYS_BASE
 from hostfs.vhost.device import DEVICE_FEATURES
-from hostfs.vhost.dirty_log import LOG_PAGE, VHOST_F_LOG_ALL, VHOST_VRING_F_LOG
+from hostfs.vhost.dirty_log import (
+    LOG_PAGE,
+    VHOST_F_LOG_ALL,
+    VHOST_VRING_F_LOG,
+    DirtyLog,
+    DirtyLogError,
+)
 from hostfs.vhost.messages import LogArea, Request, VringAddr, decode_u64, encode_u64
 
 
@@ -83,3 +91,17 @@ async def test_pages_the_device_writes_are_logged(guest, served) -> None:
     assert written | {used} <= after
     assert after - written - {used} <= {avail}  # nothing else (avail shares the rings' page)
     assert max(after) < (GUEST_PHYS_BASE + guest.ram.size) // LOG_PAGE
+
+
+def test_a_log_fd_shorter_than_its_area_is_refused() -> None:
+    """Setting a bit beyond the file's end would be a SIGBUS in the daemon."""
+    log_fd = os.memfd_create("short-log", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(log_fd, LOG_PAGE)
+        with pytest.raises(DirtyLogError, match="beyond its file"):
+            DirtyLog(log_fd, LogArea(4 * LOG_PAGE, 0))
+        with pytest.raises(DirtyLogError, match="beyond its file"):
+            DirtyLog(log_fd, LogArea(LOG_PAGE, 8))
+        DirtyLog(log_fd, LogArea(LOG_PAGE, 0)).close()
+    finally:
+        os.close(log_fd)
