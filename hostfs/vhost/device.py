@@ -414,8 +414,10 @@ class VhostUserFsDevice:
             if queue is None:
                 continue
             queue.dirty_log = log
-            logged = ring.addr is not None and ring.addr.flags & VHOST_VRING_F_LOG
-            queue.used_log_addr = ring.addr.log_guest_addr if logged and ring.addr else None
+            addr = ring.addr
+            queue.used_log_addr = (
+                addr.log_guest_addr if addr is not None and addr.flags & VHOST_VRING_F_LOG else None
+            )
 
     @handles(Request.SET_DEVICE_STATE_FD, error_reply=encode_u64(DEVICE_STATE_NO_FD | 1))
     async def _set_device_state_fd(self, message: Message) -> bytes:
