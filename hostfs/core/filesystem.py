@@ -40,6 +40,9 @@ __all__ = ["ROOT_NODEID", "FileSystem", "ReaddirAdd"]
 
 log = logging.getLogger(__name__)
 
+NO_ATTRIBUTES = Stat(*(0,) * len(Stat._fields))
+"""The attributes of a negative entry: the kernel reads none of them."""
+
 ReaddirAdd = Callable[[bytes, int, int, int, "Entry | None"], bool]
 """``add(name, ino, dtype, next_offset, entry) -> fits``.
 
@@ -194,6 +197,25 @@ class FileSystem:
     async def lookup(self, caller: Caller, parent: int, name: bytes) -> Entry:
         directory = self._dir(parent)
         return self._entry(*await self._find(directory.obj, check_name(name)))
+
+    async def lookup_entry(self, caller: Caller, parent: int, name: bytes) -> Entry:
+        """LOOKUP as a FUSE transport answers it: a missing name is a negative entry
+        (nodeid 0, no lookup counted) the kernel may trust for the ``--cache`` entry
+        timeout, so it asks the backend again only when the timeout runs out.
+
+        fuse.h, ``struct fuse_entry_out``: "if the entry is a negative entry ...
+        nodeid 0" (fuse_lookup_name turns it into a negative dentry valid for
+        entry_valid); libfuse's ``negative_timeout`` and the Linux NFS client's
+        lookup cache (``lookupcache=all``, the default) do the same.  With a 0 s
+        timeout (``--cache never``) there is nothing to cache: ENOENT as before.
+        """
+        try:
+            return await self.lookup(caller, parent, name)
+        except FileNotFoundError:
+            timeout = self.options.cache.entry_timeout
+            if not timeout:
+                raise
+            return Entry(0, 0, NO_ATTRIBUTES, timeout, 0.0)
 
     async def _find(self, parent: BackendObject, name: bytes) -> tuple[BackendObject, Stat]:
         """Look ``name`` up, reusing the object of a node the core already holds.

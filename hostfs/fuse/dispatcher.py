@@ -429,7 +429,7 @@ class Dispatcher:
     async def _on_lookup(
         self, header: rq.InHeader, request: rq.Lookup, caller: Caller, out: memoryview, limit: int
     ) -> int:
-        entry = await self.fs.lookup(caller, header.nodeid, request.name)
+        entry = await self.fs.lookup_entry(caller, header.nodeid, request.name)
         return self._entry_reply(out, entry)
 
     @OPERATIONS.handles(Opcode.GETATTR, rq.decode_getattr)

@@ -89,7 +89,7 @@ class CoreOperations(pyfuse3.Operations):
 
     @_errors_as_fuse_errors
     async def lookup(self, parent_inode, name, ctx):
-        return _entry_attributes(await self.fs.lookup(_caller(ctx), parent_inode, name))
+        return _entry_attributes(await self.fs.lookup_entry(_caller(ctx), parent_inode, name))
 
     @_errors_as_fuse_errors
     async def getattr(self, inode, ctx):

@@ -103,8 +103,13 @@ class GuestFuseClient:
         return await self.ok(Opcode.INIT, 0, args)
 
     async def lookup(self, parent: int, name: bytes) -> int:
+        """The nodeid; a negative entry (nodeid 0) raises ENOENT, as the kernel's
+        negative dentry answers the caller."""
         body = await self.ok(Opcode.LOOKUP, parent, names(name))
-        return abi.ENTRY_OUT.unpack_from(body)[0]
+        nodeid: int = abi.ENTRY_OUT.unpack_from(body)[0]
+        if nodeid == 0:
+            raise FuseError(errno.ENOENT, os.strerror(errno.ENOENT))
+        return nodeid
 
     async def create(
         self, parent: int, name: bytes, mode: int = 0o644, **caller: Any

@@ -41,6 +41,9 @@ class FakeFileSystem:
     async def destroy(self) -> None:
         self._record("destroy")
 
+    async def lookup_entry(self, caller, parent, name):
+        return await self.lookup(caller, parent, name)
+
     async def lookup(self, caller, parent, name):
         self._record("lookup", caller, parent, name)
         if name == b"missing":

@@ -67,7 +67,8 @@ async def test_sigusr1_logs_the_request_table(tmp_path: Path) -> None:
     share, log = tmp_path / "share", tmp_path / "serve.log"
     share.mkdir()
     with open(log, "wb") as stderr:
-        async with serving(tmp_path, str(share), stderr=stderr) as daemon:
+        # --cache never: a missing name is an error reply, not a negative entry.
+        async with serving(tmp_path, str(share), "--cache", "never", stderr=stderr) as daemon:
             for _ in range(3):
                 with contextlib.suppress(FuseError):
                     await daemon.fuse.lookup(ROOT_ID, b"missing")
