@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 import trio
 
 from hostfs.core.filesystem import FileSystem
-from hostfs.devfuse.mount import DeviceBackings, mount, open_device, unmount
+from hostfs.devfuse.mount import DeviceBackings, mount, open_device, set_readahead, unmount
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
 from hostfs.fuse.parking import current_slot
@@ -173,6 +173,10 @@ async def mounted(
         session = DevFuseSession(fd, Dispatcher(fs, config, backings), config)
         log.info("mounted hostfs on %s (/dev/fuse fd %d)", mountpoint, fd)
         await session.serve_init()
+        if config.readahead and not session.ended:
+            why_not = set_readahead(mountpoint, config.readahead)
+            if why_not:
+                log.info("readahead left at the kernel's default: %s", why_not)
         yield session
     finally:
         with trio.CancelScope(shield=True):

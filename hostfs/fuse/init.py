@@ -31,6 +31,14 @@ class SessionConfig:
     """virtiofsd (Rust, C) announces 1 MiB; libfuse's default is 128 KiB."""
     max_readahead: int | None = None
     """None = accept the kernel's proposal (virtiofsd and libfuse echo it, capped)."""
+    readahead: int = 4 << 20
+    """Bytes of readahead a host mount's backing device gets after INIT (hostfs.devfuse:
+    ``read_ahead_kb``; a guest's kernel sets its own): four ``max_write`` READs in
+    flight for a sequential reader, where the kernel's 128 KiB default sent 128 KiB
+    READs one after another.  Measured on an NFS share, one reader of 1 MiB
+    preads, page cache dropped: 85 MiB/s at 128 KiB, 190 at 1 MiB, 540 at 4 MiB.
+    Precedent: the Linux NFS client read ahead 15 x rsize before 5.4 (NFS_MAX_READAHEAD).
+    0 leaves the kernel's default."""
     max_background: int = 0xFFFF
     """virtiofsd: ``u16::MAX`` (libfuse leaves 0, the kernel's default of 12)."""
     congestion_threshold: int = 0xFFFF // 4 * 3

@@ -16,7 +16,8 @@ from hostfs.core.filesystem import FileSystem
 from hostfs.core.options import FsOptions
 from hostfs.devfuse import serve_mount
 from hostfs.devfuse.mount import unmount
-from tests.devfuse.mounting import TIMEOUT, Mounted, in_thread, is_mounted
+from hostfs.fuse.init import SessionConfig
+from tests.devfuse.mounting import TIMEOUT, Mounted, devfuse_mount, in_thread, is_mounted
 
 
 async def test_files_and_directories(mounted: Mounted) -> None:
@@ -119,3 +120,20 @@ async def test_mount_errors_are_one_line(tmp_path: Path, make, message: str) -> 
     with pytest.raises(OSError, match=message):
         await serve_mount(fs, str(target))
     await fs.close()
+
+
+async def test_readahead_is_raised_after_init(tmp_path: Path) -> None:
+    """The kernel starts a FUSE mount at 128 KiB of readahead and INIT can only lower
+    it; the session sets SessionConfig.readahead (4 MiB by default) once INIT is
+    answered, so a sequential reader keeps several max_write READs in flight."""
+
+    def knob(path: Path) -> Path:
+        st = os.stat(path)
+        return Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
+
+    (tmp_path / "default").mkdir()
+    async with devfuse_mount(tmp_path / "default") as mounted:
+        assert (await in_thread(lambda: knob(mounted.path).read_text())).strip() == "4096"
+    (tmp_path / "two").mkdir()
+    async with devfuse_mount(tmp_path / "two", SessionConfig(readahead=2 << 20)) as mounted:
+        assert (await in_thread(lambda: knob(mounted.path).read_text())).strip() == "2048"
