@@ -107,6 +107,9 @@ class Dispatcher:
         self._early_interrupts: set[int] = set()
         self._scratch: list[memoryview] = []
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._max_request = self.config.max_request
+        """Read once: a property of the (frozen) config, and a tenth of a GETATTR's
+        decoding when read per request (cProfile)."""
 
     @property
     def initialized(self) -> bool:
@@ -122,7 +125,7 @@ class Dispatcher:
         INTERRUPT, or a request too short to have a ``unique``).
         """
         started = time.perf_counter_ns()
-        header, args = rq.frame(readable, self.config.max_request)
+        header, args = rq.frame(readable, self._max_request)
         if header is None:
             guest_errors.log(
                 "short request", logging.WARNING, "dropped a request shorter than fuse_in_header"
