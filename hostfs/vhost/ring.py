@@ -190,12 +190,17 @@ class Ring:
         inline = 0
         while self.lifecycle.state is RingState.SERVING:
             try:
-                # Ask for a kick, then look again (virtqueue_pop after
-                # virtio_queue_set_notification in QEMU): a chain added after the
-                # last pop but before avail_event moved is not kicked, so we must
-                # see it here, not sleep on the kick fd.
-                queue.request_kick()
                 chains = queue.pop_all()
+                if not chains:
+                    # Only now, about to sleep, ask for a kick, then look again
+                    # (virtqueue_pop after virtio_queue_set_notification in QEMU): a
+                    # chain added after the last pop but before avail_event moved is
+                    # not kicked, so we must see it here, not sleep on the kick fd.
+                    # While chains keep coming avail_event stays behind, and the
+                    # driver kicks no one who is awake (QEMU's virtio_queue_set_
+                    # notification(vq, 0) around its pop loop).
+                    queue.request_kick()
+                    chains = queue.pop_all()
             except RingError as error:
                 self.mark_broken(str(error))
                 return
