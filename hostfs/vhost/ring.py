@@ -225,7 +225,7 @@ class Ring:
                 await self._wait_for_kick()
 
     async def _handle(self, queue: SplitQueue, handler: RequestHandler, chain: Chain) -> None:
-        capacity = sum(len(view) for view in chain.writable)
+        capacity = sum(map(len, chain.writable))
         try:
             written = await handler.handle(chain.readable, chain.writable)
         except Exception:
