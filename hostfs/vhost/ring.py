@@ -248,7 +248,8 @@ class Ring:
             )
             written = min(max(written, 0), capacity)
         chain.release()
-        queue.log_writes(chain, written)
+        if queue.dirty_log is not None:  # a migration is on (VHOST_F_LOG_ALL)
+            queue.log_writes(chain, written)
         queue.push(chain.head, written)
         self.requests += 1
 
