@@ -97,7 +97,9 @@ class NodeTable:
         """Count one lookup of the object ``obj``/``st`` that a backend call returned."""
         key = (st.dev, st.ino)
         node = self._by_key.get(key)
-        if node is not None and not self._same_object(node.obj, obj):
+        # The object the core handed the backend back (a repeat LOOKUP found by key,
+        # filesystem._find) is its own: no backend call to tell.
+        if node is not None and node.obj is not obj and not self._same_object(node.obj, obj):
             del self._by_key[key]
             node = None
         if node is None:

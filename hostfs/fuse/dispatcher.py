@@ -107,6 +107,9 @@ class Dispatcher:
         self._early_interrupts: set[int] = set()
         self._scratch: list[memoryview] = []
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._max_request = self.config.max_request
+        """Read once: a property of the (frozen) config, and a tenth of a GETATTR's
+        decoding when read per request (cProfile)."""
 
     @property
     def initialized(self) -> bool:
@@ -122,7 +125,7 @@ class Dispatcher:
         INTERRUPT, or a request too short to have a ``unique``).
         """
         started = time.perf_counter_ns()
-        header, args = rq.frame(readable, self.config.max_request)
+        header, args = rq.frame(readable, self._max_request)
         if header is None:
             guest_errors.log(
                 "short request", logging.WARNING, "dropped a request shorter than fuse_in_header"
@@ -278,22 +281,29 @@ class Dispatcher:
             scatter_into(writable, 0, memoryview(header))
         return length
 
-    async def _serve(
+    def _serve(
         self,
         operation: Operation,
         header: rq.InHeader,
         request: rq.Request,
         caller: Caller,
         writable: Sequence[memoryview],
-    ) -> int:
-        """Call the handler as its reply kind wants; the reply length."""
+    ) -> Awaitable[int]:
+        """Call the handler as its reply kind wants; awaited, the reply length.
+
+        Not a coroutine itself: the caller awaits the one it returns, one coroutine
+        fewer per request."""
         reply = operation.reply
         if reply is ReplyKind.BUFFER:
-            return await self._reply_in_buffer(operation.handler, header, request, caller, writable)
+            return self._reply_in_buffer(operation.handler, header, request, caller, writable)
         if reply is ReplyKind.DATA:
-            length: int = await operation.handler(self, header, request, caller, writable)
-            return length
-        await operation.handler(self, header, request)
+            data: Awaitable[int] = operation.handler(self, header, request, caller, writable)
+            return data
+        return self._no_reply(operation.handler(self, header, request))
+
+    @staticmethod
+    async def _no_reply(handling: Awaitable[None]) -> int:
+        await handling
         return 0
 
     async def _reply_in_buffer(

@@ -15,12 +15,25 @@ _ZEROS = bytes(8)
 _NO_ENTRY = abi.ENTRY_OUT.unpack(bytes(abi.ENTRY_OUT.size))
 
 
+_SPLIT_TIMEOUTS: dict[float, tuple[int, int]] = {}
+"""Timeouts already split: a session uses two or three values (--cache), on every reply
+that carries an entry or attributes."""
+_SPLIT_TIMEOUTS_MAX = 64
+
+
 def split_timeout(seconds: float) -> tuple[int, int]:
     """A cache timeout as fuse.h wants it: whole seconds and nanoseconds."""
+    split = _SPLIT_TIMEOUTS.get(seconds)
+    if split is not None:
+        return split
     if seconds <= 0:
-        return 0, 0
-    whole = int(seconds)
-    return whole, min(int((seconds - whole) * _NS), _NS - 1)
+        split = 0, 0
+    else:
+        whole = int(seconds)
+        split = whole, min(int((seconds - whole) * _NS), _NS - 1)
+    if len(_SPLIT_TIMEOUTS) < _SPLIT_TIMEOUTS_MAX:
+        _SPLIT_TIMEOUTS[seconds] = split
+    return split
 
 
 def attr_fields(st: Stat) -> tuple[int, ...]:

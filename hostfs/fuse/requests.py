@@ -502,6 +502,9 @@ def decode_copy_file_range(proto: Protocol, args: Args) -> CopyFileRange:
 Decoder = Callable[[Protocol, Args], Request]
 
 MAX_REQUEST = SessionConfig().max_request
+_IN_HEADER_SIZE = abi.IN_HEADER.size
+_unpack_header = abi.IN_HEADER.unpack_from
+_make_header = InHeader._make
 
 
 def frame(
@@ -514,17 +517,21 @@ def frame(
     is read here, so an oversized request costs only its header.
     """
     total = total_length(readable)
-    if total < abi.IN_HEADER.size:
+    if total < _IN_HEADER_SIZE:
         return None, BadRequest(errno.EIO)
-    header = InHeader._make(abi.IN_HEADER.unpack_from(gather(readable, 0, abi.IN_HEADER.size)))
+    first = readable[0]
+    # In place when the first buffer holds the header (every driver we know puts it in
+    # a descriptor of its own or with the arguments): no gather, no copy.
+    raw = first if len(first) >= _IN_HEADER_SIZE else gather(readable, 0, _IN_HEADER_SIZE)
+    header = _make_header(_unpack_header(raw))
     if header.len > max_request:
         return header, BadRequest(errno.ENOMEM)  # virtiofsd's errno for the same check
     if header.len != total:
         return header, BadRequest(errno.EINVAL)
     end = total - header.total_extlen * 8
-    if end < abi.IN_HEADER.size:
+    if end < _IN_HEADER_SIZE:
         return header, BadRequest(errno.EINVAL)
-    return header, Args(readable, abi.IN_HEADER.size, end - abi.IN_HEADER.size)
+    return header, Args(readable, _IN_HEADER_SIZE, end - _IN_HEADER_SIZE)
 
 
 def decode(decoder: Decoder, proto: Protocol, args: Args) -> Request | BadRequest:

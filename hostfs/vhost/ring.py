@@ -190,12 +190,17 @@ class Ring:
         inline = 0
         while self.lifecycle.state is RingState.SERVING:
             try:
-                # Ask for a kick, then look again (virtqueue_pop after
-                # virtio_queue_set_notification in QEMU): a chain added after the
-                # last pop but before avail_event moved is not kicked, so we must
-                # see it here, not sleep on the kick fd.
-                queue.request_kick()
                 chains = queue.pop_all()
+                if not chains:
+                    # Only now, about to sleep, ask for a kick, then look again
+                    # (virtqueue_pop after virtio_queue_set_notification in QEMU): a
+                    # chain added after the last pop but before avail_event moved is
+                    # not kicked, so we must see it here, not sleep on the kick fd.
+                    # While chains keep coming avail_event stays behind, and the
+                    # driver kicks no one who is awake (QEMU's virtio_queue_set_
+                    # notification(vq, 0) around its pop loop).
+                    queue.request_kick()
+                    chains = queue.pop_all()
             except RingError as error:
                 self.mark_broken(str(error))
                 return
@@ -220,7 +225,7 @@ class Ring:
                 await self._wait_for_kick()
 
     async def _handle(self, queue: SplitQueue, handler: RequestHandler, chain: Chain) -> None:
-        capacity = sum(len(view) for view in chain.writable)
+        capacity = sum(map(len, chain.writable))
         try:
             written = await handler.handle(chain.readable, chain.writable)
         except Exception:
@@ -243,7 +248,8 @@ class Ring:
             )
             written = min(max(written, 0), capacity)
         chain.release()
-        queue.log_writes(chain, written)
+        if queue.dirty_log is not None:  # a migration is on (VHOST_F_LOG_ALL)
+            queue.log_writes(chain, written)
         queue.push(chain.head, written)
         self.requests += 1
 

@@ -277,8 +277,7 @@ class LocalBackend(Backend):
     async def getattr(self, obj: Inode, handle: int | None = None) -> Stat:
         if handle is not None:
             return Stat.from_os(os.stat(handle))
-        with self._fd(obj) as fd:
-            return Stat.from_os(os.stat(fd))
+        return Stat.from_os(self._inodes.stat(obj))
 
     async def setattr(
         self, obj: Inode, changes: SetattrChanges, handle: int | None, caller: Caller

@@ -182,6 +182,20 @@ class Inodes:
             return contextlib.nullcontext(inode.fd)
         return _Lease(self, inode)
 
+    def stat(self, inode: Inode) -> os.stat_result:
+        """fstat(2) of ``inode``: through the fd it holds with no lease when it holds one
+        (GETATTR's common case).  A lease guards the fd against an eviction during the
+        operation, and only opening an fd evicts (the fd budget's reclaim), always on
+        the event loop's thread: a single fstat opens nothing, so nothing can close the
+        fd under it.  A hot inode still becomes the most recently used, as a lease makes it."""
+        fd = inode.fd
+        if fd < 0:
+            with _Lease(self, inode) as leased:
+                return os.stat(leased)
+        if inode.handle is not None and not inode.leases:
+            self._hot.move_to_end(inode)
+        return os.stat(fd)
+
     def _lease(self, inode: Inode) -> int:
         if inode.leases == 0 and inode.fd >= 0:
             del self._hot[inode]
