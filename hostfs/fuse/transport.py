@@ -108,32 +108,29 @@ class Transport:
             )
             written = 0
         self.requests += 1
-        if written and not _fits(written, writable):
-            self.errors.log(
-                "failed requests",
-                logging.ERROR,
-                "%s: handler wrote %d of %d bytes",
-                self.name,
-                written,
-                total_length(writable),
-            )
-            written = min(max(written, 0), total_length(writable))
+        if written and (written < 0 or not writable or written > len(writable[0])):
+            return self._bounded(written, writable)  # rare: a scattered reply, or a bug
         return written
+
+    def _bounded(self, written: int, writable: Sequence[memoryview]) -> int:
+        """``written`` if it fits in ``writable``, else logged and cut to fit."""
+        capacity = total_length(writable)
+        if 0 <= written <= capacity:
+            return written
+        self.errors.log(
+            "failed requests",
+            logging.ERROR,
+            "%s: handler wrote %d of %d bytes",
+            self.name,
+            written,
+            capacity,
+        )
+        return min(max(written, 0), capacity)
 
 
 class _NotServing:
     async def handle(self, readable: Sequence[memoryview], writable: Sequence[memoryview]) -> int:
         raise RuntimeError("a request before the transport began serving")
-
-
-def _fits(written: int, writable: Sequence[memoryview]) -> bool:
-    """``0 <= written <= total_length(writable)``, without the sum when the first
-    buffer holds the reply (every /dev/fuse and io_uring reply, most of a ring's)."""
-    if written < 0:
-        return False
-    if writable and written <= len(writable[0]):
-        return True
-    return written <= total_length(writable)
 
 
 class Relay:
