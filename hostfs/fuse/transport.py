@@ -12,8 +12,8 @@ things, and those live here:
   transport, and keep a bug of ours to that one request: a handler that raises,
   or says it wrote outside the reply's buffers, is logged and answered with
   nothing (0), so the transport gives its buffers back and goes on.  (Rust
-  virtiofsd's ``Server::handle_message`` is the same one step for every
-  transport it has.)
+  virtiofsd's ``Server::handle_message`` is the same one step, called by every
+  queue's worker.)
 - **run it in a place** (:meth:`Transport.enter`): each transport serves at most
   N requests at once, in N places: a devfuse worker, an io_uring entry, a
   virtqueue's limiter token.  A place is a :class:`~hostfs.fuse.parking.Slot`:
@@ -23,8 +23,11 @@ things, and those live here:
   request) and :class:`Token` (a counted token goes back and is taken again).
 - **end its parked waits when it stops** (:meth:`Transport.end_waits`).
 
-The hot path pays one call and one ``try`` per request: measured with
-scripts/bench-device and scripts/bench-local (CHANGELOG, "transport seam").
+The hot path pays one call and one ``try`` per request: about 150 ns over
+calling the handler directly (a no-op handler, best of 7 x 300,000), under 1 %
+of the 20-50 us of daemon CPU a request costs (scripts/bench-device); the vhost
+ring's own guard, which this replaces, cost more (its capacity sum ran for
+every request).
 """
 
 from __future__ import annotations
