@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -23,7 +24,14 @@ ENGINES = {
     "devfuse": "hostfs.devfuse.session",
     "uring": "hostfs.uring.session",
 }
-"""Each module is a :class:`hostfs.fuse.engine.MountEngine`."""
+"""Each module is a :class:`hostfs.fuse.engine.MountEngine` (mypy checks it below)."""
+
+if TYPE_CHECKING:  # imported lazily at run time: pyfuse3 only for its engine
+    from hostfs.devfuse import session as _devfuse
+    from hostfs.libfuse import session as _libfuse
+    from hostfs.uring import session as _uring
+
+    _CHECKED: tuple[MountEngine, ...] = (_libfuse, _devfuse, _uring)
 
 OWN_INIT = frozenset({"devfuse", "uring"})
 """Engines whose INIT reply is hostfs's own, so passthrough and allow-mmap can be offered."""

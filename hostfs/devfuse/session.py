@@ -23,8 +23,8 @@ from hostfs.core.filesystem import FileSystem
 from hostfs.devfuse.mount import DeviceBackings, mount, open_device, set_readahead, unmount
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
-from hostfs.fuse.parking import current_slot
 from hostfs.fuse.stats import log_on_signal
+from hostfs.fuse.transport import Relay, Transport
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ class DevFuseSession:
         self._wait_turn = trio.Lock()
         self.ended = False
         """The kernel ended the connection (unmounted from outside, or aborted)."""
-        self.served = 0
-        """Requests read from /dev/fuse so far."""
+        self.transport = Transport("/dev/fuse", dispatcher)
+        """The per-request plumbing every transport shares (hostfs.fuse.transport)."""
 
     async def _read(self, buffer: memoryview) -> int:
         """Read one request, waiting only when none is queued; raise :class:`_Unmounted`
@@ -94,8 +94,7 @@ class DevFuseSession:
 
     async def serve_one(self, buffer: memoryview) -> None:
         size = await self._read(buffer)
-        self.served += 1
-        length = await self.dispatcher.handle([buffer[:size]], [buffer])
+        length = await self.transport.serve([buffer[:size]], [buffer])
         if length:
             self._write(buffer[:length])
 
@@ -105,8 +104,8 @@ class DevFuseSession:
 
         A request that parks (hostfs.fuse.parking) hands this worker's place to a
         new worker; this one ends with that request."""
-        slot = _WorkerSlot(self, nursery)
-        current_slot.set(slot)
+        slot = Relay(lambda: nursery.start_soon(self._worker, nursery))
+        self.transport.enter(slot)
         buffer = memoryview(bytearray(self.config.buffer_size))
         while not slot.lent:
             for _ in range(_CHECKPOINT_EVERY):
@@ -134,22 +133,6 @@ class DevFuseSession:
         except* _Unmounted:
             self.ended = True
             log.info("FUSE connection ended (unmounted from outside)")
-
-
-class _WorkerSlot:
-    """One of the session's reading workers, as a parking slot."""
-
-    def __init__(self, session: DevFuseSession, nursery: trio.Nursery) -> None:
-        self.session = session
-        self.nursery = nursery
-        self.lent = False
-
-    def lend(self) -> None:
-        self.lent = True
-        self.nursery.start_soon(self.session._worker, self.nursery)
-
-    async def take_back(self) -> None:
-        """Nothing to wait for: the parked worker ends after its request."""
 
 
 @contextlib.asynccontextmanager

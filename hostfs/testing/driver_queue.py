@@ -48,6 +48,9 @@ class Submitted:
 
 
 class DriverQueue:
+    """Queue ``index`` of ``size`` entries, its rings and kick/call eventfds in ``ram``:
+    :meth:`submit` buffers as the driver does, :meth:`kick`, :meth:`collect` replies."""
+
     def __init__(self, ram: GuestRam, index: int, size: int) -> None:
         self.ram = ram
         self.index = index

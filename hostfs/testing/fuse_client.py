@@ -29,7 +29,8 @@ class FuseReply(NamedTuple):
 
 
 class FuseError(OSError):
-    pass
+    """A FUSE reply with an error (``errno`` is its errno), or one that does not answer
+    the request sent (EPROTO: another ``unique``)."""
 
 
 class GuestFuseClient:

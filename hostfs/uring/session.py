@@ -38,7 +38,7 @@ from hostfs.devfuse.session import DevFuseSession, mounted
 from hostfs.fuse import abi as fuse_abi
 from hostfs.fuse import replies
 from hostfs.fuse.init import PAGE_SIZE, SessionConfig
-from hostfs.fuse.parking import current_slot
+from hostfs.fuse.transport import Relay, Transport
 from hostfs.uring import abi
 from hostfs.uring.ring import Ring, address_of
 
@@ -135,8 +135,9 @@ class UringSession:
         self.queues = queue_count()
         self.payload_size = abi.max_payload(config.max_write, config.max_pages)
         self.entries: list[_Entry] = []
-        self.ring_requests = 0
-        """Requests that came over the rings (the /dev/fuse side counts its own)."""
+        self.transport = Transport("io_uring", self.dispatcher)
+        """The rings' share of the per-request plumbing (hostfs.fuse.transport); the
+        /dev/fuse side has its own (``device.transport``)."""
         self.fell_back = False
         """The kernel refused a registration and serves everything over /dev/fuse."""
         self._nursery: trio.Nursery | None = None
@@ -194,9 +195,10 @@ class UringSession:
         """Serve the requests the kernel puts in ``entry`` until the connection ends.
 
         A request that parks lends the entry's place to a new entry on the same
-        queue (:class:`_EntrySlot`), so lock waiters cannot use up a queue."""
-        slot = _EntrySlot(self, entry.qid)
-        current_slot.set(slot)
+        queue (a :class:`~hostfs.fuse.transport.Relay`), so lock waiters cannot use up
+        a queue; the parked request's entry stays registered: the queue has one more."""
+        transport = self.transport
+        slot = self._entry_slot(entry.qid)
         area = entry.area
         headers = entry.headers
         while True:
@@ -204,10 +206,10 @@ class UringSession:
             if res < 0:
                 self._failed(entry, -res)
                 return
-            self.ring_requests += 1
             try:
                 request = abi.decode_ring_request(headers)
             except ValueError as error:
+                transport.requests += 1  # read, and answered: counted as any request is
                 log.warning("io_uring entry %d: %s", entry.index, error)
                 self._reply_error(entry, errno.EIO)
                 continue
@@ -217,7 +219,7 @@ class UringSession:
                 abi.OP_IN_OFFSET : abi.OP_IN_OFFSET + request.op_in_size
             ]
             reply_at = _PAYLOAD - abi.OUT_HEADER_SIZE
-            length = await self.dispatcher.handle(
+            length = await transport.serve(
                 [area[start : _PAYLOAD + request.payload_size]], [area[reply_at:]]
             )
             if length < abi.OUT_HEADER_SIZE:
@@ -229,9 +231,13 @@ class UringSession:
                 )
                 self._commit(entry, request.commit_id)
             if slot.lent:
-                # The parked request's entry stays registered: the queue has one more.
-                slot = _EntrySlot(self, entry.qid)
-                current_slot.set(slot)
+                slot = self._entry_slot(entry.qid)
+
+    def _entry_slot(self, qid: int) -> Relay:
+        """An entry's place on queue ``qid``, entered in the task serving the entry."""
+        slot = Relay(lambda: self._add_entry(qid))
+        self.transport.enter(slot)
+        return slot
 
     def _reply_error(self, entry: _Entry, code: int) -> None:
         headers = entry.headers
@@ -244,7 +250,7 @@ class UringSession:
     def _failed(self, entry: _Entry, code: int) -> None:
         if code in _ENDED:
             return
-        if code in (errno.EOPNOTSUPP, errno.EINVAL) and not self.ring_requests:
+        if code in (errno.EOPNOTSUPP, errno.EINVAL) and not self.transport.requests:
             if not self.fell_back:
                 self.fell_back = True
                 log.warning(
@@ -316,30 +322,14 @@ class UringSession:
             finally:
                 log.info(
                     "FUSE over io_uring: %d requests over the rings, %d over /dev/fuse",
-                    self.ring_requests,
-                    self.device.served,
+                    self.transport.requests,
+                    self.device.transport.requests,
                 )
                 nursery.cancel_scope.cancel()
 
     def close(self) -> None:
         for entry in self.entries:
             entry.close()
-
-
-class _EntrySlot:
-    """An entry's place on its queue, as a parking slot (hostfs.fuse.parking)."""
-
-    def __init__(self, session: UringSession, qid: int) -> None:
-        self.session = session
-        self.qid = qid
-        self.lent = False
-
-    def lend(self) -> None:
-        self.lent = True
-        self.session._add_entry(self.qid)
-
-    async def take_back(self) -> None:
-        """Nothing to wait for: the queue keeps the entry lent to it."""
 
 
 async def serve_mount(

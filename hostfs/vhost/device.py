@@ -20,6 +20,7 @@ import trio
 
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.ratelimit import RateLimitedLog
+from hostfs.fuse.transport import RequestHandler
 from hostfs.vhost.channel import Message
 from hostfs.vhost.dirty_log import VHOST_F_LOG_ALL, VHOST_VRING_F_LOG, DirtyLog, DirtyLogError
 from hostfs.vhost.eventfd import NotAnEventfd, adopt_eventfd, close_fd
@@ -43,7 +44,7 @@ from hostfs.vhost.messages import (
     encode_u64,
     request_name,
 )
-from hostfs.vhost.ring import RequestHandler, Ring
+from hostfs.vhost.ring import Ring
 from hostfs.vhost.ring_state import RingStateError
 from hostfs.vhost.virtqueue import (
     MAX_QUEUE_SIZE,

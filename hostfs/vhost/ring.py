@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Protocol
 
 import trio
 
-from hostfs.fuse.parking import ParkedWaits, current_slot, current_waits
 from hostfs.fuse.ratelimit import RateLimitedLog
+from hostfs.fuse.transport import RequestHandler, Token, Transport
 from hostfs.vhost.eventfd import EVENTFD_VALUE, close_fd, signal_eventfd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
@@ -43,19 +42,6 @@ INLINE_BATCH = 64
 rings, the vhost-user socket): a guest that keeps its ring full must not starve them."""
 
 
-class RequestHandler(Protocol):
-    """The FUSE dispatcher as the transport sees it (``hostfs.fuse``).
-
-    A handler may also have ``may_yield(readable) -> bool``: False for a request that
-    finishes without yielding to the event loop (``Dispatcher.may_yield``), which the ring then
-    serves in its own task; without the method every request gets a task of its own.
-    """
-
-    async def handle(
-        self, readable: Sequence[memoryview], writable: Sequence[memoryview]
-    ) -> int: ...
-
-
 def _always(readable: Sequence[memoryview]) -> bool:
     return True
 
@@ -73,9 +59,8 @@ class Ring:
         self.err_fd: int | None = None
         self.lifecycle = RingLifecycle(index)
         self.queue: SplitQueue | None = None
-        self.requests = 0
-        """Chains this ring has answered since the device (re)started it from scratch."""
-        self._parked = ParkedWaits()
+        self.transport = Transport(f"queue {index}", errors=guest_errors)
+        """The per-request plumbing every transport shares (hostfs.fuse.transport)."""
         self._wait_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
         """Set when the serving task ends: what :meth:`stop` waits for."""
@@ -87,9 +72,14 @@ class Ring:
         return self.lifecycle.task_alive
 
     @property
+    def requests(self) -> int:
+        """Chains this ring has answered since the device made it."""
+        return self.transport.requests
+
+    @property
     def parked_waits(self) -> int:
         """Requests of this ring parked in a lock wait now."""
-        return len(self._parked)
+        return len(self.transport.waits)
 
     def close_fds(self) -> None:
         for fd in (self.kick_fd, self.call_fd, self.err_fd):
@@ -156,8 +146,8 @@ class Ring:
         """
         self.lifecycle.serve()
         self.queue = queue
-        self._parked = ParkedWaits()
-        current_waits.set(self._parked)  # inherited by every request task started below
+        self.transport.begin(handler)
+        self.transport.enter(None)  # inline requests wait in place; request tasks inherit
         self._stopped = trio.Event()
         task_status.started()
         limiter = trio.CapacityLimiter(concurrency) if concurrency else None
@@ -209,7 +199,7 @@ class Ring:
                     # A request that cannot wait is served here and now: a task of its
                     # own would cost it a spawn and two scheduler passes (most of a
                     # LOOKUP's time), and it would not run any sooner.
-                    await self._handle(queue, handler, chain)
+                    await self._handle(queue, chain)
                     inline += 1
                     if inline == INLINE_BATCH:
                         inline = 0
@@ -217,52 +207,29 @@ class Ring:
                         await trio.lowlevel.checkpoint()
                 else:
                     await limiter.acquire_on_behalf_of(chain)
-                    nursery.start_soon(self._handle_concurrently, queue, handler, chain, limiter)
+                    nursery.start_soon(self._handle_concurrently, queue, chain, limiter)
             # One interrupt for every chain served here (virtio 1.2 §2.7.10 decides if any).
             self._notify(queue)
             if not chains:
                 inline = 0
                 await self._wait_for_kick()
 
-    async def _handle(self, queue: SplitQueue, handler: RequestHandler, chain: Chain) -> None:
-        capacity = sum(map(len, chain.writable))
-        try:
-            written = await handler.handle(chain.readable, chain.writable)
-        except Exception:
-            guest_errors.log(
-                "failed requests",
-                logging.ERROR,
-                "queue %d: request handler failed; chain returned empty",
-                self.index,
-                trace=True,
-            )
-            written = 0
-        if not 0 <= written <= capacity:
-            guest_errors.log(
-                "failed requests",
-                logging.ERROR,
-                "queue %d: handler wrote %d of %d bytes",
-                self.index,
-                written,
-                capacity,
-            )
-            written = min(max(written, 0), capacity)
+    async def _handle(self, queue: SplitQueue, chain: Chain) -> None:
+        written = await self.transport.serve(chain.readable, chain.writable)
         chain.release()
         if queue.dirty_log is not None:  # a migration is on (VHOST_F_LOG_ALL)
             queue.log_writes(chain, written)
         queue.push(chain.head, written)
-        self.requests += 1
 
     async def _handle_concurrently(
         self,
         queue: SplitQueue,
-        handler: RequestHandler,
         chain: Chain,
         limiter: trio.CapacityLimiter,
     ) -> None:
-        current_slot.set(_LimiterSlot(limiter, chain))
+        self.transport.enter(Token(limiter, chain))
         try:
-            await self._handle(queue, handler, chain)
+            await self._handle(queue, chain)
         finally:
             limiter.release_on_behalf_of(chain)
         # Let every request finishing in this scheduler pass push first: one interrupt for all.
@@ -304,21 +271,7 @@ class Ring:
         """
         if self.lifecycle.task_alive:
             self.lifecycle.stop()
-            self._parked.end()
+            self.transport.end_waits()
             self._wake()
             await self._stopped.wait()
         return self.base
-
-
-class _LimiterSlot:
-    """A request's limiter token, as a parking slot (hostfs.fuse.parking)."""
-
-    def __init__(self, limiter: trio.CapacityLimiter, borrower: Chain) -> None:
-        self.limiter = limiter
-        self.borrower = borrower
-
-    def lend(self) -> None:
-        self.limiter.release_on_behalf_of(self.borrower)
-
-    async def take_back(self) -> None:
-        await self.limiter.acquire_on_behalf_of(self.borrower)

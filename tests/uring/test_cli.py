@@ -116,7 +116,7 @@ def test_with_the_switch_off_the_engine_refuses_and_the_session_falls_back(
     async def fall_back() -> tuple[bool, int, str]:
         async with devfuse_mount(tmp_path / "inner", None, uring_engine) as mount:
             data = await in_thread(lambda: ((mount.path / "f").write_text("y"), "ok")[1])
-            return mount.session.fell_back, mount.session.ring_requests, data
+            return mount.session.fell_back, mount.session.transport.requests, data
 
     os.mkdir(tmp_path / "inner")
     with enable_uring("N"):

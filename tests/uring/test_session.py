@@ -47,12 +47,12 @@ async def test_every_request_but_forgets_comes_over_the_rings(tmp_path: Path) ->
         assert len(session.entries) == queue_count() * ENTRIES_PER_QUEUE
         await in_thread(lambda: work(mount.path))
         calls = session.dispatcher.stats.calls
-        while session.ring_requests + session.device.served > sum(calls):
+        while session.transport.requests + session.device.transport.requests > sum(calls):
             await trio.sleep(0.01)  # until every request read so far has been answered
         device_only = sum(calls[opcode] for opcode in DEVICE_ONLY)
         assert calls[Opcode.CREATE] == FILES and calls[Opcode.UNLINK] == FILES
-        assert session.ring_requests == sum(calls) - device_only
-        assert session.device.served == device_only
+        assert session.transport.requests == sum(calls) - device_only
+        assert session.device.transport.requests == device_only
 
 
 async def test_an_unmount_from_outside_ends_the_session_and_closes_its_fds(
