@@ -82,12 +82,17 @@ def hostfs_mount(
     host_dir: str,
     backend: str = "local",
     extra_args: tuple[str, ...] = ("--xattr",),
+    allow_other: bool = True,
 ) -> Iterator[Mount]:
-    """Mount with ``engine``, a :data:`VARIANTS` name (or any ``--engine``)."""
+    """Mount with ``engine``, a :data:`VARIANTS` name (or any ``--engine``).
+
+    ``allow_other`` (on for the suite, which acts as other users too) mounts with
+    ``--allow-other``, so with the kernel's ``default_permissions``."""
     chosen = variant(engine)
     command = [
         sys.executable, "-m", "hostfs", "mount", "--engine", chosen.engine, *chosen.args,
-        "--shared-dir", shared_dir, *extra_args, mountpoint,
+        "--shared-dir", shared_dir, *extra_args, *(["--allow-other"] if allow_other else []),
+        mountpoint,
     ]  # fmt: skip
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     try:
