@@ -37,10 +37,7 @@ VARIANTS: dict[str, EngineVariant] = {
     "devfuse": EngineVariant("devfuse"),
     "devfuse-nopassthrough": EngineVariant("devfuse", ("--no-passthrough",), local_only=True),
     "pyfuse3": EngineVariant("pyfuse3"),
-    # uring on an NFS share is left out until a known bug is fixed: in about 2 of
-    # 10 runs test_hard_links_share_inode_and_count leaves the silly-renamed file
-    # behind (RELEASE is answered before UNLINK; not seen with devfuse).
-    "uring": EngineVariant("uring", local_only=True),
+    "uring": EngineVariant("uring"),
 }
 """By the name tests are parametrized with.  ``devfuse`` on a local share uses FUSE
 passthrough, so the kernel does READ/WRITE itself; ``devfuse-nopassthrough`` sends them
