@@ -126,6 +126,10 @@ def offered_flags(
         flags |= abi.HANDLE_KILLPRIV_V2
     if options.readdirplus:
         flags |= abi.DO_READDIRPLUS | abi.READDIRPLUS_AUTO
+    if options.cache.cache_dir:
+        # Cached listings are checked against the directory's mtime only with it
+        # (fuse_readdir_cached); file pages are dropped when mtime or size change.
+        flags |= abi.AUTO_INVAL_DATA
     if options.locks:
         flags |= abi.POSIX_LOCKS
     if options.flock:
