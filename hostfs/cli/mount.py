@@ -70,6 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(FUSE passthrough, Linux >= 6.9; local directories only, not with --writeback); "
         "default: on with devfuse and uring",
     )
+    parser.add_argument(
+        "--allow-other",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="let users other than root use the mount; the kernel then checks their "
+        "permissions (default_permissions, one more GETATTR per directory change); "
+        "default: off, only root gets in (as libfuse's examples mount)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -84,7 +92,10 @@ def check_mountpoint(path: str) -> None:
 
 def session_config(args: argparse.Namespace) -> SessionConfig:
     """The ``config`` for the engine's ``serve_mount``."""
-    return SessionConfig(passthrough=args.engine in OWN_INIT and args.passthrough is not False)
+    return SessionConfig(
+        passthrough=args.engine in OWN_INIT and args.passthrough is not False,
+        allow_other=args.allow_other,
+    )
 
 
 async def _serve(args: argparse.Namespace) -> None:

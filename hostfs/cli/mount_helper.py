@@ -12,9 +12,10 @@ Here the server is ``hostfs mount`` in its own session; ``umount`` ends it (its
 
 - mount(8)'s own, which say nothing to hostfs: ``rw``, ``defaults``, ``auto``/``noauto``,
   ``user``/``nouser``/``users``, ``nofail``, ``_netdev``, ``x-*`` (``x-systemd.*``),
-  ``comment=``; ``nosuid``, ``nodev`` and ``allow_other`` (hostfs mounts with them
-  always), ``noatime`` and the other atime words (no effect: the host keeps atimes);
+  ``comment=``; ``nosuid`` and ``nodev`` (hostfs mounts with them always), ``noatime``
+  and the other atime words (no effect: the host keeps atimes);
 - ``ro``: ``--readonly`` (every change is EROFS);
+- ``allow_other``: ``--allow-other`` (other users, checked by the kernel);
 - ``engine=devfuse|uring|pyfuse3``, ``passthrough``/``no_passthrough``, ``log=FILE`` (the
   server's stderr; default: discarded once mounted);
 - ``hostfs mount``'s ``-o`` words (``cache=``, ``xattr``, ``writeback``,
@@ -48,7 +49,7 @@ START_TIMEOUT = 60.0
 
 IGNORED = {
     "rw", "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "nofail",
-    "_netdev", "nosuid", "nodev", "allow_other", "noatime", "atime", "relatime",
+    "_netdev", "nosuid", "nodev", "noatime", "atime", "relatime",
     "norelatime", "strictatime", "nostrictatime", "nodiratime", "lazytime", "nolazytime",
     "silent", "loud",
 }  # fmt: skip

@@ -190,7 +190,9 @@ class FileSystem:
     def _opened(self, fh: int, *, is_dir: bool = False) -> Opened:
         cache = self.options.cache
         if is_dir:
-            return Opened(fh, cache_dir=cache.cache_dir)
+            # FOPEN_CACHE_DIR alone is dropped at the next opendir (fuse_dir_open
+            # invalidates the pages without FOPEN_KEEP_CACHE); virtiofsd sets both.
+            return Opened(fh, cache_dir=cache.cache_dir, keep_cache=cache.cache_dir)
         return Opened(fh, direct_io=cache.direct_io, keep_cache=cache.keep_cache)
 
     def _optional_file(self, fh: int | None, nodeid: int) -> _OptionalFile:

@@ -17,7 +17,14 @@ class CachePolicy:
     - ``metadata``: 86400 s timeouts (names and attributes cached), direct I/O
       on files, directory contents cached (virtiofsd's ``CachePolicy::Metadata``:
       ``DIRECT_IO`` for files, ``KEEP_CACHE`` for directories);
-    - ``auto``: 1 s timeouts, page cache dropped on open (virtiofsd's default);
+    - ``auto``: 1 s timeouts, page cache dropped on open (virtiofsd's default),
+      directory contents cached (unlike virtiofsd) and checked against the
+      directory's mtime at each listing's start, once the 1 s attribute timeout
+      has passed (FUSE_AUTO_INVAL_DATA, fuse_readdir_cached), so a change made
+      behind the mount shows within the same 1 s as a changed name or attribute,
+      and one made through it at once (the kernel's i_version).  Measured here,
+      2000 files on tmpfs, devfuse, same run: 68-103 listings/s uncached, 1.4k/s
+      cached;
     - ``always``: 86400 s timeouts, page cache kept across opens, directory
       contents cached.
     """
@@ -35,7 +42,7 @@ CACHE_POLICIES: dict[str, CachePolicy] = {
     "metadata": CachePolicy(
         "metadata", 86400.0, 86400.0, direct_io=True, keep_cache=False, cache_dir=True
     ),
-    "auto": CachePolicy("auto", 1.0, 1.0, direct_io=False, keep_cache=False, cache_dir=False),
+    "auto": CachePolicy("auto", 1.0, 1.0, direct_io=False, keep_cache=False, cache_dir=True),
     "always": CachePolicy(
         "always", 86400.0, 86400.0, direct_io=False, keep_cache=True, cache_dir=True
     ),

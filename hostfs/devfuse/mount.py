@@ -44,7 +44,23 @@ def open_device() -> int:
         raise OSError(error.errno, f"cannot open /dev/fuse: {error.strerror}") from None
 
 
-def mount(fd: int, mountpoint: str, *, allow_other: bool = True) -> None:
+def mount_options(*, allow_other: bool) -> list[str]:
+    """The permission words of a host mount (fuse(4)): ``allow_other`` always with
+    ``default_permissions``, and neither by default (SessionConfig.allow_other).
+
+    Why together: with other users admitted, the kernel must check each one's
+    access from the attributes hostfs returns (``default_permissions``, as every
+    virtiofs mount does), or any user could read what the daemon (root) can.
+    Without ``allow_other`` the kernel lets only the mounting user in
+    (fuse_allow_current_process: the caller's uid and gid are the mount's
+    ``user_id``/``group_id``), root, for whom those checks pass anyway, so they
+    would only cost round trips (a GETATTR of the directory after each create or
+    unlink in it; measured in SessionConfig.allow_other).  libfuse's own rule is
+    the same: neither is on unless asked for."""
+    return ["default_permissions", "allow_other"] if allow_other else []
+
+
+def mount(fd: int, mountpoint: str, *, allow_other: bool = False) -> None:
     """Mount the FUSE connection on ``fd`` at ``mountpoint`` (fuse(4) mount options)."""
     try:
         st = os.stat(mountpoint)
@@ -57,10 +73,8 @@ def mount(fd: int, mountpoint: str, *, allow_other: bool = True) -> None:
         f"rootmode={stat.S_IFDIR:o}",
         f"user_id={os.getuid()}",
         f"group_id={os.getgid()}",
-        "default_permissions",
+        *mount_options(allow_other=allow_other),
     ]
-    if allow_other:
-        options.append("allow_other")
     try:
         libc.mount(FSNAME, mountpoint, FSTYPE, libc.MS_NOSUID | libc.MS_NODEV, ",".join(options))
     except OSError as error:

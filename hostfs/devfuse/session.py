@@ -150,7 +150,7 @@ async def mounted(
     is_mounted = False
     session: DevFuseSession | None = None
     try:
-        mount(fd, mountpoint)
+        mount(fd, mountpoint, allow_other=config.allow_other)
         is_mounted = True
         backings = DeviceBackings(fd) if config.passthrough else None
         session = DevFuseSession(fd, Dispatcher(fs, config, backings), config)

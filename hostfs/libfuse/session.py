@@ -6,12 +6,12 @@ import pyfuse3
 import trio
 
 from hostfs.core.filesystem import FileSystem
+from hostfs.devfuse.mount import mount_options
 from hostfs.fuse.init import SessionConfig
 from hostfs.libfuse.operations import CoreOperations
 
-MOUNT_OPTIONS = {"fsname=hostfs", "subtype=hostfs", "default_permissions", "allow_other"}
-"""default_permissions: the kernel checks permissions from our attributes, as
-virtiofs always does; allow_other: every user on the host may use the mount."""
+MOUNT_OPTIONS = {"fsname=hostfs", "subtype=hostfs"}
+"""Plus the permission words the other engines use (hostfs.devfuse.mount.mount_options)."""
 
 
 async def serve_mount(
@@ -23,11 +23,13 @@ async def serve_mount(
 ) -> None:
     """Mount ``fs`` on ``mountpoint`` and serve it until unmounted or cancelled
     (hostfs.fuse.engine).  libfuse makes the INIT reply and reads /dev/fuse itself,
-    so ``config`` changes nothing here.
+    so of ``config`` only ``allow_other`` counts here.
 
     pyfuse3 keeps one session per process, so one pyfuse3 mount at a time.
     """
-    pyfuse3.init(CoreOperations(fs), mountpoint, MOUNT_OPTIONS)
+    allow_other = config is not None and config.allow_other
+    options = MOUNT_OPTIONS | set(mount_options(allow_other=allow_other))
+    pyfuse3.init(CoreOperations(fs), mountpoint, options)
     try:
         task_status.started()
         await pyfuse3.main()

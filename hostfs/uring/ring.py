@@ -108,15 +108,36 @@ class Ring:
         self._unsubmitted += 1
         return self._sqe_view[slot : slot + abi.SQE_SIZE]
 
-    def submit(self) -> None:
-        """Publish the SQEs filled so far and have the kernel take them (one syscall)."""
+    def submit(self, *, get_events: bool = False) -> None:
+        """Publish the SQEs filled so far and have the kernel take them, and with
+        ``get_events`` run pending task work too (which posts completions): one
+        system call for both, none when there is nothing to do."""
         count = self._unsubmitted
         if not count:
+            if get_events:
+                self._enter(0, abi.ENTER_GETEVENTS)
             return
         self._sq_words[self.offsets.sq_tail // 4] = self._sq_tail
+        flags = abi.ENTER_GETEVENTS if get_events else 0
         while count:
-            count -= self._enter(count, 0)
+            count -= self._enter(count, flags)
         self._unsubmitted = 0
+
+    @property
+    def unsubmitted(self) -> int:
+        """SQEs filled but not yet handed to the kernel."""
+        return self._unsubmitted
+
+    def wakes(self) -> bool:
+        """Whether entering the kernel now would find something: task work waiting
+        (IORING_SQ_TASKRUN) or completions already posted.  Reads shared memory only,
+        so a poll loop may call it at no system call's cost."""
+        offsets = self.offsets
+        words = self._sq_words
+        if words[offsets.sq_flags // 4] & abi.SQ_TASKRUN:
+            return True
+        cq = self._cq_words
+        return bool(cq[offsets.cq_head // 4] != cq[offsets.cq_tail // 4])
 
     def task_work_pending(self) -> bool:
         """The kernel waits for this thread to enter it (IORING_SQ_TASKRUN)."""

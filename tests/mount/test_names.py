@@ -334,3 +334,35 @@ def test_directory_link_counts_follow_moves(twin):
         return counts
 
     assert same(twin, run) == [(4, 2), (3, 3), (2, 3)]
+
+
+def test_unlink_right_after_close_on_another_cpu(twin):
+    """close() then unlink() of one link from a process that moves between CPUs.
+
+    The kernel sends RELEASE in the background after close() returns, and over
+    io_uring a request goes to the ring queue of the CPU it is sent from: so the
+    UNLINK, sent from the other CPU, may reach hostfs first.  The file must still
+    look unlinked (its other link's st_nlink back to 1), whatever the order; on
+    NFS the name may live on hidden until the RELEASE (silly.py), never visibly."""
+    cpus = sorted(os.sched_getaffinity(0))
+    first, last = cpus[0], cpus[-1]
+    in_both(twin, lambda base: write_file(j(base, "keep"), b"x"))
+
+    def run(base):
+        counts = []
+        try:
+            for round_number in range(20):
+                name = j(base, f"f{round_number}")
+                os.link(j(base, "keep"), name)
+                os.sched_setaffinity(0, {first})
+                write_file(name, b"y")
+                os.sched_setaffinity(0, {last})
+                os.unlink(name)
+                counts.append(os.lstat(j(base, "keep")).st_nlink)
+        finally:
+            os.sched_setaffinity(0, cpus)
+        return counts, sorted(os.listdir(base))
+
+    counts, names = same(twin, run)
+    assert counts == [1] * 20
+    assert names == ["keep"]

@@ -37,10 +37,7 @@ VARIANTS: dict[str, EngineVariant] = {
     "devfuse": EngineVariant("devfuse"),
     "devfuse-nopassthrough": EngineVariant("devfuse", ("--no-passthrough",), local_only=True),
     "pyfuse3": EngineVariant("pyfuse3"),
-    # uring on an NFS share is left out until a known bug is fixed: in about 2 of
-    # 10 runs test_hard_links_share_inode_and_count leaves the silly-renamed file
-    # behind (RELEASE is answered before UNLINK; not seen with devfuse).
-    "uring": EngineVariant("uring", local_only=True),
+    "uring": EngineVariant("uring"),
 }
 """By the name tests are parametrized with.  ``devfuse`` on a local share uses FUSE
 passthrough, so the kernel does READ/WRITE itself; ``devfuse-nopassthrough`` sends them
@@ -82,12 +79,17 @@ def hostfs_mount(
     host_dir: str,
     backend: str = "local",
     extra_args: tuple[str, ...] = ("--xattr",),
+    allow_other: bool = True,
 ) -> Iterator[Mount]:
-    """Mount with ``engine``, a :data:`VARIANTS` name (or any ``--engine``)."""
+    """Mount with ``engine``, a :data:`VARIANTS` name (or any ``--engine``).
+
+    ``allow_other`` (on for the suite, which acts as other users too) mounts with
+    ``--allow-other``, so with the kernel's ``default_permissions``."""
     chosen = variant(engine)
     command = [
         sys.executable, "-m", "hostfs", "mount", "--engine", chosen.engine, *chosen.args,
-        "--shared-dir", shared_dir, *extra_args, mountpoint,
+        "--shared-dir", shared_dir, *extra_args, *(["--allow-other"] if allow_other else []),
+        mountpoint,
     ]  # fmt: skip
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     try:
