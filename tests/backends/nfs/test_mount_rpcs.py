@@ -17,34 +17,18 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import trio
 
-from hostfs.backends.nfs import NfsBackend, open_nfs_backend
-from hostfs.core.filesystem import FileSystem
-from hostfs.core.options import CACHE_POLICIES, FsOptions
-from hostfs.devfuse import serve_mount
-from tests.devfuse.mounting import TIMEOUT, in_thread, is_mounted
+from hostfs.backends.nfs import NfsBackend
+from tests.backends.nfs.mounting import mounted_nfs
+from tests.devfuse.mounting import in_thread
 
 ROUNDS = 20
 
 
 @pytest.fixture
 async def mounted(nfs_url: str, tmp_path: Path) -> AsyncIterator[tuple[Path, NfsBackend]]:
-    backend = await open_nfs_backend(nfs_url)
-    backend.reuse_ns = 60 * 10**9
-    fs = FileSystem(backend, FsOptions(cache=CACHE_POLICIES["never"]))
-    await fs.start()
-    try:
-        with trio.fail_after(TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    lambda task_status: serve_mount(fs, str(tmp_path), task_status=task_status)
-                )
-                yield tmp_path, backend
-                nursery.cancel_scope.cancel()
-    finally:
-        assert not is_mounted(tmp_path)
-        await fs.close()
+    async with mounted_nfs(nfs_url, tmp_path, "never", reuse_ns=60 * 10**9) as backend:
+        yield tmp_path, backend
 
 
 async def per_call(backend: NfsBackend, calls: list[Callable[[], object]]) -> Counter[str]:

@@ -10,36 +10,15 @@ timeout, as with the Linux NFS client's lookup cache.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 
-from hostfs.backends.nfs import NfsBackend, open_nfs_backend
-from hostfs.core.filesystem import FileSystem
-from hostfs.core.options import CACHE_POLICIES, FsOptions
-from hostfs.devfuse import serve_mount
-from tests.devfuse.mounting import TIMEOUT, in_thread, is_mounted
-
-
-@asynccontextmanager
-async def mounted(url: str, mountpoint: Path, cache: str) -> AsyncIterator[NfsBackend]:
-    backend = await open_nfs_backend(url)
-    fs = FileSystem(backend, FsOptions(cache=CACHE_POLICIES[cache]))
-    await fs.start()
-    try:
-        with trio.fail_after(TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    lambda task_status: serve_mount(fs, str(mountpoint), task_status=task_status)
-                )
-                yield backend
-                nursery.cancel_scope.cancel()
-    finally:
-        assert not is_mounted(mountpoint)
-        await fs.close()
+from hostfs.core.options import CACHE_POLICIES
+from tests.backends.nfs.mounting import mounted_nfs
+from tests.devfuse.mounting import in_thread
 
 
 def missing(path: Path) -> Callable[[], bool]:
@@ -52,7 +31,7 @@ async def test_a_missing_name_is_cached_for_the_entry_timeout(
     """--cache always (86400 s): the second stat sends no LOOKUP3, and a file
     another client made meanwhile stays unseen; creating it through the mount
     over the negative entry works."""
-    async with mounted(nfs_url, tmp_path, "always") as backend:
+    async with mounted_nfs(nfs_url, tmp_path, "always") as backend:
         assert await in_thread(missing(tmp_path / "late"))
         before = backend.rpc_counts()
         (nfs_dir / "late").write_bytes(b"from the other client")
@@ -74,7 +53,7 @@ async def test_a_name_made_elsewhere_appears_after_the_entry_timeout(
     nfs_url: str, nfs_dir: Path, tmp_path: Path
 ) -> None:
     """--cache auto (1 s): the negative entry expires and the kernel asks again."""
-    async with mounted(nfs_url, tmp_path, "auto"):
+    async with mounted_nfs(nfs_url, tmp_path, "auto"):
         assert await in_thread(missing(tmp_path / "late"))
         (nfs_dir / "late").write_bytes(b"x")
         await trio.sleep(CACHE_POLICIES["auto"].entry_timeout + 0.2)
@@ -83,7 +62,7 @@ async def test_a_name_made_elsewhere_appears_after_the_entry_timeout(
 
 async def test_never_caches_no_missing_name(nfs_url: str, nfs_dir: Path, tmp_path: Path) -> None:
     """--cache never (0 s): every stat asks the server, so a new name shows at once."""
-    async with mounted(nfs_url, tmp_path, "never") as backend:
+    async with mounted_nfs(nfs_url, tmp_path, "never") as backend:
         assert await in_thread(missing(tmp_path / "late"))
         (nfs_dir / "late").write_bytes(b"x")
         before = backend.rpc_counts()
