@@ -11,10 +11,11 @@ import errno
 import logging
 import os
 import stat as stat_module
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 
 from hostfs.core.backend import Backend, BackendHandle, BackendObject
-from hostfs.core.handles import Borrow, HandleTable, OpenDir, OpenFile
+from hostfs.core.handles import HandleTable, OpenDir, OpenFile
 from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable
 from hostfs.core.modes import SUID_SGID, dirent_type, without_privileges
@@ -66,28 +67,6 @@ def check_name(name: bytes) -> bytes:
     if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
         raise OSError(errno.EINVAL, f"invalid name {name!r}")
     return name
-
-
-class _OptionalFile:
-    """The backend handle of a borrowed file (handles.Borrow), or None without one; a
-    class for the reason Borrow is one (GETATTR runs this on every call)."""
-
-    __slots__ = ("borrow",)
-
-    def __init__(self, borrow: Borrow[OpenFile] | None) -> None:
-        self.borrow = borrow
-
-    async def __aenter__(self) -> BackendHandle | None:
-        if self.borrow is None:
-            return None
-        return (await self.borrow.__aenter__()).handle
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.borrow is not None:
-            await self.borrow.__aexit__()
-
-
-_NO_FILE = _OptionalFile(None)
 
 
 class FileSystem:
@@ -195,10 +174,16 @@ class FileSystem:
             return Opened(fh, cache_dir=cache.cache_dir, keep_cache=cache.cache_dir)
         return Opened(fh, direct_io=cache.direct_io, keep_cache=cache.keep_cache)
 
-    def _optional_file(self, fh: int | None, nodeid: int) -> _OptionalFile:
-        """``async with``: borrow open file ``fh`` if the request names one
-        (GETATTR/SETATTR with FATTR_FH), else None."""
-        return _NO_FILE if fh is None else _OptionalFile(self.files.borrow(fh, nodeid))
+    @asynccontextmanager
+    async def _optional_file(
+        self, fh: int | None, nodeid: int
+    ) -> AsyncIterator[BackendHandle | None]:
+        """Borrow open file ``fh`` if the request names one (SETATTR with FATTR_FH)."""
+        if fh is None:
+            yield None
+        else:
+            async with self.files.borrow(fh, nodeid) as open_file:
+                yield open_file.handle
 
     def _require_xattr(self) -> None:
         if not self.options.xattr:
