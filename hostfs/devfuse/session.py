@@ -29,10 +29,13 @@ from hostfs.fuse.transport import Relay, Transport
 log = logging.getLogger(__name__)
 
 
-_CHECKPOINT_EVERY = 32
+CHECKPOINT_EVERY = 32
+"""Requests a worker serves back to back before it lets other tasks run (the io_uring
+engine's workers too, hostfs.uring.session)."""
 
-_POLL_NS = 50_000
-"""How long a worker keeps reading an empty /dev/fuse before it sleeps in epoll.
+POLL_NS = 50_000
+"""How long a worker keeps reading an empty /dev/fuse (the io_uring engine: its ring)
+before it sleeps in epoll.
 
 A caller doing one thing after another sends its next request within tens of
 microseconds of our reply; sleeping in between costs a wake-up on every round
@@ -62,14 +65,14 @@ class DevFuseSession:
     async def _read(self, buffer: memoryview) -> int:
         """Read one request, waiting only when none is queued; raise :class:`_Unmounted`
         at the end.  Only one task may wait on the fd at a time: waiters take turns,
-        after polling for a moment (see _POLL_NS)."""
+        after polling for a moment (see POLL_NS)."""
         poll_until = 0
         while True:
             try:
                 return os.readv(self.fd, [buffer])
             except BlockingIOError:
                 now = time.perf_counter_ns()
-                poll_until = poll_until or now + _POLL_NS
+                poll_until = poll_until or now + POLL_NS
                 if now < poll_until and not trio.lowlevel.current_statistics().tasks_runnable:
                     continue
                 async with self._wait_turn:
@@ -108,7 +111,7 @@ class DevFuseSession:
         self.transport.enter(slot)
         buffer = memoryview(bytearray(self.config.buffer_size))
         while not slot.lent:
-            for _ in range(_CHECKPOINT_EVERY):
+            for _ in range(CHECKPOINT_EVERY):
                 await self.serve_one(buffer)
                 if slot.lent:
                     return

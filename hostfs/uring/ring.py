@@ -132,20 +132,14 @@ class Ring:
         """Whether entering the kernel now would find something: task work waiting
         (IORING_SQ_TASKRUN) or completions already posted.  Reads shared memory only,
         so a poll loop may call it at no system call's cost."""
-        offsets = self.offsets
-        words = self._sq_words
-        if words[offsets.sq_flags // 4] & abi.SQ_TASKRUN:
+        if self.task_work_pending():
             return True
-        cq = self._cq_words
+        cq, offsets = self._cq_words, self.offsets
         return bool(cq[offsets.cq_head // 4] != cq[offsets.cq_tail // 4])
 
     def task_work_pending(self) -> bool:
         """The kernel waits for this thread to enter it (IORING_SQ_TASKRUN)."""
         return bool(self._sq_words[self.offsets.sq_flags // 4] & abi.SQ_TASKRUN)
-
-    def run_task_work(self) -> None:
-        """Enter the kernel so that pending task work posts its completions."""
-        self._enter(0, abi.ENTER_GETEVENTS)
 
     def _enter(self, to_submit: int, flags: int) -> int:
         while True:

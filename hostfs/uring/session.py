@@ -38,7 +38,7 @@ import time
 import trio
 
 from hostfs.core.filesystem import FileSystem
-from hostfs.devfuse.session import DevFuseSession, mounted
+from hostfs.devfuse.session import CHECKPOINT_EVERY, POLL_NS, DevFuseSession, mounted
 from hostfs.fuse import abi as fuse_abi
 from hostfs.fuse import replies
 from hostfs.fuse.init import PAGE_SIZE, SessionConfig
@@ -60,15 +60,6 @@ _SUBMISSIONS = 64
 _COMPLETIONS = 4096
 """CQ size (64 KiB): above any number of entries in flight (each has one SQE
 outstanding), so completions never overflow into the kernel's backlog."""
-
-_CHECKPOINT_EVERY = 32
-"""Requests a worker serves back to back before it lets other tasks run
-(hostfs.devfuse.session's figure)."""
-
-_POLL_NS = 50_000
-"""How long the reaper polls for the next request before it sleeps in epoll: the
-/dev/fuse engine's busy-poll time (hostfs.devfuse.session._POLL_NS, the kernel's
-net.core.busy_read value), for the same reason (UringSession._reap)."""
 
 _ENDED = frozenset({errno.ENOTCONN, errno.ECONNABORTED, errno.ECANCELED})
 """What the kernel completes entries with at teardown (fuse_uring_entry_teardown,
@@ -214,7 +205,7 @@ class UringSession:
             if slot.lent:
                 return
             served += 1
-            if served % _CHECKPOINT_EVERY == 0:
+            if served % CHECKPOINT_EVERY == 0:
                 await trio.lowlevel.checkpoint()
 
     async def _serve(self, entry: _Entry, res: int) -> None:
@@ -284,7 +275,7 @@ class UringSession:
 
     async def _fill(self) -> None:
         """Submit the queued commits, reap the completions into the ready queue; when
-        there are none, poll for :data:`_POLL_NS`, then sleep in epoll (one worker at
+        there are none, poll for :data:`POLL_NS`, then sleep in epoll (one worker at
         a time: trio lets one task wait for an fd).
 
         The ring is cooperative (IORING_SETUP_COOP_TASKRUN): the kernel's task work
@@ -310,7 +301,7 @@ class UringSession:
                 self._ready.extend(completions)
                 return
             now = clock()
-            poll_until = poll_until or now + _POLL_NS
+            poll_until = poll_until or now + POLL_NS
             if now < poll_until and not statistics().tasks_runnable:
                 while not ring.wakes() and clock() < poll_until:
                     pass
