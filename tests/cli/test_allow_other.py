@@ -15,18 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.mount.processes import as_user
-from tests.support.mounts import Mount, hostfs_mount
+from tests.support.mounts import hostfs_mount, mount_words
 
 NOBODY = 65534
-
-
-def mount_words(mount: Mount) -> set[str]:
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if fields[1] == os.path.realpath(mount.path):
-                return set(fields[3].split(","))
-    raise AssertionError(f"{mount.path} is not mounted")
 
 
 def stat_as_nobody(directory: Path, name: str) -> int:
@@ -57,7 +48,7 @@ def test_allow_other_brings_default_permissions(
     with hostfs_mount(
         engine, str(share), str(mountpoint), str(share), allow_other=allow_other
     ) as mount:
-        words = mount_words(mount)
+        words = mount_words(mount.path)
         assert ("allow_other" in words) == allow_other
         assert ("default_permissions" in words) == allow_other
         assert os.stat(mountpoint / "file").st_size == 1, "root, the mounting user, gets in"

@@ -171,6 +171,14 @@ CHANGE_SHOWS_WITHIN = 10.0
 rechecked against the directory's mtime once the 1 s attribute timeout has passed."""
 
 
+def wait_for_listing(directory: str, names: list[str]) -> None:
+    """Until ``directory`` lists exactly ``names``, within :data:`CHANGE_SHOWS_WITHIN`."""
+    deadline = time.monotonic() + CHANGE_SHOWS_WITHIN
+    while (listed := sorted(os.listdir(directory))) != names:
+        assert time.monotonic() < deadline, f"still {listed} after {CHANGE_SHOWS_WITHIN} s"
+        time.sleep(0.1)
+
+
 def test_listing_shows_changes_made_through_and_behind_the_mount(twin):
     """Directory listings are cached (FOPEN_CACHE_DIR with FUSE_AUTO_INVAL_DATA):
     a name added through the mount shows in the very next listing, one added
@@ -187,12 +195,6 @@ def test_listing_shows_changes_made_through_and_behind_the_mount(twin):
         # (ganesha's own caches): the NFS backend's limit, not this cache's.
         return
     write_file(os.path.join(twin.host, "d", "c"))
-    deadline = time.monotonic() + CHANGE_SHOWS_WITHIN
-    while (names := sorted(os.listdir(os.path.join(twin.mnt, "d")))) != ["a", "b", "c"]:
-        assert time.monotonic() < deadline, f"still {names} after {CHANGE_SHOWS_WITHIN} s"
-        time.sleep(0.1)
+    wait_for_listing(os.path.join(twin.mnt, "d"), ["a", "b", "c"])
     os.unlink(os.path.join(twin.host, "d", "a"))
-    deadline = time.monotonic() + CHANGE_SHOWS_WITHIN
-    while (names := sorted(os.listdir(os.path.join(twin.mnt, "d")))) != ["b", "c"]:
-        assert time.monotonic() < deadline, f"still {names} after {CHANGE_SHOWS_WITHIN} s"
-        time.sleep(0.1)
+    wait_for_listing(os.path.join(twin.mnt, "d"), ["b", "c"])

@@ -20,6 +20,7 @@ from tests.mount.compare import (
     write_file,
 )
 from tests.mount.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
+from tests.support.mounts import mount_words
 
 j = os.path.join
 
@@ -231,15 +232,6 @@ def test_mknod_socket_by_bind(twin):
     assert stat.S_ISSOCK(mode) and received == b"ping"
 
 
-def mount_options(path: str) -> set[str]:
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if fields[1] == os.path.realpath(path):
-                return set(fields[3].split(","))
-    raise AssertionError(f"{path} is not mounted")
-
-
 def test_mknod_devices_as_root(twin):
     def run(base):
         os.mknod(j(base, "null"), stat.S_IFCHR | 0o666, os.makedev(1, 3))
@@ -257,7 +249,7 @@ def test_mknod_devices_as_root(twin):
         finally:
             os.close(fd)
 
-    if "nodev" in mount_options(twin.mount.path):
+    if "nodev" in mount_words(twin.mount.path):
         # libfuse mounts nodev by default (a host mount with allow_other must not
         # open devices that a guest created): the node exists but cannot be opened.
         assert write_to_null(twin.native) == 4

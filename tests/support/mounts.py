@@ -54,6 +54,17 @@ def is_mounted(path: str) -> bool:
         return any(line.split()[1] == target for line in mounts)
 
 
+def mount_words(path: str) -> set[str]:
+    """The options /proc/mounts shows for the mount at ``path``."""
+    target = os.path.realpath(path)
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[1] == target:
+                return set(fields[3].split(","))
+    raise AssertionError(f"{path} is not mounted")
+
+
 @dataclass
 class Mount:
     """A live mount: ``path`` is the mount point, ``host_dir`` the backend's real directory."""
