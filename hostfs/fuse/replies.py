@@ -7,6 +7,8 @@ of bytes the reply carries; nothing is allocated but the argument tuple.
 
 from __future__ import annotations
 
+import functools
+
 from hostfs.core.types import AttrReply, Entry, Lock, Opened, Stat, StatFs
 from hostfs.fuse import abi
 
@@ -15,25 +17,16 @@ _ZEROS = bytes(8)
 _NO_ENTRY = abi.ENTRY_OUT.unpack(bytes(abi.ENTRY_OUT.size))
 
 
-_SPLIT_TIMEOUTS: dict[float, tuple[int, int]] = {}
-"""Timeouts already split: a session uses two or three values (--cache), on every reply
-that carries an entry or attributes."""
-_SPLIT_TIMEOUTS_MAX = 64
-
-
+@functools.lru_cache(maxsize=64)
 def split_timeout(seconds: float) -> tuple[int, int]:
-    """A cache timeout as fuse.h wants it: whole seconds and nanoseconds."""
-    split = _SPLIT_TIMEOUTS.get(seconds)
-    if split is not None:
-        return split
+    """A cache timeout as fuse.h wants it: whole seconds and nanoseconds.
+
+    Cached: a session uses two or three values (--cache), on every reply that carries
+    an entry or attributes."""
     if seconds <= 0:
-        split = 0, 0
-    else:
-        whole = int(seconds)
-        split = whole, min(int((seconds - whole) * _NS), _NS - 1)
-    if len(_SPLIT_TIMEOUTS) < _SPLIT_TIMEOUTS_MAX:
-        _SPLIT_TIMEOUTS[seconds] = split
-    return split
+        return 0, 0
+    whole = int(seconds)
+    return whole, min(int((seconds - whole) * _NS), _NS - 1)
 
 
 def attr_fields(st: Stat) -> tuple[int, ...]:
