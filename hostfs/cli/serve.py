@@ -347,6 +347,7 @@ async def _serve(
             nursery.start_soon(log_on_signal, stats)  # kill -USR1: the table, as `mount`
             await _serve_socket(server, *socket)
             nursery.cancel_scope.cancel()
+        stats.log()  # the table once more at the end, as after a SIGUSR1
     finally:
         with trio.CancelScope(shield=True):
             await fs.close()
