@@ -32,6 +32,7 @@ from hostfs.vhost.device import (
     TAG_SIZE,
     VhostUserFsDevice,
 )
+from hostfs.vhost.polling import POLL_LIMIT_NS, POLL_MAX_NS
 from hostfs.vhost.server import (
     SocketSetupError,
     VhostUserServer,
@@ -110,6 +111,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="request queues served at once, at most (GET_QUEUE_NUM; also num_request_queues "
         "in the config space): at least QEMU's -device vhost-user-fs-pci,num-request-queues=N "
         f"(default {DEFAULT_REQUEST_QUEUES}, as QEMU's)",
+    )
+    parser.add_argument(
+        "--poll-max-ns",
+        type=_poll_max_ns,
+        default=POLL_MAX_NS,
+        metavar="NS",
+        help="how long a request queue may look for the next request before it sleeps on "
+        "its kick fd, adapted as QEMU's IOThread poll-max-ns (hostfs.vhost.polling); "
+        f"0 never polls (default {POLL_MAX_NS}, twice QEMU's 32768: a wake costs hostfs more)",
     )
     parser.add_argument(
         "--reconnect",
@@ -304,6 +314,13 @@ def _request_queues(text: str) -> int:
     return count
 
 
+def _poll_max_ns(text: str) -> int:
+    ns = int(text)
+    if not 0 <= ns <= POLL_LIMIT_NS:
+        raise argparse.ArgumentTypeError(f"must be 0..{POLL_LIMIT_NS}")
+    return ns
+
+
 def _open_socket(args: argparse.Namespace) -> tuple[trio.socket.SocketType, bool]:
     """The listening (or connected) socket, made before the sandbox hides its path.
 
@@ -339,6 +356,7 @@ async def _serve(
             tag=args.tag,
             num_request_queues=args.num_request_queues,
             stats=stats,
+            poll_max_ns=args.poll_max_ns,
             migration=OnError(args.migration_on_error),
         )
         server = VhostUserServer(device, reconnect=args.reconnect)
@@ -347,6 +365,7 @@ async def _serve(
             nursery.start_soon(log_on_signal, stats)  # kill -USR1: the table, as `mount`
             await _serve_socket(server, *socket)
             nursery.cancel_scope.cancel()
+        stats.log()  # the table once more at the end, as after a SIGUSR1
     finally:
         with trio.CancelScope(shield=True):
             await fs.close()
@@ -376,6 +395,7 @@ def make_device(
     num_request_queues: int = DEFAULT_REQUEST_QUEUES,
     stats: OpStats | None = None,
     migration: OnError | None = OnError.ABORT,
+    poll_max_ns: int = POLL_MAX_NS,
 ) -> VhostUserFsDevice:
     """The device ``hostfs serve`` runs (tests drive it in-process).
 
@@ -392,4 +412,5 @@ def make_device(
         num_request_queues=num_request_queues,
         concurrency=config.concurrency,
         migration=Migration(migration) if migration is not None else None,
+        poll_max_ns=poll_max_ns,
     )

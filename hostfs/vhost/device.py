@@ -44,6 +44,7 @@ from hostfs.vhost.messages import (
     encode_u64,
     request_name,
 )
+from hostfs.vhost.polling import POLL_MAX_NS
 from hostfs.vhost.ring import Ring
 from hostfs.vhost.ring_state import RingStateError
 from hostfs.vhost.virtqueue import (
@@ -170,9 +171,11 @@ class VhostUserFsDevice:
         num_request_queues: int = DEFAULT_REQUEST_QUEUES,
         concurrency: int = 0,
         migration: Migration | None = None,
+        poll_max_ns: int = POLL_MAX_NS,
     ) -> None:
         """``migration``: None for a device that does not offer
-        VHOST_USER_PROTOCOL_F_DEVICE_STATE."""
+        VHOST_USER_PROTOCOL_F_DEVICE_STATE.  ``poll_max_ns``: how long a ring may look
+        for requests before it sleeps (hostfs.vhost.polling)."""
         if tag is not None and len(tag.encode()) > TAG_SIZE:
             raise ValueError(f"tag longer than {TAG_SIZE} bytes")
         if not 1 <= num_request_queues <= MAX_REQUEST_QUEUES:
@@ -183,8 +186,9 @@ class VhostUserFsDevice:
         self.tag = tag
         self.num_queues = HIPRIO_QUEUES + num_request_queues
         self.concurrency = concurrency
+        self.poll_max_ns = poll_max_ns
         self.memory = GuestMemory()
-        self.rings = [Ring(i) for i in range(self.num_queues)]
+        self.rings = [Ring(i, self.poll_max_ns) for i in range(self.num_queues)]
         self.acked_features = 0
         self.acked_protocol_features = 0
         self._nursery: trio.Nursery | None = None
@@ -507,7 +511,7 @@ class VhostUserFsDevice:
         await self.stop_rings()
         for ring in self.rings:
             ring.close_fds()
-        self.rings = [Ring(i) for i in range(self.num_queues)]
+        self.rings = [Ring(i, self.poll_max_ns) for i in range(self.num_queues)]
         self.acked_features = 0
         self._resume = None
         await self.end_session()

@@ -55,7 +55,23 @@ class GuestMemory:
     """The current memory table (SET_MEM_TABLE, or ADD_MEM_REG / REM_MEM_REG)."""
 
     def __init__(self) -> None:
-        self.regions: list[MappedRegion] = []
+        self._regions: list[MappedRegion] = []
+        self.spans: tuple[tuple[int, int, memoryview], ...] = ()
+        """``(guest_start, guest_end, view)`` of each region, for the ring's hot loop
+        (hostfs.vhost.virtqueue): a tuple unpack there, not three attribute loads per
+        descriptor.  Rebuilt whenever the table changes; never changed in place."""
+
+    @property
+    def regions(self) -> list[MappedRegion]:
+        return self._regions
+
+    @regions.setter
+    def regions(self, regions: list[MappedRegion]) -> None:
+        self._regions = regions
+        self._table_changed()
+
+    def _table_changed(self) -> None:
+        self.spans = tuple((r.guest_start, r.guest_end, r.view) for r in self._regions)
 
     def add(self, desc: MemoryRegionDesc, fd: int) -> None:
         """Map ``fd`` for ``desc``; the caller still owns (and closes) ``fd``."""
@@ -75,8 +91,9 @@ class GuestMemory:
                 "that truncates it can crash the daemon (hostfs.vhost.region_fd)",
                 desc.guest_phys_addr,
             )
-        self.regions.append(MappedRegion(desc, fd))
-        self.regions.sort(key=lambda r: r.guest_start)
+        self._regions.append(MappedRegion(desc, fd))
+        self._regions.sort(key=lambda r: r.guest_start)
+        self._table_changed()
 
     def replace(self, descs: list[MemoryRegionDesc], fds: list[int]) -> None:
         """SET_MEM_TABLE: map the new table completely before dropping the old one.
@@ -105,7 +122,8 @@ class GuestMemory:
                 and region.desc.memory_size == desc.memory_size
                 and region.user_start == desc.userspace_addr
             ):
-                self.regions.remove(region)
+                self._regions.remove(region)
+                self._table_changed()
                 region.close()
                 return
         raise GuestMemoryError(f"no memory region at {desc.guest_phys_addr:#x} to remove")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 
 import trio
@@ -18,6 +19,7 @@ from hostfs.fuse.transport import RequestHandler, Token, Transport
 from hostfs.vhost.eventfd import EVENTFD_VALUE, close_fd, signal_eventfd
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
+from hostfs.vhost.polling import POLL_MAX_NS, AdaptivePoll
 from hostfs.vhost.ring_state import RingLifecycle, RingState
 from hostfs.vhost.virtqueue import (
     Chain,
@@ -42,6 +44,11 @@ INLINE_BATCH = 64
 rings, the vhost-user socket): a guest that keeps its ring full must not starve them."""
 
 
+POLL_SLICE_NS = 8000
+"""Longest stretch a ring polls (hostfs.vhost.polling) without letting other tasks run:
+a request kicked on another ring waits at most this long for the trio thread."""
+
+
 def _always(readable: Sequence[memoryview]) -> bool:
     return True
 
@@ -49,7 +56,7 @@ def _always(readable: Sequence[memoryview]) -> bool:
 class Ring:
     """A ring's configuration and, while it runs, its serving task."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, poll_max_ns: int = POLL_MAX_NS) -> None:
         self.index = index
         self.size = 0
         self.addr: VringAddr | None = None
@@ -65,6 +72,8 @@ class Ring:
         self._stopped = trio.Event()
         """Set when the serving task ends: what :meth:`stop` waits for."""
         self._stopped.set()
+        self.poll = AdaptivePoll(poll_max_ns)
+        """How long the ring looks for a request before it sleeps (hostfs.vhost.polling)."""
 
     @property
     def running(self) -> bool:
@@ -178,9 +187,23 @@ class Ring:
     ) -> None:
         may_yield = getattr(handler, "may_yield", _always)
         inline = 0
+        poll = self.poll
+        now = time.perf_counter_ns
+        idle_since: int | None = None
+        """When the ring last found nothing: a wait, polling included, starts there."""
         while self.lifecycle.state is RingState.SERVING:
             try:
                 chains = queue.pop_all()
+                if not chains and poll.window_ns and not (limiter and limiter.borrowed_tokens):
+                    # Nothing of ours runs in a task (which the polling would hold up).
+                    if idle_since is None:
+                        idle_since = now()
+                    chains = await self._poll(queue, idle_since + poll.window_ns)
+                    if self.lifecycle.state is not RingState.SERVING:
+                        break  # stopped during a turn it gave; it popped nothing then
+                if chains and idle_since is not None:
+                    poll.observe(now() - idle_since)
+                    idle_since = None
                 if not chains:
                     # Only now, about to sleep, ask for a kick, then look again
                     # (virtqueue_pop after virtio_queue_set_notification in QEMU): a
@@ -212,7 +235,28 @@ class Ring:
             self._notify(queue)
             if not chains:
                 inline = 0
+                if idle_since is None:
+                    idle_since = now()
                 await self._wait_for_kick()
+
+    async def _poll(self, queue: SplitQueue, until_ns: int) -> list[Chain]:
+        """Look at ``avail->idx`` until ``until_ns`` (hostfs.vhost.polling); the chains
+        that came, or none.  A turn for the other tasks (the other rings, the socket)
+        every POLL_SLICE_NS: one ring's polling must not hold up another's requests."""
+        now = time.perf_counter_ns
+        last = queue.last_avail_idx
+        while True:
+            slice_end = min(until_ns, now() + POLL_SLICE_NS)
+            while queue.avail_idx() == last:
+                if now() >= slice_end:
+                    break
+            else:
+                return queue.pop_all()
+            if slice_end >= until_ns:
+                return []
+            await trio.lowlevel.checkpoint()
+            if self.lifecycle.state is not RingState.SERVING:
+                return []
 
     async def _handle(self, queue: SplitQueue, chain: Chain) -> None:
         written = await self.transport.serve(chain.readable, chain.writable)

@@ -15,7 +15,6 @@ the code; the full ones are :func:`~hostfs.vhost.fence.full_fence`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from hostfs.vhost.dirty_log import DirtyLog
 from hostfs.vhost.fence import full_fence
@@ -71,31 +70,44 @@ class RingError(Exception):
     """The driver broke the ring rules; the queue cannot be trusted any more."""
 
 
-@dataclass(slots=True, eq=False)
 class Chain:
     """One descriptor chain: device-readable buffers first, then device-writable ones.
 
-    Compared and hashed by identity: it is one request in flight.
+    Compared and hashed by identity: it is one request in flight.  A plain class with
+    slots, not a dataclass: its generated ``__init__`` with a default factory per field
+    cost 4% of :meth:`SplitQueue.pop_all` per request.
     """
 
-    head: int
-    readable: list[memoryview] = field(default_factory=list)
-    writable: list[memoryview] = field(default_factory=list)
-    writable_gpa: list[tuple[int, int]] = field(default_factory=list)
-    """(guest address, length) of each device-writable descriptor, kept only while the
-    dirty log is on (hostfs.vhost.dirty_log)."""
+    __slots__ = ("head", "readable", "writable", "writable_gpa")
+
+    def __init__(
+        self,
+        head: int,
+        readable: list[memoryview] | None = None,
+        writable: list[memoryview] | None = None,
+        writable_gpa: list[tuple[int, int]] | None = None,
+    ) -> None:
+        self.head = head
+        self.readable: list[memoryview] = [] if readable is None else readable
+        self.writable: list[memoryview] = [] if writable is None else writable
+        self.writable_gpa: list[tuple[int, int]] = [] if writable_gpa is None else writable_gpa
+        """(guest address, length) of each device-writable descriptor, kept only while
+        the dirty log is on (hostfs.vhost.dirty_log)."""
 
     def release(self) -> None:
-        """Drop our views of guest memory so a later unmap is immediate.
+        """Drop our views of guest memory so a later unmap is immediate."""
+        _release(self.readable, self.writable)
 
-        ``try`` rather than ``contextlib.suppress``: a suppress object per view was a
-        sixth of a ring round trip's instructions (callgrind)."""
-        for views in (self.readable, self.writable):
-            for view in views:
-                try:  # noqa: SIM105
-                    view.release()
-                except BufferError:  # still exported (a reply being sent): freed with it
-                    pass
+
+def _release(readable: list[memoryview], writable: list[memoryview]) -> None:
+    """``try`` rather than ``contextlib.suppress``: a suppress object per view was a
+    sixth of a ring round trip's instructions (callgrind)."""
+    for views in (readable, writable):
+        for view in views:
+            try:  # noqa: SIM105
+                view.release()
+            except BufferError:  # still exported (a reply being sent): freed with it
+                pass
 
 
 class SplitQueue:
@@ -161,24 +173,46 @@ class SplitQueue:
         The ring entries and descriptors are read after ``avail->idx``: QEMU's
         ``smp_rmb()`` in ``virtqueue_split_pop``.  x86 does not reorder a load
         with a later load, and CPython runs the unpacks in program order.
+        The heads come out in one or two slices of the ring (it may wrap), not
+        one index computation each: the index math is once per batch.
         """
+        count = self.pending()
+        if not count:
+            return []
+        size = self.size
+        first = self.last_avail_idx % size
+        ring = self._avail16
+        # ``ring[2 + i]`` is ``avail->ring[i]`` (RING_HEADER is two 16-bit fields).
+        heads = ring[2 + first : 2 + min(size, first + count)].tolist()
+        if len(heads) < count:
+            heads += ring[2 : 2 + count - len(heads)].tolist()
         chains = []
-        for _ in range(self.pending()):
-            slot = RING_HEADER + 2 * (self.last_avail_idx % self.size)
-            head = self._avail16[slot // 2]
-            chains.append(self._read_chain(head))
-            self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
+        read_chain = self._read_chain
+        try:
+            for head in heads:
+                chains.append(read_chain(head))
+        finally:
+            # As far as chains were read: a broken one is not taken (the queue stops).
+            self.last_avail_idx = (self.last_avail_idx + len(chains)) & 0xFFFF
         return chains
 
     def _read_chain(self, head: int) -> Chain:
-        """Follow NEXT links (and at most one INDIRECT table, §2.7.5.3) from ``head``."""
-        chain = Chain(head)
-        readable, writable = chain.readable, chain.writable
-        buffers = self.memory.buffers  # once per chain, not per descriptor: a hot loop
+        """Follow NEXT links (and at most one INDIRECT table, §2.7.5.3) from ``head``.
+
+        The hot loop of the ring (callgrind): one unpack per descriptor, the range
+        checked against the region it starts in straight from :attr:`GuestMemory.spans`
+        (a whole range in one region is every descriptor a Linux driver makes), and
+        :meth:`GuestMemory.buffers` only for a range that crosses regions or is not
+        guest memory at all, which it refuses.
+        """
+        readable: list[memoryview] = []
+        writable: list[memoryview] = []
+        gpa: list[tuple[int, int]] | None = [] if self.dirty_log is not None else None
+        memory = self.memory
+        spans = memory.spans
         unpack = DESC.unpack_from
         table: memoryview | bytes = self._desc
-        table_size = self.size
-        limit = self.size
+        table_size = limit = self.size
         in_indirect = False
         index = head
         count = 0
@@ -208,30 +242,39 @@ class SplitQueue:
                     index = 0
                     count = 0
                     continue
-                views = buffers(addr, length)
                 if flags & VRING_DESC_F_WRITE:
-                    writable.extend(views)
-                    if self.dirty_log is not None:
-                        chain.writable_gpa.append((addr, length))
+                    into = writable
+                    if gpa is not None:
+                        gpa.append((addr, length))
                 elif writable:
                     raise RingError("device-readable descriptor after a device-writable one")
                 else:
-                    readable.extend(views)
+                    into = readable
+                if length:  # an empty buffer has no view (GuestMemory.buffers)
+                    for start, end, view in spans:
+                        if start <= addr and addr + length <= end:
+                            offset = addr - start
+                            into.append(view[offset : offset + length])
+                            break
+                    else:
+                        into.extend(memory.buffers(addr, length))
                 if not flags & VRING_DESC_F_NEXT:
-                    return chain
+                    return Chain(head, readable, writable, gpa)
                 index = next_index
         except GuestMemoryError as error:
-            chain.release()
+            _release(readable, writable)
             raise RingError(f"chain from head {head}: {error}") from error
         except RingError:
-            chain.release()
+            _release(readable, writable)
             raise
 
     def _indirect_table(self, addr: int, length: int) -> memoryview | bytes:
-        try:
-            return self.memory.contiguous(addr, length)
-        except GuestMemoryError:
-            return self.memory.read(addr, length)
+        """The table in place if it lies in one region (a Linux driver's kmalloc'd table
+        always does), else a copy of its pieces, which GuestMemory.read checks."""
+        for start, end, view in self.memory.spans:
+            if start <= addr and addr + length <= end:
+                return view[addr - start : addr - start + length]
+        return self.memory.read(addr, length)
 
     # -- used ring -----------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from hostfs.testing.driver_queue import DriverQueue
 from hostfs.testing.guest_ram import GUEST_PHYS_BASE, GuestRam
 from hostfs.vhost.memory import GuestMemory
+from hostfs.vhost.messages import MemoryRegionDesc
 from hostfs.vhost.virtqueue import (
     DESC,
     VRING_AVAIL_F_NO_INTERRUPT,
@@ -88,6 +89,44 @@ def test_index_wraparound(memory: GuestMemory, driver: DriverQueue) -> None:
         assert serve(queue) == 3
         assert len(driver.collect()) == 3
     assert queue.last_avail_idx == (start + 9) & 0xFFFF
+
+
+def test_a_batch_that_wraps_the_ring_comes_out_in_order(
+    memory: GuestMemory, driver: DriverQueue
+) -> None:
+    """pop_all takes a batch's heads in two slices when it runs past the ring's end."""
+    start = SIZE - 2
+    driver.avail_idx = start
+    queue = device_queue(memory, driver, last_avail_idx=start)
+    submitted = [driver.submit([bytes([i])], [4]) for i in range(5)]  # slots 14, 15, 0, 1, 2
+
+    chains = queue.pop_all()
+
+    assert [chain.head for chain in chains] == [s.head for s in submitted]
+    assert [bytes(chain.readable[0]) for chain in chains] == [bytes([i]) for i in range(5)]
+    assert queue.last_avail_idx == start + 5
+
+
+def test_a_removed_region_is_not_guest_memory_any_more(ram: GuestRam) -> None:
+    """Descriptors are checked against the table as it is now (GuestMemory.spans is
+    rebuilt on REM_MEM_REG): a buffer in a removed region breaks the chain, it is not
+    read through the old mapping."""
+    memory = GuestMemory()
+    memory.add(ram.region(), ram.fd)
+    other = GuestRam(1 << 16)
+    extra = MemoryRegionDesc(GUEST_PHYS_BASE + (1 << 24), other.size, 0x7E00_0000_0000, 0)
+    memory.add(extra, other.fd)
+    driver = DriverQueue(ram, 1, SIZE)
+    try:
+        queue = device_queue(memory, driver)
+        raw_chain(driver, [(extra.guest_phys_addr, 64, 0, 0)])
+        memory.remove(extra)
+        with pytest.raises(RingError, match="not guest memory"):
+            queue.pop_all()
+    finally:
+        driver.close()
+        memory.clear()
+        other.close()
 
 
 def test_event_idx_notifications(memory: GuestMemory, driver: DriverQueue) -> None:
