@@ -71,9 +71,13 @@ class DevFuseSession:
             try:
                 return os.readv(self.fd, [buffer])
             except BlockingIOError:
-                now = time.perf_counter_ns()
-                poll_until = poll_until or now + POLL_NS
-                if now < poll_until and not trio.lowlevel.current_statistics().tasks_runnable:
+                if not poll_until:
+                    # Asked once per wait, not per read: no other task can become
+                    # runnable while this one polls without yielding, and the question
+                    # costs twice the empty read (3.4 us against 1.7 us here).
+                    others = trio.lowlevel.current_statistics().tasks_runnable
+                    poll_until = -1 if others else time.perf_counter_ns() + POLL_NS
+                if time.perf_counter_ns() < poll_until:
                     continue
                 async with self._wait_turn:
                     await trio.lowlevel.wait_readable(self.fd)

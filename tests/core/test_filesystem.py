@@ -151,7 +151,9 @@ async def test_destroy_releases_every_handle_and_node(share):
         entry, opened = await fs.create(ROOT, ROOT_NODEID, b"f%d" % i, 0o600, os.O_RDWR)
         await fs.write(ROOT, entry.nodeid, opened.fh, 0, [memoryview(b"x")])
     await fs.opendir(ROOT, ROOT_NODEID, 0)
-    assert open_fds() > before + 40
+    # 20 open files and the directory (a created node holds no O_PATH fd of its own
+    # while its inode is known by handle: backends/local/inodes.py, adopt_open)
+    assert open_fds() > before + 20
     await fs.destroy()
     assert len(fs.files) == len(fs.dirs) == 0 and len(fs.nodes) == 1
     await fs.close()

@@ -63,13 +63,17 @@ def test_forget_all_releases_detached_nodes_too() -> None:
     assert nodes.remember(Obj("later"), stat(7)).obj.identity == "later"
 
 
-async def test_local_nodes_pin_their_inode_so_its_number_is_not_reused(fs: FileSystem) -> None:
-    """Why the local backend may keep ``Backend.same_object``'s default: a removed
-    file the kernel still holds keeps its inode, so new files get other numbers."""
+async def test_a_removed_file_the_kernel_holds_keeps_its_own_node(fs: FileSystem) -> None:
+    """A removed file the kernel still holds keeps its node: no new file gets its
+    nodeid, even where the host reuses its inode number.  A pinned node's fd keeps the
+    inode (and its number) alive; a node known by handle holds no fd (a created file's
+    never had one: backends/local/inodes.py, adopt_open), and the handle's generation
+    tells the two inodes apart (Backend.same_object: NodeTable.remember detaches)."""
     removed, opened = await fs.create(ROOT, ROOT_NODEID, b"removed", 0o644, os.O_RDWR)
     await fs.release(ROOT, removed.nodeid, opened.fh)
     await fs.unlink(ROOT, ROOT_NODEID, b"removed")
     for i in range(50):
         entry, opened = await fs.create(ROOT, ROOT_NODEID, b"f%d" % i, 0o644, os.O_RDWR)
         await fs.release(ROOT, entry.nodeid, opened.fh)
-        assert entry.attr.ino != removed.attr.ino
+        assert entry.nodeid != removed.nodeid
+    assert fs.nodes.get(removed.nodeid).key == (removed.attr.dev, removed.attr.ino)

@@ -461,14 +461,16 @@ class LocalBackend(Backend):
                     raise
                 return self._open_existing(parent, name, flags)
         try:
-            obj = self._fds.open(os.open, _proc(handle), os.O_PATH | os.O_CLOEXEC)
+            st = self._settle(handle, mode)
+            inode = self._inodes.adopt_open(handle, st)
         except BaseException:
             self._fds.close(handle)
             raise
+        if inode is not None:
+            return inode, st, handle
         try:
-            st = self._settle(obj, mode)
+            obj = self._fds.open(os.open, _proc(handle), os.O_PATH | os.O_CLOEXEC)
         except BaseException:
-            self._fds.close(obj)
             self._fds.close(handle)
             raise
         try:

@@ -165,6 +165,29 @@ class Inodes:
         self._cool(inode)
         return inode
 
+    def adopt_open(self, fd: int, st: Stat) -> Inode | None:
+        """The inode of ``fd``, a file just created and opened (not O_PATH), by handle
+        and cold, with no O_PATH fd of its own; None where it must pin one (no handles
+        there, or a mount not met yet): then :meth:`adopt` an O_PATH fd on it.
+
+        CREATE's node: its handle comes from the open file itself (name_to_handle_at
+        with AT_EMPTY_PATH takes any fd), so no second open of the new file is needed
+        (a reopen through /proc/self/fd, 5 us here, a fifth of a CREATE's daemon
+        time).  A created file is mostly written through its open handle and closed;
+        an operation that wants its O_PATH fd later opens it from the handle, as for
+        any cold node."""
+        if self.pins(st.dev):
+            return None
+        try:
+            handle = file_handles.name_to_handle(fd)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EOVERFLOW):
+                raise
+            return None  # adopt() settles it: the device pins fds from now on
+        if handle.mount_id not in self._mount_fds:
+            return None
+        return Inode(-1, handle)
+
     def _add_mount(self, handle: FileHandle, fd: int, st: Stat) -> bool:
         """Keep a mount fd for the new mount ``fd`` lies on, if it is a directory (a mount
         is entered at its root); an inode first met elsewhere (a file bind-mounted on
