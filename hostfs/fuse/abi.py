@@ -166,8 +166,16 @@ FOPEN_DIRECT_IO = 1 << 0
 FOPEN_KEEP_CACHE = 1 << 1
 FOPEN_NONSEEKABLE = 1 << 2
 FOPEN_CACHE_DIR = 1 << 3
+FOPEN_NOFLUSH = 1 << 5
+FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6
 FOPEN_PASSTHROUGH = 1 << 7
 """fuse.h 7.40: read, write and mmap go to ``fuse_open_out.backing_id``'s file."""
+FOPEN_PASSTHROUGH_MASK = (
+    FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES | FOPEN_NOFLUSH
+)
+"""The only flags an open may carry beside FOPEN_PASSTHROUGH (the kernel's
+fs/fuse/fuse_i.h; ``fuse_file_passthrough_open`` fails the open with EINVAL on any
+other, FOPEN_KEEP_CACHE included, and the caller sees EIO)."""
 
 # -- per-request flags --
 OPEN_KILL_SUIDGID = 1 << 0

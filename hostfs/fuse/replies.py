@@ -104,8 +104,11 @@ def open_out(out: memoryview, pos: int, opened: Opened, backing_id: int | None =
         backing_id = 0
     else:
         # FOPEN_DIRECT_IO would override FOPEN_PASSTHROUGH (fuse_file_read_iter);
-        # passthrough keeps no FUSE page cache, so --cache=never still holds.
-        flags = flags & ~abi.FOPEN_DIRECT_IO | abi.FOPEN_PASSTHROUGH
+        # passthrough keeps no FUSE page cache, so --cache=never still holds and
+        # FOPEN_KEEP_CACHE (--cache=always) has nothing to keep: the kernel refuses
+        # it beside FOPEN_PASSTHROUGH (abi.FOPEN_PASSTHROUGH_MASK).
+        flags = flags & abi.FOPEN_PASSTHROUGH_MASK & ~abi.FOPEN_DIRECT_IO
+        flags |= abi.FOPEN_PASSTHROUGH
     abi.OPEN_OUT.pack_into(out, pos, opened.fh, flags, backing_id)
 
 
