@@ -46,6 +46,7 @@ from hostfs.backends.nfs.postop import (
 )
 from hostfs.backends.nfs.rpc3 import (
     POLL_MS,
+    REPLY_POLL_NS,
     Request,
     Steps,
     access_request,
@@ -218,11 +219,13 @@ class LoopRpc:
         within the request's deadline (:mod:`deadline`): waiting for another
         task's mount counts, and libnfs expires the RPC when the deadline passes."""
         when = deadline(self.timeout_ms / 1000)
-        context: Context | None = None
-        with trio.move_on_at(trio_deadline(when)):
-            context = await self._connect(when)
+        context = self._context  # connected: no cancel scope to enter (~6 us)
         if context is None:
-            raise OSError(errno.ETIMEDOUT, f"{request.what}: no NFS connection before the deadline")
+            with trio.move_on_at(trio_deadline(when)):
+                context = await self._connect(when)
+            if context is None:
+                what = request.what
+                raise OSError(errno.ETIMEDOUT, f"{what}: no NFS connection before the deadline")
         context.deadline = when
         rpc = lib.nfs_get_rpc_context(context.armed())
         context.deadline = None
@@ -239,7 +242,7 @@ class LoopRpc:
                 if self._pumping:
                     await self._progress.wait()
                 else:
-                    await self._pump(context, rpc)
+                    await self._pump(context, rpc, request)
         except TransportError:
             self._drop(context)
             raise
@@ -252,10 +255,13 @@ class LoopRpc:
                 self.observer(filehandle, attributes, sent)
         return result
 
-    async def _pump(self, context: Context, rpc: int) -> None:
-        """One ``rpc_service`` round: wait for replies (or 100 ms, to expire timeouts)."""
+    async def _pump(self, context: Context, rpc: int, request: Request[T]) -> None:
+        """One ``rpc_service`` round: poll for ``request``'s reply for a moment
+        (:data:`REPLY_POLL_NS`), then wait for replies (or 100 ms, to expire timeouts)."""
         self._pumping = True
         try:
+            if self._poll(rpc, request):
+                return
             revents = 0
             try:
                 with trio.move_on_after(POLL_MS / 1000):
@@ -271,6 +277,25 @@ class LoopRpc:
             self._progress.set()
             self._progress = trio.Event()
         self._pending = {request for request in self._pending if request.done is None}
+
+    def _poll(self, rpc: int, request: Request[T]) -> bool:
+        """Read replies without waiting until ``request``'s has come, for at most
+        :data:`REPLY_POLL_NS` and only while no other task is runnable; whether it came.
+
+        On loopback or a fast link the reply follows the call within tens of
+        microseconds; parking in epoll and being woken costs about as much again
+        (a cancel scope for the 100 ms timeout, ``epoll_ctl``, ``epoll_wait``, a
+        task switch: GETATTR3 took ~100 us from the loop against ~55 us from
+        libnfs's own sync wait, in the same process).  Another runnable task stops
+        the poll at once, so it never delays other work.
+        """
+        until = time.perf_counter_ns() + REPLY_POLL_NS
+        statistics = trio.lowlevel.current_statistics
+        while request.done is None:
+            if time.perf_counter_ns() > until or statistics().tasks_runnable:
+                return False
+            self._service(rpc, select.POLLIN | lib.rpc_which_events(rpc) & select.POLLOUT)
+        return True
 
     @staticmethod
     def _service(rpc: int, revents: int) -> None:

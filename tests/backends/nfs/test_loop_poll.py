@@ -1,0 +1,61 @@
+"""The event loop's short poll for an expected reply (loop.py ``LoopRpc._poll``): it
+reads the reply itself when nothing else wants to run, and gives way at once when
+another task does."""
+
+from __future__ import annotations
+
+import select
+import stat
+import time
+
+import pytest
+import trio
+
+from hostfs.backends.nfs import loop
+from hostfs.backends.nfs.libnfs_c import NfsStat64, lib
+from hostfs.backends.nfs.loop import LoopRpc
+from hostfs.backends.nfs.rpc3 import Request, getattr_request, root_filehandle
+
+
+async def _sent(rpc_loop: LoopRpc) -> tuple[int, Request[NfsStat64]]:
+    """A GETATTR3 of the export's root, sent on the loop's connection, not yet read."""
+    context = await rpc_loop._connect(time.monotonic() + 10)
+    rpc = lib.nfs_get_rpc_context(context.pointer)
+    request: Request[NfsStat64] = getattr_request(root_filehandle(context))
+    rpc_loop._pending.add(request)
+    request.start(rpc)
+    rpc_loop._service(rpc, select.POLLOUT)
+    return rpc, request
+
+
+async def test_poll_reads_the_reply_while_nothing_else_runs(
+    nfs_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A poll long enough for any reply: the answer must come from _poll's own reads.
+    monkeypatch.setattr(loop, "REPLY_POLL_NS", 60 * 10**9)
+    rpc_loop = LoopRpc(nfs_url.encode(), 10_000)
+    try:
+        rpc, request = await _sent(rpc_loop)
+        assert rpc_loop._poll(rpc, request)
+        assert request.done is not None
+        assert stat.S_ISDIR(request.result().mode)  # the root's GETATTR3 reply
+    finally:
+        rpc_loop.close()
+
+
+async def test_poll_gives_way_to_a_runnable_task(
+    nfs_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "REPLY_POLL_NS", 60 * 10**9)
+    rpc_loop = LoopRpc(nfs_url.encode(), 10_000)
+    try:
+        rpc, request = await _sent(rpc_loop)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 0)  # runnable from now on
+            assert not rpc_loop._poll(rpc, request)
+            assert request.done is None  # no reply read: the poll stopped before any
+        while request.done is None:  # the ordinary wait still gets it
+            await rpc_loop._pump(rpc_loop._context, rpc, request)  # type: ignore[arg-type]
+        request.result()
+    finally:
+        rpc_loop.close()
