@@ -40,9 +40,11 @@ async def test_create_write_read_rename_unlink(fs: FileSystem, nfs_dir: Path) ->
     assert sorted(os.listdir(nfs_dir)) == ["hard"]
 
 
-REUSE_ATTEMPTS = 50
+REUSE_ATTEMPTS = 1000
 """Creates to wait for the server to hand out a removed file's fileid again
-(ganesha over ext4 reuses it on the first create in the same directory)."""
+(ganesha over ext4 reuses it on the first create in the same directory once it has
+closed its own descriptor of the removed file, which a busy ganesha may do later:
+the wait is the peer's, so it is long; it ends at the first reuse)."""
 
 
 async def test_a_reused_fileid_is_a_new_node(fs: FileSystem, other_client: NfsBackend) -> None:
