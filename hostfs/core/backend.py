@@ -182,6 +182,16 @@ class Backend(abc.ABC):
         """
         return None
 
+    def held_attributes(self, obj: BackendObject) -> Stat | None:
+        """``obj``'s attributes if the backend holds them fresh enough that
+        :meth:`getattr` would answer with them without a call (the NFS backend's
+        post-op attributes, a few ms old); None, the default, asks :meth:`getattr`.
+
+        Not a coroutine: a GETATTR answered this way cannot wait, so the core serves it
+        without the cancel scope an interruptible request needs (half of its cost).
+        """
+        return None
+
     @abc.abstractmethod
     async def getattr(self, obj: BackendObject, handle: BackendHandle | None = None) -> Stat:
         """``obj``'s attributes now (through ``handle``, an open file of it, when

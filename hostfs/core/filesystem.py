@@ -242,6 +242,17 @@ class FileSystem:
         for nodeid, nlookup in items:
             self.nodes.forget(nodeid, nlookup)
 
+    def held_attr(self, nodeid: int) -> AttrReply | None:
+        """A stat(2)'s GETATTR (no fh) from attributes the backend holds, without a call
+        that could wait (Backend.held_attributes); None: serve it with :meth:`getattr`,
+        which also answers a nodeid that is not known."""
+        try:
+            node = self.nodes.get(nodeid)
+        except OSError:
+            return None
+        st = self.backend.held_attributes(node.obj)
+        return None if st is None else self._attr(node, st)
+
     async def getattr(self, caller: Caller, nodeid: int, fh: int | None = None) -> AttrReply:
         node = self.nodes.get(nodeid)
         if fh is None:  # a stat(2), not an fstat(2): nothing to borrow

@@ -13,10 +13,8 @@ so the rest of the process keeps its privileges throughout.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-from collections.abc import Iterator
 
 CAP_FSETID = 4
 """linux/capability.h."""
@@ -39,12 +37,17 @@ class _Data(ctypes.Structure):
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _Sets = _Data * 2
+_capget = _libc.capget
+_capset = _libc.capset
+_HEADER = ctypes.byref(_Header(_VERSION_3, 0))
+"""One header for every call: the kernel writes it back only on a version it does not
+know (capget(2)), never this one.  Built once, with the functions looked up once:
+they were half of a passthrough open's capability drop (/tmp/corecost/caps.py)."""
 
 
-def _call(function: str, header: _Header, data: ctypes.Array) -> None:
-    if getattr(_libc, function)(ctypes.byref(header), data) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{function}: {os.strerror(code)}")
+def _failed(function: str) -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, f"{function}: {os.strerror(code)}")
 
 
 CapabilitySets = _Sets
@@ -54,26 +57,40 @@ CapabilitySets = _Sets
 def get_capabilities() -> ctypes.Array:
     """This thread's capability sets (``hostfs.sandbox.capabilities`` reduces them)."""
     sets = _Sets()
-    _call("capget", _Header(_VERSION_3, 0), sets)
+    if _capget(_HEADER, sets) != 0:
+        raise _failed("capget")
     return sets
 
 
 def set_capabilities(sets: ctypes.Array) -> None:
-    _call("capset", _Header(_VERSION_3, 0), sets)
+    if _capset(_HEADER, sets) != 0:
+        raise _failed("capset")
 
 
-@contextlib.contextmanager
-def without_capability(capability: int) -> Iterator[None]:
-    """Run the body with ``capability`` out of this thread's effective set."""
-    saved = get_capabilities()
-    word, bit = divmod(capability, 32)
-    if not saved[word].effective & (1 << bit):
-        yield
-        return
-    lowered = _Sets.from_buffer_copy(saved)
-    lowered[word].effective &= ~(1 << bit)
-    set_capabilities(lowered)
-    try:
-        yield
-    finally:
-        set_capabilities(saved)
+class without_capability:
+    """Run the body with ``capability`` out of this thread's effective set.
+
+    A class, not a generator context manager: a passthrough open enters it every time
+    (hostfs.devfuse.mount.DeviceBackings), and each layer counts there.  Per call
+    state only: threads may enter it at once, each for its own sets."""
+
+    __slots__ = ("_bit", "_saved", "_word")
+
+    def __init__(self, capability: int) -> None:
+        self._word, bit = divmod(capability, 32)
+        self._bit = 1 << bit
+        self._saved: ctypes.Array | None = None
+
+    def __enter__(self) -> None:
+        saved = get_capabilities()
+        if not saved[self._word].effective & self._bit:
+            return
+        lowered = _Sets.from_buffer_copy(saved)
+        lowered[self._word].effective &= ~self._bit
+        set_capabilities(lowered)
+        self._saved = saved
+
+    def __exit__(self, *exc_info: object) -> None:
+        saved, self._saved = self._saved, None
+        if saved is not None:
+            set_capabilities(saved)

@@ -39,6 +39,9 @@ class Args:
 
     def unpack(self, layout: struct.Struct, offset: int = 0) -> tuple[Any, ...]:
         """A fixed struct at ``offset``; ``struct.error`` when the arguments end first."""
+        one = self._one
+        if one is not None and offset >= 0 and offset + layout.size <= self.size:
+            return layout.unpack_from(one, self._start + offset)  # in place: no view made
         return layout.unpack_from(self.view(offset, layout.size))
 
     def copy(self, offset: int, length: int) -> bytes:

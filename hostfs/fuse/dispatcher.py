@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from hostfs.core.filesystem import FileSystem
-from hostfs.core.types import Caller, Opened
+from hostfs.core.types import AttrReply, Caller, Opened
 from hostfs.fuse import abi, replies
 from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
@@ -142,7 +142,38 @@ class Dispatcher:
         else:
             assert operation is not None  # without one, _decode answered ENOSYS
             assert isinstance(caller, Caller)
-            length, error = await self._call(operation, header, request, caller, writable)
+            kind = operation.reply
+            if kind is ReplyKind.NONE:
+                # No reply: a plain call, nothing to interrupt (none of them waits).
+                length, error = 0, self._no_reply(operation, header, request)
+            elif kind is ReplyKind.BUFFER and not self._calls_wait and opcode != Opcode.SETLKW:
+                # The common case inline: a request that cannot wait.  Each coroutine
+                # layer skipped is ~0.3 us of a 5 us FORGET on this machine.
+                try:
+                    if len(writable) == 1:  # /dev/fuse, io_uring
+                        out = writable[0]
+                        payload = await operation.handler(
+                            self, header, request, caller, out, len(out)
+                        )
+                        length, error = HEADER + payload, 0
+                        replies.out_header(out, length, 0, header.unique)
+                    else:  # a guest's descriptors: the header and the reply apart
+                        length = await self._reply_in_buffer(
+                            operation.handler, header, request, caller, writable
+                        )
+                        error = 0
+                except Exception as failure:
+                    length, error = 0, self._failed(header, failure)
+            elif (
+                isinstance(request, rq.Getattr)
+                and request.fh is None
+                and (held := self.fs.held_attr(header.nodeid)) is not None
+            ):
+                # A backend whose calls wait (NFS) holds fresh attributes: no call, so
+                # no cancel scope, half of such a GETATTR's cost.
+                length, error = self._held_attr_reply(header, held, writable)
+            else:
+                length, error = await self._call(operation, header, request, caller, writable)
         if self._debug:
             log.debug(
                 "%s unique=%d nodeid=%d -> %s",
@@ -220,28 +251,41 @@ class Dispatcher:
             if self._calls_wait or header.opcode == Opcode.SETLKW:
                 return await self._interruptible(operation, header, request, caller, writable)
             return await self._serve(operation, header, request, caller, writable), 0
-        except OSError as error:
-            return 0, _errno_of(error)
-        except struct.error as error:
+        except Exception as failure:
+            return 0, self._failed(header, failure)
+
+    def _no_reply(self, operation: Operation, header: rq.InHeader, request: rq.Request) -> int:
+        """Call a handler that answers nothing (a plain function); the errno it fails with."""
+        try:
+            operation.handler(self, header, request)
+        except Exception as failure:
+            return self._failed(header, failure)
+        return 0
+
+    @staticmethod
+    def _failed(header: rq.InHeader, failure: Exception) -> int:
+        """The errno a failed request is answered with; a bug or a bad reply is logged."""
+        if isinstance(failure, OSError):
+            return _errno_of(failure)
+        if isinstance(failure, struct.error):
             guest_errors.log(
                 "bad reply",
                 logging.WARNING,
                 "%s: reply does not fit or holds bad values: %s",
                 _opcode_name(header.opcode),
-                error,
+                failure,
             )
-            return 0, errno.EIO
-        except Exception as error:
-            guest_errors.log(
-                "request failure",
-                logging.ERROR,
-                "%s unique %d failed: %r",
-                _opcode_name(header.opcode),
-                header.unique,
-                error,
-                trace=True,
-            )
-            return 0, errno.EIO
+            return errno.EIO
+        guest_errors.log(
+            "request failure",
+            logging.ERROR,
+            "%s unique %d failed: %r",
+            _opcode_name(header.opcode),
+            header.unique,
+            failure,
+            trace=True,
+        )
+        return errno.EIO
 
     async def _interruptible(
         self,
@@ -269,6 +313,22 @@ class Dispatcher:
             return 0, errno.EINTR
         return length, 0
 
+    def _held_attr_reply(
+        self, header: rq.InHeader, held: AttrReply, writable: Sequence[memoryview]
+    ) -> tuple[int, int]:
+        """GETATTR's reply from :meth:`FileSystem.held_attr`, as _reply_in_buffer
+        writes one: in place in a single buffer, else scattered (EIO if too small)."""
+        length = HEADER + abi.ATTR_OUT.size
+        single = len(writable) == 1 and len(writable[0]) >= length
+        out = writable[0] if single else memoryview(bytearray(length))
+        replies.attr_out(out, HEADER, held)
+        replies.out_header(out, length, 0, header.unique)
+        if single:
+            return length, 0
+        if total_length(writable) < length:
+            return 0, errno.EIO
+        return scatter_into(writable, 0, out), 0
+
     def _write_header(
         self, writable: Sequence[memoryview], length: int, error: int, unique: int
     ) -> int:
@@ -289,22 +349,15 @@ class Dispatcher:
         caller: Caller,
         writable: Sequence[memoryview],
     ) -> Awaitable[int]:
-        """Call the handler as its reply kind wants; awaited, the reply length.
+        """Call a BUFFER or DATA handler as its kind wants; awaited, the reply length.
 
         Not a coroutine itself: the caller awaits the one it returns, one coroutine
         fewer per request."""
         reply = operation.reply
         if reply is ReplyKind.BUFFER:
             return self._reply_in_buffer(operation.handler, header, request, caller, writable)
-        if reply is ReplyKind.DATA:
-            data: Awaitable[int] = operation.handler(self, header, request, caller, writable)
-            return data
-        return self._no_reply(operation.handler(self, header, request))
-
-    @staticmethod
-    async def _no_reply(handling: Awaitable[None]) -> int:
-        await handling
-        return 0
+        data: Awaitable[int] = operation.handler(self, header, request, caller, writable)
+        return data
 
     async def _reply_in_buffer(
         self,
@@ -398,7 +451,7 @@ class Dispatcher:
         return 0
 
     @OPERATIONS.handles(Opcode.INTERRUPT, rq.decode_interrupt, ReplyKind.NONE)
-    async def _on_interrupt(self, header: rq.InHeader, request: rq.Interrupt) -> None:
+    def _on_interrupt(self, header: rq.InHeader, request: rq.Interrupt) -> None:
         scope = self._inflight.get(request.unique)
         if scope is not None:
             scope.cancel()
@@ -408,11 +461,11 @@ class Dispatcher:
         self._early_interrupts.add(request.unique)
 
     @OPERATIONS.handles(Opcode.FORGET, rq.decode_forget, ReplyKind.NONE)
-    async def _on_forget(self, header: rq.InHeader, request: rq.Forget) -> None:
+    def _on_forget(self, header: rq.InHeader, request: rq.Forget) -> None:
         self.fs.forget(header.nodeid, request.nlookup)
 
     @OPERATIONS.handles(Opcode.BATCH_FORGET, rq.decode_batch_forget, ReplyKind.NONE)
-    async def _on_batch_forget(self, header: rq.InHeader, request: rq.BatchForget) -> None:
+    def _on_batch_forget(self, header: rq.InHeader, request: rq.BatchForget) -> None:
         self.fs.batch_forget(request.items())
 
     @OPERATIONS.handles(Opcode.SYNCFS, rq.decode_empty)

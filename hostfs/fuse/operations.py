@@ -20,8 +20,10 @@ from hostfs.fuse.requests import Decoder
 class ReplyKind(enum.Enum):
     """How a handler answers, which fixes its signature (``self`` is the Dispatcher):
 
-    - NONE: ``(self, header, request)``; no reply at all, not even an error
-      (fuse.h: FORGET and BATCH_FORGET get none; an INTERRUPT's is optional);
+    - NONE: ``(self, header, request)``, a plain function, not a coroutine (none of
+      them waits, so none needs a coroutine or a cancel scope); no reply at all, not
+      even an error (fuse.h: FORGET and BATCH_FORGET get none; an INTERRUPT's is
+      optional);
     - BUFFER: ``(self, header, request, caller, out, limit) -> payload length``,
       the payload encoded at ``out[16:limit]``;
     - DATA: ``(self, header, request, caller, writable) -> reply length``; the

@@ -28,6 +28,8 @@ class FakeFileSystem:
         self.calls_wait = True
         self.calls_in_loop = False
         self.supplementary_groups = True
+        self.held: dict[int, AttrReply] = {}
+        """Attributes held fresh (FileSystem.held_attr), by nodeid."""
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, args))
@@ -59,6 +61,9 @@ class FakeFileSystem:
 
     def batch_forget(self, items):
         self._record("batch_forget", list(items))
+
+    def held_attr(self, nodeid):
+        return self.held.get(nodeid)
 
     async def getattr(self, caller, nodeid, fh=None):
         self._record("getattr", nodeid, fh)

@@ -10,13 +10,13 @@ import pytest
 import trio
 import trio.testing
 
-from hostfs.core.types import Caller, Lock
+from hostfs.core.types import AttrReply, Caller, Lock
 from hostfs.fuse import abi
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.testing import fuse_wire as wire
 from hostfs.testing.fuse_wire import names, read_in, request, write_in
-from tests.fuse.fakefs import CONTENT, LISTING, FakeFileSystem
+from tests.fuse.fakefs import CONTENT, LISTING, STAT, FakeFileSystem
 
 
 async def call(
@@ -407,3 +407,24 @@ def test_may_yield_says_which_requests_a_transport_can_serve_in_its_own_task(
     assert dispatcher.may_yield([memoryview(lookup)]) is lookup_waits
     assert dispatcher.may_yield([memoryview(request(Opcode.SETLKW, bytes(64)))]) is True
     assert dispatcher.may_yield([memoryview(lookup)[:6], memoryview(lookup)[6:]]) is True
+
+
+@pytest.mark.parametrize("split", [0, 40], ids=["one buffer", "header apart"])
+async def test_a_getattr_from_held_attributes_makes_no_call(session, split) -> None:
+    """A backend that waits (NFS) but holds fresh attributes answers a stat's GETATTR
+    with them, without calling getattr (and so without a cancel scope); an fstat's
+    GETATTR (with fh) and a node without held attributes still call it."""
+    dispatcher, fs = session
+    held = AttrReply(STAT._replace(size=12345), 0.5)
+    fs.held[7] = held
+    reply = await call(
+        dispatcher, request(Opcode.GETATTR, abi.GETATTR_IN.pack(0, 0, 0), nodeid=7), split=split
+    )
+    assert reply.error == 0
+    assert abi.ATTR_OUT.unpack_from(reply.payload)[4] == 12345  # fuse_attr.size
+    assert [name for name, _ in fs.calls] == ["init"]
+    await call(dispatcher, request(Opcode.GETATTR, abi.GETATTR_IN.pack(0, 0, 0), nodeid=8))
+    await call(
+        dispatcher, request(Opcode.GETATTR, abi.GETATTR_IN.pack(abi.GETATTR_FH, 0, 3), nodeid=7)
+    )
+    assert [args for name, args in fs.calls if name == "getattr"] == [(8, None), (7, 3)]

@@ -183,10 +183,14 @@ class NfsBackend(Backend):
         _remember(node, st, sent)
         return node, to_stat(st)
 
-    async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
+    def held_attributes(self, obj: NfsNode) -> Stat | None:
         recent = self._recent(obj)
-        if recent is not None:
-            return self._fresh(obj, recent)
+        return None if recent is None else self._fresh(obj, recent)
+
+    async def getattr(self, obj: NfsNode, handle: NfsHandle | None = None) -> Stat:
+        held = self.held_attributes(obj)
+        if held is not None:
+            return held
         sent = time.monotonic_ns()
         # The node's filehandle is the one inside any handle open on it.
         if obj.filehandle:
