@@ -41,8 +41,9 @@ _capget = _libc.capget
 _capset = _libc.capset
 _HEADER = ctypes.byref(_Header(_VERSION_3, 0))
 """One header for every call: the kernel writes it back only on a version it does not
-know (capget(2)), never this one.  Built once, with the functions looked up once:
-they were half of a passthrough open's capability drop (/tmp/corecost/caps.py)."""
+know (capget(2)), never this one.  Built once, with the functions looked up once: a
+drop and restore went from 12.4 to 9.5 us (best of 7 x 5000; the three syscalls
+themselves take 6.5 us)."""
 
 
 def _failed(function: str) -> OSError:
