@@ -29,7 +29,11 @@ the set.
 How long a check is trusted: the ``--cache`` attribute timeout (never: 0, no
 answer from a set; auto: 1 s; metadata/always: their timeout), counted from the
 sending of the last call whose reply confirmed the version, as any cached
-attribute is.  The Linux NFS client's precedent: ``nfs_neg_need_reval`` trusts a
+attribute is.  The kernel keeps the negative answer as a negative dentry for
+the entry timeout on top (fuse_lookup_name), so a name another client made can
+stay unseen for up to both timeouts together (2 s under ``auto``), as a Linux
+NFS negative dentry can outlive its directory's attribute check.  The Linux
+NFS client's precedent: ``nfs_neg_need_reval`` trusts a
 negative dentry while ``nfs_verify_change_attribute`` finds the directory
 unchanged since the dentry's verifier, and ``nfs_wcc_update_inode`` keeps the
 directory's cached state only when the pre-op attributes of its own change
