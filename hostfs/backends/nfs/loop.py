@@ -37,6 +37,7 @@ from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
     Observe,
+    Wcc,
     after_access,
     after_create,
     after_getattr,
@@ -116,28 +117,46 @@ class LoopRpc:
         request = setattr_request(filehandle, mode, uid, gid, size, atime, mtime)
         return await self.call(request) or await self.getattr(filehandle)
 
-    async def remove(self, directory: bytes, name: bytes) -> None:
+    async def remove(self, directory: bytes, name: bytes, wcc: Wcc | None = None) -> None:
+        """REMOVE3; the directory's ``wcc_data`` goes to ``wcc`` (not for a retried call
+        that the server answered ENOENT: that one changed nothing)."""
+
         async def done_before(error: OSError) -> None:
             # The first REMOVE3 removed it; its reply was lost with the connection.
             if error.errno != errno.ENOENT:
                 raise error
             logger.info("REMOVE %r sent again after a reconnect: already done", name)
 
-        await self.call(remove_request(directory, name), after_remove(directory), done_before)
+        await self.call(remove_request(directory, name), after_remove(directory, wcc), done_before)
 
     async def create(
-        self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
+        self,
+        directory: bytes,
+        name: bytes,
+        mode: int,
+        uid: int | None,
+        gid: int | None,
+        wcc: Wcc | None = None,
     ) -> tuple[bytes, NfsStat64]:
-        """CREATE3 GUARDED with mode and owner set (RFC 1813 §3.3.8): EEXIST if it exists."""
+        """CREATE3 GUARDED with mode and owner set (RFC 1813 §3.3.8): EEXIST if it
+        exists.  The directory's ``wcc_data`` goes to ``wcc``."""
         request = create_request(directory, name, mode, uid, gid)
-        return await self._made(directory, name, request, stat_module.S_IFREG | mode, uid, gid)
+        mode |= stat_module.S_IFREG
+        return await self._made(directory, name, request, mode, uid, gid, wcc)
 
     async def mkdir(
-        self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
+        self,
+        directory: bytes,
+        name: bytes,
+        mode: int,
+        uid: int | None,
+        gid: int | None,
+        wcc: Wcc | None = None,
     ) -> tuple[bytes, NfsStat64]:
-        """MKDIR3 with mode and owner set (RFC 1813 §3.3.9)."""
+        """MKDIR3 with mode and owner set (RFC 1813 §3.3.9); ``wcc`` as for :meth:`create`."""
         request = mkdir_request(directory, name, mode, uid, gid)
-        return await self._made(directory, name, request, stat_module.S_IFDIR | mode, uid, gid)
+        mode |= stat_module.S_IFDIR
+        return await self._made(directory, name, request, mode, uid, gid, wcc)
 
     async def _made(
         self,
@@ -147,6 +166,7 @@ class LoopRpc:
         mode: int,
         uid: int | None,
         gid: int | None,
+        wcc: Wcc | None,
     ) -> tuple[bytes, NfsStat64]:
         """The new object's handle and attributes; the reply may omit either (§2.6
         ``post_op_fh3``, ``post_op_attr``; ganesha sends both), then one more call."""
@@ -161,7 +181,8 @@ class LoopRpc:
             logger.info("CREATE/MKDIR %r sent again after a reconnect: already done", name)
             return filehandle, st
 
-        filehandle, attributes = await self.call(request, after_create(directory), made_before)
+        observe = after_create(directory, wcc)
+        filehandle, attributes = await self.call(request, observe, made_before)
         if filehandle is None:
             return await self.lookup(directory, name)
         return filehandle, attributes or await self.getattr(filehandle)
