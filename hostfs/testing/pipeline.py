@@ -211,7 +211,11 @@ class Pipeline:
                         side.in_flight = True
                         detached += 1
                         side_queue.publish(side.chain.head)
-                        if side_queue is not queue:
+                        if side_queue is queue:
+                            # Published while serving its own queue (the FORGET that came
+                            # back freed a waiting sequence): kicked with this batch.
+                            published = True
+                        else:
                             kicks += side_queue.kick_if_needed(event_idx=True)
                     if stopping:
                         in_flight -= 1
