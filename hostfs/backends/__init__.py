@@ -14,15 +14,12 @@ async def open_backend(
     thread_pool_size: int = 0,
     rlimit_nofile: int | None = None,
     inode_file_handles: str | None = None,
-    attr_timeout: float = 0.0,
 ) -> Backend:
     """A path selects the local backend, an ``nfs://`` URL the NFS backend.
 
     ``rlimit_nofile`` is ``--rlimit-nofile`` (hostfs.backends.local.fd_budget),
     ``inode_file_handles`` is ``--inode-file-handles``, None for the default
     (hostfs.backends.local.file_handles); NFS nodes are file handles already.
-    ``attr_timeout`` is the ``--cache`` attribute timeout, for the NFS backend's name
-    sets (hostfs.backends.nfs.names); the local backend asks the host each time.
     """
     if shared_dir.startswith("nfs://"):
         from hostfs.backends.local.fd_budget import set_nofile_limit
@@ -30,7 +27,7 @@ async def open_backend(
 
         if rlimit_nofile is not None:  # NFS nodes pin no fds: no need to lift it
             set_nofile_limit(rlimit_nofile)
-        return await open_nfs_backend(shared_dir, attr_timeout)
+        return await open_nfs_backend(shared_dir)
     from hostfs.backends.local import LocalBackend
     from hostfs.backends.local.file_handles import DEFAULT_MODE
 

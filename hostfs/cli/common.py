@@ -292,7 +292,6 @@ async def open_filesystem(args: argparse.Namespace) -> FileSystem:
             thread_pool_size=args.thread_pool_size,
             rlimit_nofile=args.rlimit_nofile,
             inode_file_handles=args.inode_file_handles,
-            attr_timeout=options.cache.attr_timeout,
         )
     except BackendUnavailable as error:
         raise UsageError(str(error)) from None

@@ -66,11 +66,8 @@ def parse_url(url: str) -> tuple[str, int, float, Caller]:
     return urlunsplit(parts._replace(query=query)), contexts, timeout, owner
 
 
-async def open_nfs_backend(url: str, attr_timeout: float = 0.0) -> NfsBackend:
+async def open_nfs_backend(url: str) -> NfsBackend:
     """Mount the export once (bounded by the timeout) and return the backend.
-
-    ``attr_timeout`` is the ``--cache`` attribute timeout the core answers with: how
-    long a directory's name set answers a missing name without an RPC (names.py).
 
     An unreachable server, a missing export or a refusal raises
     :class:`BackendUnavailable` with a one-line reason.
@@ -81,7 +78,7 @@ async def open_nfs_backend(url: str, attr_timeout: float = 0.0) -> NfsBackend:
     try:
         root = await pool.run(lambda c: (c.lstat(b"/"), rpc3.root_filehandle(c)))
         fast = LoopRpc(libnfs_url.encode(), int(timeout * 1000))
-        backend = NfsBackend(pool, fast, to_stat(root[0]), root[1], owner, attr_timeout)
+        backend = NfsBackend(pool, fast, to_stat(root[0]), root[1], owner)
     except TransportError as error:
         pool.close()
         reason = f"server not reachable ({error.strerror})"

@@ -21,7 +21,7 @@ import stat as stat_module
 import time
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,10 +38,8 @@ from hostfs.backends.nfs.libnfs_c import (
     open_handle,
 )
 from hostfs.backends.nfs.loop import LoopRpc
-from hostfs.backends.nfs.names import DirNames, version_of
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
-from hostfs.backends.nfs.postop import Wcc
 from hostfs.backends.nfs.silly import is_silly, silly_name
 from hostfs.core.backend import Backend
 from hostfs.core.modes import without_privileges
@@ -100,7 +98,6 @@ class NfsBackend(Backend):
         root_stat: Stat,
         root_filehandle: bytes,
         owner: Caller,
-        attr_timeout: float = 0.0,
     ) -> None:
         self.pool = pool
         self.fast = fast
@@ -110,9 +107,6 @@ class NfsBackend(Backend):
         self.owner = owner
         """The credentials the contexts send (URL ``uid=``/``gid=``, libnfs's default is ours)."""
         self.reuse_ns = POST_OP_REUSE_NS
-        self.names_ttl_ns = int(attr_timeout * 1_000_000_000)
-        """How long a directory's name set (:mod:`.names`) answers a LOOKUP of a missing
-        name after its last check: the ``--cache`` attribute timeout (0: never)."""
         fast.observer = self._observed
         self._open: weakref.WeakSet[NfsHandle] = weakref.WeakSet()
         self._hidden: dict[NfsNode, list[tuple[NfsNode, bytes]]] = {}
@@ -173,21 +167,10 @@ class NfsBackend(Backend):
 
     async def lookup(self, parent: NfsNode, name: bytes) -> tuple[NfsNode, Stat]:
         sent = time.monotonic_ns()
-        names = parent.names
-        if names is not None and names.knows_missing(name, sent, self.names_ttl_ns):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(name))
-        try:
-            if parent.filehandle:
-                found: tuple[bytes | None, NfsStat64] = await self.fast.lookup(
-                    parent.filehandle, name
-                )
-            else:
-                path = parent.child_path(name)
-                found = await self.pool.run(lambda c: (None, c.lstat(path)))
-        except FileNotFoundError:
-            _check_names(parent, name, present=False)
-            raise
-        _check_names(parent, name, present=True)
+        if parent.filehandle:
+            return self._found(parent, name, await self.fast.lookup(parent.filehandle, name), sent)
+        path = parent.child_path(name)
+        found = await self.pool.run(lambda c: (None, c.lstat(path)))
         return self._found(parent, name, found, sent)
 
     def _found(
@@ -307,12 +290,7 @@ class NfsBackend(Backend):
         sent = time.monotonic_ns()
         filehandle = self._fast_parent(parent) if stat_module.S_ISREG(mode) else None
         if filehandle is not None:
-            uid, gid = self._ids(caller)
-            made = await _naming(
-                parent,
-                lambda wcc: self.fast.create(filehandle, name, mode & 0o7777, uid, gid, wcc),
-                added=name,
-            )
+            made = await self.fast.create(filehandle, name, mode & 0o7777, *self._ids(caller))
             return self._found(parent, name, made, sent)
         path = parent.child_path(name)
 
@@ -338,16 +316,8 @@ class NfsBackend(Backend):
         sent = time.monotonic_ns()
         filehandle = self._fast_parent(parent)
         if filehandle is not None:
-            uid, gid = self._ids(caller)
-            made = await _naming(
-                parent,
-                lambda wcc: self.fast.mkdir(filehandle, name, mode & 0o7777, uid, gid, wcc),
-                added=name,
-            )
-            node, attr = self._found(parent, name, made, sent)
-            # Made by us just now: empty as of the attributes MKDIR3 returned (names.py).
-            node.names = DirNames(version_of(made[1]), sent)
-            return node, attr
+            made = await self.fast.mkdir(filehandle, name, mode & 0o7777, *self._ids(caller))
+            return self._found(parent, name, made, sent)
         path = parent.child_path(name)
 
         def make(c: Context) -> tuple[bytes | None, NfsStat64]:
@@ -446,13 +416,10 @@ class NfsBackend(Backend):
 
     async def _remove(self, parent: NfsNode, name: bytes) -> None:
         child = self.tree.child(parent, name)
-        filehandle = parent.filehandle
-        if filehandle:
+        if parent.filehandle:
             # REMOVE3's reply brings the directory's new attributes (postop.py).
             try:
-                await _naming(
-                    parent, lambda wcc: self.fast.remove(filehandle, name, wcc), removed=name
-                )
+                await self.fast.remove(parent.filehandle, name)
             finally:
                 _stale(child)
         else:
@@ -565,14 +532,9 @@ class NfsBackend(Backend):
                 self.tree.child(parent, name),
             )
         else:
-            uid, gid = self._ids(caller)
             try:
-                made = await _naming(
-                    parent,
-                    lambda wcc: self.fast.create(
-                        parent_filehandle, name, mode & 0o7777, uid, gid, wcc
-                    ),
-                    added=name,
+                made = await self.fast.create(
+                    parent_filehandle, name, mode & 0o7777, *self._ids(caller)
                 )
             except FileExistsError:
                 if flags & os.O_EXCL:
@@ -782,54 +744,17 @@ class NfsBackend(Backend):
 
 def _remember(node: NfsNode, st: NfsStat64, sent: int) -> None:
     """Keep ``st`` as ``node``'s attributes, unless what it has is newer: a reply to a
-    call sent before the last change (or the last reply kept) is old news.  A
-    directory's name set checks itself against them (names.py)."""
-    if node.names is not None and not node.names.seen(version_of(st), sent):
-        node.names = None
+    call sent before the last change (or the last reply kept) is old news."""
     if sent >= node.attrs_at:
         node.attrs, node.attrs_at = st, sent
 
 
 def _stale(*nodes: NfsNode | None) -> None:
-    """Forget the attributes of ``nodes``, and a directory's name set: a change made
-    them wrong (one made by filehandle keeps the set, see :func:`_naming`)."""
+    """Forget the attributes of ``nodes``: a change made them wrong."""
     now = time.monotonic_ns()
     for node in nodes:
         if node is not None:
-            node.attrs, node.attrs_at, node.names = None, now, None
-
-
-async def _naming(
-    directory: NfsNode,
-    change: Callable[[Wcc | None], Awaitable[T]],
-    added: bytes | None = None,
-    removed: bytes | None = None,
-) -> T:
-    """``change(wcc)``, a CREATE3/MKDIR3/REMOVE3 in ``directory`` that adds or removes
-    one name, keeping the directory's name set (names.py) true by the ``wcc_data``
-    of its reply; a failure, or a reply without it, drops the set."""
-    names = directory.names
-    if names is None:
-        return await change(None)
-    wcc: Wcc = []
-    names.begin()
-    sent = time.monotonic_ns()
-    holds = False
-    try:
-        result = await change(wcc)
-        holds = len(wcc) == 1 and names.changed(*wcc[0], sent, added, removed)
-        return result
-    finally:
-        settled = names.end()  # always: it counts the change answered
-        if not (settled and holds) and directory.names is names:
-            directory.names = None
-
-
-def _check_names(directory: NfsNode, name: bytes, present: bool) -> None:
-    """A LOOKUP found ``name`` there (or not): a set that says otherwise is wrong."""
-    names = directory.names
-    if names is not None and (name in names.names) != present:
-        directory.names = None
+            node.attrs, node.attrs_at = None, now
 
 
 def _open_existing(c: Context, path: bytes, flags: int) -> tuple[int, tuple[bytes, NfsStat64]]:

@@ -37,7 +37,6 @@ from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
     Observe,
-    Wcc,
     after_access,
     after_create,
     after_getattr,
@@ -117,46 +116,28 @@ class LoopRpc:
         request = setattr_request(filehandle, mode, uid, gid, size, atime, mtime)
         return await self.call(request) or await self.getattr(filehandle)
 
-    async def remove(self, directory: bytes, name: bytes, wcc: Wcc | None = None) -> None:
-        """REMOVE3; the directory's ``wcc_data`` goes to ``wcc`` (not for a retried call
-        that the server answered ENOENT: that one changed nothing)."""
-
+    async def remove(self, directory: bytes, name: bytes) -> None:
         async def done_before(error: OSError) -> None:
             # The first REMOVE3 removed it; its reply was lost with the connection.
             if error.errno != errno.ENOENT:
                 raise error
             logger.info("REMOVE %r sent again after a reconnect: already done", name)
 
-        await self.call(remove_request(directory, name), after_remove(directory, wcc), done_before)
+        await self.call(remove_request(directory, name), after_remove(directory), done_before)
 
     async def create(
-        self,
-        directory: bytes,
-        name: bytes,
-        mode: int,
-        uid: int | None,
-        gid: int | None,
-        wcc: Wcc | None = None,
+        self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
     ) -> tuple[bytes, NfsStat64]:
-        """CREATE3 GUARDED with mode and owner set (RFC 1813 §3.3.8): EEXIST if it
-        exists.  The directory's ``wcc_data`` goes to ``wcc``."""
+        """CREATE3 GUARDED with mode and owner set (RFC 1813 §3.3.8): EEXIST if it exists."""
         request = create_request(directory, name, mode, uid, gid)
-        mode |= stat_module.S_IFREG
-        return await self._made(directory, name, request, mode, uid, gid, wcc)
+        return await self._made(directory, name, request, stat_module.S_IFREG | mode, uid, gid)
 
     async def mkdir(
-        self,
-        directory: bytes,
-        name: bytes,
-        mode: int,
-        uid: int | None,
-        gid: int | None,
-        wcc: Wcc | None = None,
+        self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
     ) -> tuple[bytes, NfsStat64]:
-        """MKDIR3 with mode and owner set (RFC 1813 §3.3.9); ``wcc`` as for :meth:`create`."""
+        """MKDIR3 with mode and owner set (RFC 1813 §3.3.9)."""
         request = mkdir_request(directory, name, mode, uid, gid)
-        mode |= stat_module.S_IFDIR
-        return await self._made(directory, name, request, mode, uid, gid, wcc)
+        return await self._made(directory, name, request, stat_module.S_IFDIR | mode, uid, gid)
 
     async def _made(
         self,
@@ -166,7 +147,6 @@ class LoopRpc:
         mode: int,
         uid: int | None,
         gid: int | None,
-        wcc: Wcc | None,
     ) -> tuple[bytes, NfsStat64]:
         """The new object's handle and attributes; the reply may omit either (§2.6
         ``post_op_fh3``, ``post_op_attr``; ganesha sends both), then one more call."""
@@ -181,8 +161,7 @@ class LoopRpc:
             logger.info("CREATE/MKDIR %r sent again after a reconnect: already done", name)
             return filehandle, st
 
-        observe = after_create(directory, wcc)
-        filehandle, attributes = await self.call(request, observe, made_before)
+        filehandle, attributes = await self.call(request, after_create(directory), made_before)
         if filehandle is None:
             return await self.lookup(directory, name)
         return filehandle, attributes or await self.getattr(filehandle)

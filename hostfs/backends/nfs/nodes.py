@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hostfs.backends.nfs.libnfs_c import NfsStat64
-    from hostfs.backends.nfs.names import DirNames
 
 
 class NfsNode:
@@ -32,7 +31,7 @@ class NfsNode:
 
     __slots__ = (
         "attrs", "attrs_at", "children", "filehandle", "held", "ino", "is_root", "links", "mode",
-        "names", "opened", "unstable",
+        "opened", "unstable",
     )  # fmt: skip
 
     def __init__(self, ino: int, mode: int, is_root: bool = False) -> None:
@@ -56,8 +55,6 @@ class NfsNode:
         (monotonic ns): older news never replaces newer."""
         self.opened = 0
         """Open handles on it: an unlink then hides it instead (:mod:`silly`)."""
-        self.names: DirNames | None = None
-        """A directory's complete set of names, where known (:mod:`.names`)."""
 
     @property
     def path(self) -> bytes:

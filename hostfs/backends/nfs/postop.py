@@ -21,7 +21,6 @@ from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_uint32
 
 from hostfs.backends.nfs.libnfs_c import NfsStat64, lib
-from hostfs.backends.nfs.names import Version, version_of
 from hostfs.backends.nfs.rpc3 import (
     Access3Res,
     Fattr3,
@@ -40,9 +39,6 @@ from hostfs.backends.nfs.rpc3 import (
 
 Seen = list[tuple[bytes, NfsStat64]]
 Observe = Callable[[int], Seen]
-Wcc = list[tuple[Version | None, Version | None]]
-"""Where a change's observer puts the directory's ``wcc_data`` (before, after), for
-the directory's name set (:mod:`.names`); None for a side the server left out."""
 
 
 class Lookup3Resok(Structure):
@@ -147,26 +143,11 @@ def after_lookup(directory: bytes) -> Observe:
     return observe
 
 
-def _keep_wcc(wcc: Wcc | None, data: WccData) -> None:
-    if wcc is None:
-        return
-    before = data.before.attributes if data.before.attributes_follow else None
-    after = _stat(data.after.attributes) if data.after.attributes_follow else None
-    wcc.append((
-        None if before is None else (
-            before.size, before.mtime[0], before.mtime[1], before.ctime[0], before.ctime[1]
-        ),
-        None if after is None else version_of(after),
-    ))  # fmt: skip
-
-
-def after_create(directory: bytes, wcc: Wcc | None = None) -> Observe:
-    """The new object's and the directory's attributes of a CREATE3/MKDIR3 reply (the
-    directory's ``wcc_data`` to ``wcc`` too)."""
+def after_create(directory: bytes) -> Observe:
+    """The new object's and the directory's attributes of a CREATE3/MKDIR3 reply."""
 
     def observe(data: int) -> Seen:
         ok = ctypes.cast(data, POINTER(Create3Res)).contents
-        _keep_wcc(wcc, ok.dir_wcc)
         seen = _post_op(directory, ok.dir_wcc.after)
         if ok.obj.handle_follows:
             filehandle = ctypes.string_at(ok.obj.handle.data_val, ok.obj.handle.data_len)
@@ -176,13 +157,11 @@ def after_create(directory: bytes, wcc: Wcc | None = None) -> Observe:
     return observe
 
 
-def after_remove(directory: bytes, wcc: Wcc | None = None) -> Observe:
-    """The directory's attributes once REMOVE3 is done (§3.3.12), its ``wcc_data`` to ``wcc``."""
+def after_remove(directory: bytes) -> Observe:
+    """The directory's attributes once REMOVE3 is done (§3.3.12)."""
 
     def observe(data: int) -> Seen:
-        dir_wcc = ctypes.cast(data, POINTER(Remove3Res)).contents.dir_wcc
-        _keep_wcc(wcc, dir_wcc)
-        return _post_op(directory, dir_wcc.after)
+        return _post_op(directory, ctypes.cast(data, POINTER(Remove3Res)).contents.dir_wcc.after)
 
     return observe
 

@@ -27,7 +27,7 @@ async def mounted_nfs(
 
     ``reuse_ns``: how long reply attributes answer a GETATTR (the backend's default
     when None)."""
-    backend = await open_nfs_backend(url, CACHE_POLICIES[cache].attr_timeout)
+    backend = await open_nfs_backend(url)
     if reuse_ns is not None:
         backend.reuse_ns = reuse_ns
     fs = FileSystem(backend, FsOptions(cache=CACHE_POLICIES[cache]))
