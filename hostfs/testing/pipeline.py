@@ -150,6 +150,8 @@ class Pipeline:
         latencies: list[int] = []
         done = requests = kicks = interrupts = busy = 0
         in_flight = len(self.sequences)
+        running = in_flight
+        """Sequences in the middle of an operation: not those waiting for a detached one."""
         detached = waits = 0
         cpu_start = time.process_time()
         start = now()
@@ -196,9 +198,8 @@ class Pipeline:
                         finished = now()
                         latencies.append(finished - sequence.started_ns)
                         done += 1
+                        running -= 1
                         if deadline is not None and finished >= deadline:
-                            stopping = True
-                        if operations is not None and done + in_flight > operations:
                             stopping = True
                         if sequence.detached is not None and sequence.detached[1].in_flight:
                             sequence.waiting = True  # the last one's FORGET is still out
@@ -217,9 +218,11 @@ class Pipeline:
                             published = True
                         else:
                             kicks += side_queue.kick_if_needed(event_idx=True)
-                    if stopping:
+                    if stopping or (operations is not None and done + running >= operations):
+                        # Another start would pass ``operations`` once the running ones end.
                         in_flight -= 1
                         continue
+                    running += 1
                     sequence.step = 0
                     sequence.started_ns = now()
                     if sequence.queue is queue:
