@@ -171,7 +171,13 @@ class Dispatcher:
             ):
                 # A backend whose calls wait (NFS) holds fresh attributes: no call, so
                 # no cancel scope, half of such a GETATTR's cost.
-                length, error = self._held_attr_reply(header, held, writable)
+                try:
+                    length = await self._reply_in_buffer(
+                        _held_getattr, header, held, caller, writable
+                    )
+                    error = 0
+                except Exception as failure:
+                    length, error = 0, self._failed(header, failure)
             else:
                 length, error = await self._call(operation, header, request, caller, writable)
         if self._debug:
@@ -313,22 +319,6 @@ class Dispatcher:
             return 0, errno.EINTR
         return length, 0
 
-    def _held_attr_reply(
-        self, header: rq.InHeader, held: AttrReply, writable: Sequence[memoryview]
-    ) -> tuple[int, int]:
-        """GETATTR's reply from :meth:`FileSystem.held_attr`, as _reply_in_buffer
-        writes one: in place in a single buffer, else scattered (EIO if too small)."""
-        length = HEADER + abi.ATTR_OUT.size
-        single = len(writable) == 1 and len(writable[0]) >= length
-        out = writable[0] if single else memoryview(bytearray(length))
-        replies.attr_out(out, HEADER, held)
-        replies.out_header(out, length, 0, header.unique)
-        if single:
-            return length, 0
-        if total_length(writable) < length:
-            return 0, errno.EIO
-        return scatter_into(writable, 0, out), 0
-
     def _write_header(
         self, writable: Sequence[memoryview], length: int, error: int, unique: int
     ) -> int:
@@ -363,11 +353,12 @@ class Dispatcher:
         self,
         handler: Callable[..., Awaitable[int]],
         header: rq.InHeader,
-        request: rq.Request,
+        request: rq.Request | AttrReply,
         caller: Caller,
         writable: Sequence[memoryview],
     ) -> int:
-        """Encode straight into a single reply buffer, else into scratch then scatter."""
+        """Encode straight into a single reply buffer, else into scratch then scatter.
+        ``request`` goes to ``handler`` as it is (an AttrReply for _held_getattr)."""
         if len(writable) == 1:
             out = writable[0]
             payload = await handler(self, header, request, caller, out, len(out))
@@ -806,3 +797,17 @@ class Dispatcher:
     ) -> int:
         await self.fs.removexattr(caller, header.nodeid, request.name)
         return 0
+
+
+async def _held_getattr(
+    dispatcher: Dispatcher,
+    header: rq.InHeader,
+    held: AttrReply,
+    caller: Caller,
+    out: memoryview,
+    limit: int,
+) -> int:
+    """GETATTR's reply from :meth:`FileSystem.held_attr`, as a handler for
+    :meth:`Dispatcher._reply_in_buffer` (which places it: in place, or scattered)."""
+    replies.attr_out(out, HEADER, held)
+    return abi.ATTR_OUT.size
