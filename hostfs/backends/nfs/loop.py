@@ -286,13 +286,17 @@ class LoopRpc:
         microseconds; parking in epoll and being woken costs about as much again
         (a cancel scope for the 100 ms timeout, ``epoll_ctl``, ``epoll_wait``, a
         task switch: GETATTR3 took ~100 us from the loop against ~55 us from
-        libnfs's own sync wait, in the same process).  Another runnable task stops
-        the poll at once, so it never delays other work.
+        libnfs's own sync wait, in the same process).  Another runnable task means
+        no poll, so it never delays other work.  Asked once, not per read, as
+        hostfs.devfuse.session asks it: no task can become runnable while this one
+        polls without yielding (the callbacks only record each reply), and the
+        question costs twice an empty read.
         """
+        if trio.lowlevel.current_statistics().tasks_runnable:
+            return False
         until = time.perf_counter_ns() + REPLY_POLL_NS
-        statistics = trio.lowlevel.current_statistics
         while request.done is None:
-            if time.perf_counter_ns() > until or statistics().tasks_runnable:
+            if time.perf_counter_ns() > until:
                 return False
             self._service(rpc, select.POLLIN | lib.rpc_which_events(rpc) & select.POLLOUT)
         return True
