@@ -7,6 +7,7 @@ from __future__ import annotations
 import select
 import stat
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -28,34 +29,29 @@ async def _sent(rpc_loop: LoopRpc) -> tuple[int, Request[NfsStat64]]:
     return rpc, request
 
 
-async def test_poll_reads_the_reply_while_nothing_else_runs(
-    nfs_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A poll long enough for any reply: the answer must come from _poll's own reads.
+@pytest.fixture
+async def rpc_loop(nfs_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LoopRpc]:
+    """A loop connection whose poll is long enough for any reply: an answer read must
+    come from _poll's own reads, and a poll that stops stopped for another reason."""
     monkeypatch.setattr(loop, "REPLY_POLL_NS", 60 * 10**9)
     rpc_loop = LoopRpc(nfs_url.encode(), 10_000)
-    try:
-        rpc, request = await _sent(rpc_loop)
-        assert rpc_loop._poll(rpc, request)
-        assert request.done is not None
-        assert stat.S_ISDIR(request.result().mode)  # the root's GETATTR3 reply
-    finally:
-        rpc_loop.close()
+    yield rpc_loop
+    rpc_loop.close()
 
 
-async def test_poll_gives_way_to_a_runnable_task(
-    nfs_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(loop, "REPLY_POLL_NS", 60 * 10**9)
-    rpc_loop = LoopRpc(nfs_url.encode(), 10_000)
-    try:
-        rpc, request = await _sent(rpc_loop)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.sleep, 0)  # runnable from now on
-            assert not rpc_loop._poll(rpc, request)
-            assert request.done is None  # no reply read: the poll stopped before any
-        while request.done is None:  # the ordinary wait still gets it
-            await rpc_loop._pump(rpc_loop._context, rpc, request)  # type: ignore[arg-type]
-        request.result()
-    finally:
-        rpc_loop.close()
+async def test_poll_reads_the_reply_while_nothing_else_runs(rpc_loop: LoopRpc) -> None:
+    rpc, request = await _sent(rpc_loop)
+    assert rpc_loop._poll(rpc, request)
+    assert request.done is not None
+    assert stat.S_ISDIR(request.result().mode)  # the root's GETATTR3 reply
+
+
+async def test_poll_gives_way_to_a_runnable_task(rpc_loop: LoopRpc) -> None:
+    rpc, request = await _sent(rpc_loop)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 0)  # runnable from now on
+        assert not rpc_loop._poll(rpc, request)
+        assert request.done is None  # no reply read: the poll stopped before any
+    while request.done is None:  # the ordinary wait still gets it
+        await rpc_loop._pump(rpc_loop._context, rpc, request)  # type: ignore[arg-type]
+    request.result()
