@@ -8,9 +8,10 @@ pumping task wakes only for its 100 ms timeouts (``POLL_MS``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -34,73 +35,72 @@ class TaskSteps(trio.abc.Instrument):
         self.steps[task] += 1
 
 
+class Calls:
+    """GETATTR3s of the export's root on one loop connection, and who made them."""
+
+    def __init__(self, rpc_loop: LoopRpc, root: bytes) -> None:
+        self.rpc_loop, self.root = rpc_loop, root
+        self.tasks: list[trio.lowlevel.Task] = []
+        self.done: list[NfsStat64] = []
+
+    async def getattr(self) -> None:
+        self.tasks.append(trio.lowlevel.current_task())
+        self.done.append(await self.rpc_loop.getattr(self.root))
+
+    async def cancellable(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self.rpc_loop.getattr(self.root)
+
+
 @pytest.fixture
-async def connected(nfs_url: str) -> AsyncIterator[tuple[LoopRpc, bytes]]:
-    """A loop connection, mounted, and the export root's filehandle."""
+async def calls(nfs_url: str) -> AsyncIterator[Calls]:
+    """Calls on a loop connection already mounted (the server may be paused after)."""
     rpc_loop = LoopRpc(nfs_url.encode(), 10_000)
     context = await rpc_loop._connect(time.monotonic() + 10)
-    yield rpc_loop, root_filehandle(context)
+    yield Calls(rpc_loop, root_filehandle(context))
     rpc_loop.close()
 
 
-async def _getattr(
-    rpc_loop: LoopRpc, root: bytes, tasks: list[trio.lowlevel.Task], done: list[NfsStat64]
-) -> None:
-    tasks.append(trio.lowlevel.current_task())
-    done.append(await rpc_loop.getattr(root))
+@contextlib.contextmanager
+def paused(server: GaneshaServer) -> Iterator[None]:
+    """``server`` answers nothing inside (SIGSTOP), and again after."""
+    server.pause()
+    try:
+        yield
+    finally:
+        server.resume()
 
 
-async def test_sleepers_wake_only_for_their_reply(
-    connected: tuple[LoopRpc, bytes], nfs_server: GaneshaServer
-) -> None:
-    rpc_loop, root = connected
-    tasks: list[trio.lowlevel.Task] = []
-    done: list[NfsStat64] = []
+async def test_sleepers_wake_only_for_their_reply(calls: Calls, nfs_server: GaneshaServer) -> None:
     counting = TaskSteps()
-    with trio.fail_after(20):
-        nfs_server.pause()
-        try:
-            async with trio.open_nursery() as nursery:
-                for _ in range(CALLS):
-                    nursery.start_soon(_getattr, rpc_loop, root, tasks, done)
-                await trio.testing.wait_all_tasks_blocked()
-                trio.lowlevel.add_instrument(counting)
-                await trio.sleep(3.5 * POLL_MS / 1000)  # three pump timeouts and a half
-                trio.lowlevel.remove_instrument(counting)
-                nfs_server.resume()
-        finally:
-            nfs_server.resume()
-    assert len(done) == CALLS
-    steps = sorted(counting.steps[task] for task in tasks)
+    with trio.fail_after(20), paused(nfs_server):
+        async with trio.open_nursery() as nursery:
+            for _ in range(CALLS):
+                nursery.start_soon(calls.getattr)
+            await trio.testing.wait_all_tasks_blocked()
+            trio.lowlevel.add_instrument(counting)
+            await trio.sleep(3.5 * POLL_MS / 1000)  # three pump timeouts and a half
+            trio.lowlevel.remove_instrument(counting)
+            nfs_server.resume()  # the calls can finish
+    assert len(calls.done) == CALLS
+    steps = sorted(counting.steps[task] for task in calls.tasks)
     # The pumping task woke for each timeout; the sleepers, never.
     assert steps[-1] >= 3
     assert steps[:-1] == [0] * (CALLS - 1)
 
 
 async def test_a_sleeper_takes_over_from_a_cancelled_pump(
-    connected: tuple[LoopRpc, bytes], nfs_server: GaneshaServer
+    calls: Calls, nfs_server: GaneshaServer
 ) -> None:
-    rpc_loop, root = connected
-    tasks: list[trio.lowlevel.Task] = []
-    done: list[NfsStat64] = []
-    with trio.fail_after(20):
-        nfs_server.pause()
-        try:
-            async with trio.open_nursery() as nursery:
-                first = trio.CancelScope()
-                nursery.start_soon(_pumping, rpc_loop, root, first)
-                await trio.testing.wait_all_tasks_blocked()
-                for _ in range(CALLS - 1):
-                    nursery.start_soon(_getattr, rpc_loop, root, tasks, done)
-                await trio.testing.wait_all_tasks_blocked()
-                first.cancel()  # the pumping task leaves before any reply
-                await trio.testing.wait_all_tasks_blocked()
-                nfs_server.resume()
-        finally:
-            nfs_server.resume()
-    assert len(done) == CALLS - 1  # the sleepers pumped for themselves
-
-
-async def _pumping(rpc_loop: LoopRpc, root: bytes, scope: trio.CancelScope) -> None:
-    with scope:
-        await rpc_loop.getattr(root)
+    first = trio.CancelScope()
+    with trio.fail_after(20), paused(nfs_server):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(calls.cancellable, first)
+            await trio.testing.wait_all_tasks_blocked()
+            for _ in range(CALLS - 1):
+                nursery.start_soon(calls.getattr)
+            await trio.testing.wait_all_tasks_blocked()
+            first.cancel()  # the pumping task leaves before any reply
+            await trio.testing.wait_all_tasks_blocked()
+            nfs_server.resume()  # the calls can finish
+    assert len(calls.done) == CALLS - 1  # the sleepers pumped for themselves
