@@ -7,7 +7,8 @@ RPC layer is non-blocking (``rpc_nfs3_*_async`` queue a request;
 event loop can drive one connection directly: any number of requests in
 flight on it, no thread switch.  One task at a time "pumps" the socket
 (waits for it to be readable, at most 100 ms so ``rpc_service`` can expire
-timed-out calls) and every waiter checks its own request after each round.
+timed-out calls); every other waiter sleeps until its own reply has come, or
+until the pumping is handed to it, so a reply wakes one task, not all of them.
 
 Only calls that need no path walk come here; the path API stays in the
 :class:`~hostfs.backends.nfs.pool.ContextPool` threads, where blocking is fine.
@@ -77,7 +78,8 @@ class LoopRpc:
         self._pending: set[Request] = set()
         """In-flight requests: their ctypes callbacks must outlive a cancelled waiter."""
         self._pumping = False
-        self._progress = trio.Event()
+        self._waiting: dict[Request, trio.Event] = {}
+        """Requests whose tasks sleep while another task pumps, and what wakes each."""
         self._xid = random.getrandbits(32)
         """The last XID this loop chose; each call takes the next (its retry, the same)."""
 
@@ -240,7 +242,7 @@ class LoopRpc:
                 if context is not self._context:
                     raise TransportError(errno.EIO, f"{request.what}: connection dropped")
                 if self._pumping:
-                    await self._progress.wait()
+                    await self._wait_for_reply(request)
                 else:
                     await self._pump(context, rpc, request)
         except TransportError:
@@ -249,6 +251,8 @@ class LoopRpc:
         finally:
             if request.done is not None or context is not self._context:
                 self._pending.discard(request)
+            if not self._pumping:
+                self._hand_over()
         result = request.result()
         if self.observer is not None:
             for filehandle, attributes in request.seen:
@@ -274,9 +278,31 @@ class LoopRpc:
             self._service(rpc, revents | lib.rpc_which_events(rpc) & select.POLLOUT)
         finally:
             self._pumping = False
-            self._progress.set()
-            self._progress = trio.Event()
+            self._wake_answered()
         self._pending = {request for request in self._pending if request.done is None}
+
+    async def _wait_for_reply(self, request: Request[T]) -> None:
+        """Sleep while another task pumps, until ``request`` is answered or the
+        pumping is handed to this task (:meth:`_hand_over`)."""
+        woken = self._waiting[request] = trio.Event()
+        try:
+            await woken.wait()
+        finally:
+            del self._waiting[request]
+
+    def _wake_answered(self) -> None:
+        """Wake the sleepers whose replies the last ``rpc_service`` round brought."""
+        for request, woken in self._waiting.items():
+            if request.done is not None:
+                woken.set()
+
+    def _hand_over(self) -> None:
+        """The pumping task is leaving (answered, cancelled or failed): wake one
+        sleeper still waiting for its reply to pump in its place."""
+        for request, woken in self._waiting.items():
+            if request.done is None:
+                woken.set()
+                return
 
     def _poll(self, rpc: int, request: Request[T]) -> bool:
         """Read replies without waiting until ``request``'s has come, for at most
@@ -327,6 +353,8 @@ class LoopRpc:
                 trio.lowlevel.notify_closing(fd)
             context.destroy()
             self._pending.clear()
+            for woken in self._waiting.values():
+                woken.set()  # each finds its connection gone
 
     def close(self) -> None:
         if self._context is not None:
