@@ -85,6 +85,12 @@ class FileSystem:
         """The backend's locks, shared with every client of the storage; when None
         the core's tables above keep them, for this daemon only."""
         self._root: Node | None = None
+        self._open_flags_dropped = _OPEN_FLAGS_DROPPED | self.options.open_flags_dropped
+        """open(2) flags the host's open never sees, worked out once (OPEN, CREATE)."""
+        if self.options.writeback:
+            # With the writeback cache the kernel computes append offsets itself;
+            # a host-side O_APPEND would put the data somewhere else.
+            self._open_flags_dropped |= os.O_APPEND
         if self.options.readonly:
             make_read_only(self)
         if not self.options.ids.is_identity:
@@ -149,7 +155,10 @@ class FileSystem:
     # -- helpers ------------------------------------------------------------
 
     def _entry(self, obj: BackendObject, st: Stat) -> Entry:
-        node = self.nodes.remember(obj, st)
+        return self._entry_of(self.nodes.remember(obj, st), st)
+
+    def _entry_of(self, node: Node, st: Stat) -> Entry:
+        """The entry of ``node``, whose lookup the caller just counted."""
         cache = self.options.cache
         guest_st = self.options.ids.stat_to_guest(st)
         return Entry(
@@ -162,7 +171,7 @@ class FileSystem:
 
     def _dir(self, nodeid: int) -> Node:
         node = self.nodes.get(nodeid)
-        if not node.is_dir:
+        if not stat_module.S_ISDIR(node.mode):  # Node.is_dir, without a property's call
             raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         return node
 
@@ -197,8 +206,7 @@ class FileSystem:
     # -- names --------------------------------------------------------------
 
     async def lookup(self, caller: Caller, parent: int, name: bytes) -> Entry:
-        directory = self._dir(parent)
-        return self._entry(*await self._find(directory.obj, check_name(name)))
+        return self._entry(*await self._find(self._dir(parent).obj, check_name(name)))
 
     async def lookup_entry(self, caller: Caller, parent: int, name: bytes) -> Entry:
         """LOOKUP as a FUSE transport answers it: a missing name is a negative entry
@@ -211,13 +219,16 @@ class FileSystem:
         lookup cache (``lookupcache=all``, the default) do the same.  With a 0 s
         timeout (``--cache never``) there is nothing to cache: ENOENT as before.
         """
+        directory = self._dir(parent).obj
         try:
-            return await self.lookup(caller, parent, name)
+            # lookup()'s steps, one coroutine fewer (and one fewer for the miss to unwind)
+            found = await self._find(directory, check_name(name))
         except FileNotFoundError:
             timeout = self.options.cache.entry_timeout
             if not timeout:
                 raise
             return Entry(0, 0, NO_ATTRIBUTES, timeout, 0.0)
+        return self._entry(*found)
 
     async def _find(self, parent: BackendObject, name: bytes) -> tuple[BackendObject, Stat]:
         """Look ``name`` up, reusing the object of a node the core already holds.
@@ -339,12 +350,7 @@ class FileSystem:
     # -- files --------------------------------------------------------------
 
     def _open_flags(self, flags: int) -> int:
-        flags &= ~(_OPEN_FLAGS_DROPPED | self.options.open_flags_dropped)
-        if self.options.writeback:
-            # With the writeback cache the kernel computes append offsets itself;
-            # a host-side O_APPEND would put the data somewhere else.
-            flags &= ~os.O_APPEND
-        return flags
+        return flags & ~self._open_flags_dropped
 
     async def open(
         self, caller: Caller, nodeid: int, flags: int, kill_suidgid: bool = False
@@ -373,9 +379,8 @@ class FileSystem:
         obj, st, handle = await self.backend.create(
             directory.obj, check_name(name), flags, mode, caller
         )
-        entry = self._entry(obj, st)
-        node = self.nodes.get(entry.nodeid)
-        return entry, self._opened(self.files.add(OpenFile(node, handle, flags)))
+        node = self.nodes.remember(obj, st)
+        return self._entry_of(node, st), self._opened(self.files.add(OpenFile(node, handle, flags)))
 
     async def read(
         self, caller: Caller, nodeid: int, fh: int, offset: int, buffers: Sequence[memoryview]
@@ -421,9 +426,9 @@ class FileSystem:
         lock_owner: int = 0,
         flock_release: bool = False,
     ) -> None:
-        open_file = self.files.get(fh, nodeid)
         if flock_release:
             # FUSE_RELEASE_FLOCK_UNLOCK: the last close of the file drops its flock.
+            open_file = self.files.get(fh, nodeid)
             if self.host_locks is not None:
                 self.host_locks.release_flock(open_file.node.nodeid, lock_owner)
             else:

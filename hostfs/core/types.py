@@ -12,6 +12,12 @@ import stat as stat_module
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+build = tuple.__new__
+"""``build(SomeNamedTuple, (field, ...))``: a NamedTuple made without calling its class.
+A NamedTuple's ``__new__`` is a Python lambda that the class call enters from C, a frame
+CPython 3.11 cannot inline: 75 against 164 ns a tuple here (timeit), for the few built
+on every request (its header, caller and arguments, a :class:`Stat`)."""
+
 
 class Caller(NamedTuple):
     """Who sent a request: ``fuse_in_header.uid/gid/pid``."""
@@ -54,20 +60,23 @@ class Stat(NamedTuple):
 
     @classmethod
     def from_os(cls, st: os.stat_result) -> Stat:
-        return cls(
-            st.st_dev,
-            st.st_ino,
-            st.st_mode,
-            st.st_nlink,
-            st.st_uid,
-            st.st_gid,
-            st.st_rdev,
-            st.st_size,
-            st.st_blocks,
-            st.st_blksize,
-            st.st_atime_ns,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
+        return build(
+            cls,
+            (
+                st.st_dev,
+                st.st_ino,
+                st.st_mode,
+                st.st_nlink,
+                st.st_uid,
+                st.st_gid,
+                st.st_rdev,
+                st.st_size,
+                st.st_blocks,
+                st.st_blksize,
+                st.st_atime_ns,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+            ),
         )
 
     @property

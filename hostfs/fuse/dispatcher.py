@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from hostfs.core.filesystem import FileSystem
-from hostfs.core.types import AttrReply, Caller, Opened
+from hostfs.core.types import AttrReply, Caller, Opened, build
 from hostfs.fuse import abi, replies
 from hostfs.fuse import requests as rq
 from hostfs.fuse.abi import Opcode
@@ -217,7 +217,7 @@ class Dispatcher:
         """Who asks; on a creation, with the supplementary groups its extension carries
         once FUSE_CREATE_SUPP_GROUP is agreed (a malformed extension is EINVAL always)."""
         if not header.total_extlen:
-            return Caller(header.uid, header.gid, header.pid)
+            return build(Caller, (header.uid, header.gid, header.pid, ()))
         extensions = decode_extensions(readable, header)
         if isinstance(extensions, rq.BadRequest):
             return extensions

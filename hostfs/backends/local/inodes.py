@@ -61,6 +61,15 @@ class Inode:
     def __repr__(self) -> str:
         return f"Inode(handle={self.handle})" if self.handle else f"Inode(fd={self.fd})"
 
+    def __enter__(self) -> int:
+        """``with`` an inode without a handle (:meth:`Inodes.fd` only): the fd it pins.
+        Its own context, so that an operation on it (the share's root, a file system
+        without handles) makes no ``nullcontext`` (0.1 us of a 6 us LOOKUP)."""
+        return self.fd
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
 
 class _Lease:
     """``with``: the O_PATH fd of an inode known by handle, for one operation.
@@ -202,7 +211,7 @@ class Inodes:
     def fd(self, inode: Inode) -> contextlib.AbstractContextManager[int]:
         """``with``: an O_PATH fd on ``inode`` for one operation."""
         if inode.handle is None:
-            return contextlib.nullcontext(inode.fd)
+            return inode
         return _Lease(self, inode)
 
     def stat(self, inode: Inode) -> os.stat_result:
