@@ -64,7 +64,9 @@ _OPEN_FLAGS_DROPPED = os.O_CREAT | os.O_EXCL | os.O_NOCTTY
 
 def check_name(name: bytes) -> bytes:
     """A single path component from the guest: never a path, never ``.``/``..``."""
-    if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+    # find, not ``in``: bytes.__contains__ tries the operand as an int first, and the
+    # TypeError it makes and drops costs ~1900 instructions a test (callgrind).
+    if not name or name.find(b"/") >= 0 or name.find(b"\0") >= 0 or name in (b".", b".."):
         raise OSError(errno.EINVAL, f"invalid name {name!r}")
     return name
 
