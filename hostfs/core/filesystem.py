@@ -34,6 +34,7 @@ from hostfs.core.types import (
     SetattrChanges,
     Stat,
     StatFs,
+    build,
 )
 
 __all__ = ["ROOT_NODEID", "FileSystem", "ReaddirAdd"]
@@ -163,13 +164,16 @@ class FileSystem:
         """The entry of ``node``, whose lookup the caller just counted."""
         cache = self.options.cache
         guest_st = self.options.ids.stat_to_guest(st)
-        return Entry(
-            node.nodeid, NodeTable.GENERATION, guest_st, cache.entry_timeout, cache.attr_timeout
+        return build(
+            Entry,
+            (node.nodeid, NodeTable.GENERATION, guest_st, cache.entry_timeout, cache.attr_timeout),
         )
 
     def _attr(self, node: Node, st: Stat) -> AttrReply:
         node.mode = st.mode
-        return AttrReply(self.options.ids.stat_to_guest(st), self.options.cache.attr_timeout)
+        return build(
+            AttrReply, (self.options.ids.stat_to_guest(st), self.options.cache.attr_timeout)
+        )
 
     def _dir(self, nodeid: int) -> Node:
         node = self.nodes.get(nodeid)
@@ -183,7 +187,8 @@ class FileSystem:
             # FOPEN_CACHE_DIR alone is dropped at the next opendir (fuse_dir_open
             # invalidates the pages without FOPEN_KEEP_CACHE); virtiofsd sets both.
             return Opened(fh, cache_dir=cache.cache_dir, keep_cache=cache.cache_dir)
-        return Opened(fh, direct_io=cache.direct_io, keep_cache=cache.keep_cache)
+        # Opened(fh, direct_io=..., keep_cache=...) for every OPEN and CREATE.
+        return build(Opened, (fh, cache.direct_io, cache.keep_cache, False, False))
 
     @asynccontextmanager
     async def _optional_file(
@@ -229,7 +234,7 @@ class FileSystem:
             timeout = self.options.cache.entry_timeout
             if not timeout:
                 raise
-            return Entry(0, 0, NO_ATTRIBUTES, timeout, 0.0)
+            return build(Entry, (0, 0, NO_ATTRIBUTES, timeout, 0.0))
         return self._entry(*found)
 
     async def _find(self, parent: BackendObject, name: bytes) -> tuple[BackendObject, Stat]:

@@ -1,5 +1,9 @@
 """Values that cross the boundary between the translation core and its neighbours.
 
+The ones made for every request (Entry, AttrReply, Opened, Stat, Caller) are NamedTuples
+that the core makes with :data:`build`: a class call of a dataclass enters its Python
+``__init__`` from C, ~1500 instructions more a value (callgrind).
+
 Transports (the FUSE codec, the pyfuse3 adapter) build requests out of these and
 encode replies from them; backends return :class:`Stat` and take
 :class:`Caller`.  They are plain data: no behaviour lives here.
@@ -84,8 +88,7 @@ class Stat(NamedTuple):
         return stat_module.S_ISDIR(self.mode)
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(NamedTuple):
     """``struct fuse_entry_out``: a node the kernel now holds one more lookup on.
 
     ``nodeid == 0`` is a negative entry (cache "does not exist" for
@@ -99,16 +102,14 @@ class Entry:
     attr_timeout: float
 
 
-@dataclass(slots=True)
-class AttrReply:
+class AttrReply(NamedTuple):
     """``struct fuse_attr_out``."""
 
     attr: Stat
     attr_timeout: float
 
 
-@dataclass(slots=True)
-class Opened:
+class Opened(NamedTuple):
     """``struct fuse_open_out``: a new file or directory handle and its cache flags."""
 
     fh: int
