@@ -11,7 +11,7 @@ import errno
 import logging
 import os
 import stat as stat_module
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 from hostfs.core.backend import Backend, BackendHandle, BackendObject
@@ -152,8 +152,9 @@ class FileSystem:
         finally:
             await self.backend.release(open_file.handle)
 
-    async def _release_file(self, open_file: OpenFile) -> None:
-        await self.backend.release(open_file.handle)
+    def _release_file(self, open_file: OpenFile) -> Awaitable[None]:
+        """The table's close: the backend's own coroutine, not one more around it."""
+        return self.backend.release(open_file.handle)
 
     # -- helpers ------------------------------------------------------------
 
