@@ -142,14 +142,12 @@ class Dispatcher:
         opcode = header.opcode
         operation = OPERATIONS.get(opcode)
         request = self._decode(operation, opcode, args)
-        caller = self._caller(header, readable) if not isinstance(args, rq.BadRequest) else None
-        if isinstance(caller, rq.BadRequest) and not isinstance(request, rq.BadRequest):
-            request = caller
         if isinstance(request, rq.BadRequest):
             length, error = 0, request.errno
+        elif isinstance(caller := self._caller(header, readable), rq.BadRequest):
+            length, error = 0, caller.errno  # a malformed extension: the request's own fault
         else:
             assert operation is not None  # without one, _decode answered ENOSYS
-            assert isinstance(caller, Caller)
             kind = operation.reply
             if kind is _NO_REPLY:
                 # No reply: a plain call, nothing to interrupt (none of them waits).
