@@ -67,11 +67,22 @@ class Borrow(Generic[H]):
         self.fh = fh
 
     async def __aenter__(self) -> H:
-        self.table._lend(self.fh)
+        borrowers = self.table._borrowers
+        borrowers[self.fh] = borrowers.get(self.fh, 0) + 1
         return self.handle
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.table._give_back(self.fh)
+        # Here, not a coroutine of the table's: FLUSH, READ, WRITE borrow once each.
+        fh = self.fh
+        table = self.table
+        count = table._borrowers[fh] - 1
+        if count:
+            table._borrowers[fh] = count
+            return
+        del table._borrowers[fh]
+        close = table._deferred_closes.pop(fh, None)
+        if close is not None:
+            await table._close_deferred(fh, close)
 
 
 class HandleTable(Generic[H]):
@@ -157,25 +168,13 @@ class HandleTable(Generic[H]):
         until the block ends."""
         return Borrow(self, self.get(fh, nodeid), fh)
 
-    def _lend(self, fh: int) -> None:
-        self._borrowers[fh] = self._borrowers.get(fh, 0) + 1
-
-    async def _give_back(self, fh: int) -> None:
-        count = self._borrowers[fh] - 1
-        if count:
-            self._borrowers[fh] = count
-            return
-        del self._borrowers[fh]
-        close = self._deferred_closes.pop(fh, None)
-        if close is not None:
-            await self._close_deferred(fh, close)
-
     async def remove(self, fh: int, nodeid: int, close: Callable[[H], Awaitable[None]]) -> H:
         """Forget ``fh`` now; ``close(handle)`` now if no request borrows it, else
         when the last borrower returns (its errors are then only logged)."""
         handle = self.get(fh, nodeid)
         del self._handles[fh]
-        await self._close_when_unused(fh, handle, close)
+        if not self._deferred(fh, handle, close):
+            await self._close(handle, close)
         return handle
 
     async def remove_all(self, close: Callable[[H], Awaitable[None]]) -> None:
@@ -183,15 +182,16 @@ class HandleTable(Generic[H]):
         handles = list(self._handles.items())
         self._handles.clear()
         for fh, handle in handles:
-            await self._close_when_unused(fh, handle, close)
+            if not self._deferred(fh, handle, close):
+                await self._close(handle, close)
 
-    async def _close_when_unused(
-        self, fh: int, handle: H, close: Callable[[H], Awaitable[None]]
-    ) -> None:
-        if fh in self._borrowers:
-            self._deferred_closes[fh] = lambda: self._close(handle, close)
-        else:
-            await self._close(handle, close)
+    def _deferred(self, fh: int, handle: H, close: Callable[[H], Awaitable[None]]) -> bool:
+        """Leave the close to the last borrower if a request borrows ``fh``: whether it
+        did (a plain function, so a RELEASE nobody borrows costs no coroutine for it)."""
+        if fh not in self._borrowers:
+            return False
+        self._deferred_closes[fh] = lambda: self._close(handle, close)
+        return True
 
     async def _close(self, handle: H, close: Callable[[H], Awaitable[None]]) -> None:
         try:

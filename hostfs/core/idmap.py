@@ -18,6 +18,7 @@ Sans-I/O: ids in, ids or errno out.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -123,12 +124,15 @@ class IdMapping:
 
     uids: IdMap = IdMap()
     gids: IdMap = IdMap()
+    is_identity: bool = dataclasses.field(init=False, repr=False, compare=False)
+    """No id changes in either direction: read on every entry and attribute reply, so
+    worked out once, not a property (a call the attribute read enters from C)."""
 
-    @property
-    def is_identity(self) -> bool:
-        return not (
+    def __post_init__(self) -> None:
+        identity = not (
             self.uids.to_host or self.uids.to_guest or self.gids.to_host or self.gids.to_guest
         )
+        object.__setattr__(self, "is_identity", identity)
 
     def caller_to_host(self, caller: Caller) -> HostCaller:
         if isinstance(caller, HostCaller):

@@ -22,7 +22,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, NamedTuple
 
-from hostfs.core.types import Lock, SetattrChanges
+from hostfs.core.types import Lock, SetattrChanges, build
 from hostfs.fuse import abi
 from hostfs.fuse.args import Args
 from hostfs.fuse.init import Protocol, SessionConfig
@@ -298,11 +298,11 @@ def _xattr_name(args: Args, offset: int = 0) -> tuple[bytes, int]:
 
 
 def decode_lookup(proto: Protocol, args: Args) -> Lookup:
-    return Lookup(_name(args)[0])
+    return build(Lookup, (_name(args)[0],))
 
 
 def decode_forget(proto: Protocol, args: Args) -> Forget:
-    return Forget(args.unpack(abi.FORGET_IN)[0])
+    return build(Forget, (args.unpack(abi.FORGET_IN)[0],))
 
 
 def decode_batch_forget(proto: Protocol, args: Args) -> BatchForget:
@@ -315,7 +315,7 @@ def decode_batch_forget(proto: Protocol, args: Args) -> BatchForget:
 
 def decode_getattr(proto: Protocol, args: Args) -> Getattr:
     flags, _, fh = args.unpack(abi.GETATTR_IN)
-    return Getattr(fh if flags & abi.GETATTR_FH else None)
+    return build(Getattr, (fh if flags & abi.GETATTR_FH else None,))
 
 
 def _time(
@@ -367,7 +367,7 @@ def decode_mkdir(proto: Protocol, args: Args) -> Mkdir:
 
 
 def decode_unlink(proto: Protocol, args: Args) -> Unlink:
-    return Unlink(_name(args)[0])
+    return build(Unlink, (_name(args)[0],))
 
 
 def _two_names(args: Args, offset: int) -> tuple[bytes, bytes]:
@@ -413,7 +413,7 @@ def decode_write(proto: Protocol, args: Args) -> Write:
 
 def decode_release(proto: Protocol, args: Args) -> Release:
     fh, _, release_flags, lock_owner = args.unpack(abi.RELEASE_IN)
-    return Release(fh, lock_owner, bool(release_flags & abi.RELEASE_FLOCK_UNLOCK))
+    return build(Release, (fh, lock_owner, bool(release_flags & abi.RELEASE_FLOCK_UNLOCK)))
 
 
 def decode_fsync(proto: Protocol, args: Args) -> Fsync:
@@ -451,7 +451,7 @@ def decode_removexattr(proto: Protocol, args: Args) -> Removexattr:
 
 def decode_flush(proto: Protocol, args: Args) -> Flush:
     fh, _, _, lock_owner = args.unpack(abi.FLUSH_IN)
-    return Flush(fh, lock_owner)
+    return build(Flush, (fh, lock_owner))
 
 
 def decode_init(proto: Protocol, args: Args) -> Init:
@@ -478,7 +478,7 @@ def decode_access(proto: Protocol, args: Args) -> Access:
 
 def decode_create(proto: Protocol, args: Args) -> Create:
     flags, mode, umask, _ = args.unpack(abi.CREATE_IN)
-    return Create(_name(args, abi.CREATE_IN.size)[0], mode, flags, umask)
+    return build(Create, (_name(args, abi.CREATE_IN.size)[0], mode, flags, umask))
 
 
 def decode_interrupt(proto: Protocol, args: Args) -> Interrupt:
@@ -504,7 +504,6 @@ Decoder = Callable[[Protocol, Args], Request]
 MAX_REQUEST = SessionConfig().max_request
 _IN_HEADER_SIZE = abi.IN_HEADER.size
 _unpack_header = abi.IN_HEADER.unpack_from
-_make_header = InHeader._make
 
 
 def frame(
@@ -523,7 +522,7 @@ def frame(
     # In place when the first buffer holds the header (every driver we know puts it in
     # a descriptor of its own or with the arguments): no gather, no copy.
     raw = first if len(first) >= _IN_HEADER_SIZE else gather(readable, 0, _IN_HEADER_SIZE)
-    header = _make_header(_unpack_header(raw))
+    header = build(InHeader, _unpack_header(raw))
     if header.len > max_request:
         return header, BadRequest(errno.ENOMEM)  # virtiofsd's errno for the same check
     if header.len != total:

@@ -27,7 +27,8 @@ class OpStats:
         if not 0 < opcode <= MAX_OPCODE:
             opcode = 0
         self.calls[opcode] += 1
-        self.errors[opcode] += failed
+        if failed:
+            self.errors[opcode] += 1
         self.latency_ns[opcode] += elapsed_ns
 
     def format(self) -> str:

@@ -15,6 +15,7 @@ import os
 from typing import NamedTuple
 
 from hostfs.backends.local.syscalls import AT_EMPTY_PATH
+from hostfs.core.types import build
 
 MODES = ("never", "prefer", "mandatory")
 """virtiofsd's ``--inode-file-handles``: never (every inode pins an O_PATH fd),
@@ -72,8 +73,9 @@ def name_to_handle(fd: int, name: bytes = b"") -> FileHandle:
     flags = 0 if name else AT_EMPTY_PATH
     if _name_to_handle_at(fd, name, ctypes.byref(handle), ctypes.byref(mount_id), flags):
         _raise("name_to_handle_at")
-    data = bytes(handle.f_handle[: handle.handle_bytes])
-    return FileHandle(mount_id.value, handle.handle_type, data)
+    # The array's buffer, then a slice: slicing the ctypes array itself makes a list of ints.
+    data = bytes(handle.f_handle)[: handle.handle_bytes]
+    return build(FileHandle, (mount_id.value, handle.handle_type, data))
 
 
 def open_by_handle(mount_fd: int, handle: FileHandle, flags: int) -> int:

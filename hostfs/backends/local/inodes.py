@@ -61,6 +61,21 @@ class Inode:
     def __repr__(self) -> str:
         return f"Inode(handle={self.handle})" if self.handle else f"Inode(fd={self.fd})"
 
+    def __enter__(self) -> int:
+        """``with`` an inode without a handle (:meth:`Inodes.fd` only): the fd it pins.
+        Its own context, so that an operation on it (the share's root, a file system
+        without handles) makes no ``nullcontext`` (0.1 us of a 6 us LOOKUP)."""
+        return self.fd
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+def _stat(fd: int, name: bytes | None) -> os.stat_result:
+    if name is None:
+        return os.stat(fd)
+    return os.stat(name, dir_fd=fd, follow_symlinks=False)
+
 
 class _Lease:
     """``with``: the O_PATH fd of an inode known by handle, for one operation.
@@ -202,22 +217,24 @@ class Inodes:
     def fd(self, inode: Inode) -> contextlib.AbstractContextManager[int]:
         """``with``: an O_PATH fd on ``inode`` for one operation."""
         if inode.handle is None:
-            return contextlib.nullcontext(inode.fd)
+            return inode
         return _Lease(self, inode)
 
-    def stat(self, inode: Inode) -> os.stat_result:
-        """fstat(2) of ``inode``: through the fd it holds with no lease when it holds one
-        (GETATTR's common case).  A lease guards the fd against an eviction during the
-        operation, and only opening an fd evicts (the fd budget's reclaim), always on
-        the event loop's thread: a single fstat opens nothing, so nothing can close the
-        fd under it.  A hot inode still becomes the most recently used, as a lease makes it."""
+    def stat(self, inode: Inode, name: bytes | None = None) -> os.stat_result:
+        """fstat(2) of ``inode``, or with ``name`` fstatat(2) of that name in the directory
+        ``inode`` (a final symlink not followed): through the fd it holds with no lease
+        when it holds one (GETATTR's and LOOKUP's common case).  A lease guards the fd
+        against an eviction during the operation, and only opening an fd evicts (the fd
+        budget's reclaim), always on the event loop's thread: a single stat opens
+        nothing, so nothing can close the fd under it.  A hot inode still becomes the
+        most recently used, as a lease makes it."""
         fd = inode.fd
         if fd < 0:
             with _Lease(self, inode) as leased:
-                return os.stat(leased)
+                return _stat(leased, name)
         if inode.handle is not None and not inode.leases:
             self._hot.move_to_end(inode)
-        return os.stat(fd)
+        return _stat(fd, name)
 
     def _lease(self, inode: Inode) -> int:
         if inode.leases == 0 and inode.fd >= 0:

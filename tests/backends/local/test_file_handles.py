@@ -9,6 +9,7 @@ import errno
 import logging
 import os
 import resource
+import stat
 import subprocess
 from collections.abc import Iterator
 
@@ -237,3 +238,24 @@ async def test_a_repeat_lookup_of_a_held_node_is_a_stat(share, mode, monkeypatch
     finally:
         await fs.close()
     assert fs.backend._fds.held == 0
+
+
+async def test_a_lookup_in_a_cold_directory_stats_the_name_itself(share):
+    """A stat by name in a directory known by handle and cold (Inodes.stat with a name):
+    the fd opened for it goes again, and a final symlink is not followed."""
+    os.mkdir(os.path.join(share, "d"))
+    os.symlink("missing", os.path.join(share, "d", "link"))
+    fs = FileSystem(LocalBackend.from_path(share, inode_file_handles="mandatory", hot_fds=0))
+    await fs.start()
+    try:
+        directory = (await fs.lookup(ROOT, ROOT_NODEID, b"d")).nodeid
+        fds = open_fds()
+        for _ in range(2):  # a new name, then a node the core holds (found by its key)
+            entry = await fs.lookup(ROOT, directory, b"link")
+            assert stat.S_ISLNK(entry.attr.mode)
+            assert open_fds() == fds
+        with pytest.raises(FileNotFoundError):
+            await fs.lookup(ROOT, directory, b"nothing")
+        assert open_fds() == fds
+    finally:
+        await fs.close()
