@@ -28,6 +28,10 @@ read straight from its run state: :func:`_loop` reads that state (as trio 0.35
 lays it out) and answers None when it cannot, and the ring then always waits in
 trio.  Callgrind, the eventfd ping-pong above: 60k instructions a round in
 trio, 8k in a bare epoll loop, 29k with this wait and ``current_statistics``.
+In ``hostfs serve`` driven as such a guest does (scripts/bench-device
+``--think-us 300``, depth 1, callgrind): GETATTR 213k -> 165k instructions per
+request, LOOKUP 239k -> 197k; one system call less per request (no
+epoll_ctl), which leaves the four Rust virtiofsd makes.
 """
 
 from __future__ import annotations
