@@ -118,6 +118,10 @@ class Pipeline:
     sequences: list[Sequence]
     spin: bool = False
     timeout: float = 10.0
+    think_s: float = 0.0
+    """Seconds the driver waits after a reply before it sends the request that follows
+    it: a guest under emulation (QEMU TCG) takes 0.1-1 ms between a reply and its next
+    request, so a daemon's ring is idle, and sleeps, before every request."""
     _by_head: dict[tuple[int, int], tuple[Sequence, Step]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -192,6 +196,8 @@ class Pipeline:
                             step.fixup(view)
                         sequence.step += 1
                         if sequence.step < len(sequence.steps):
+                            if self.think_s:
+                                time.sleep(self.think_s)
                             queue.publish(sequence.steps[sequence.step].chain.head)
                             published = True
                             continue
@@ -224,6 +230,8 @@ class Pipeline:
                         continue
                     running += 1
                     sequence.step = 0
+                    if self.think_s:
+                        time.sleep(self.think_s)
                     sequence.started_ns = now()
                     if sequence.queue is queue:
                         queue.publish(sequence.steps[0].chain.head)

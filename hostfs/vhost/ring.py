@@ -17,6 +17,7 @@ import trio
 from hostfs.fuse.ratelimit import RateLimitedLog
 from hostfs.fuse.transport import RequestHandler, Token, Transport
 from hostfs.vhost.eventfd import EVENTFD_VALUE, close_fd, signal_eventfd
+from hostfs.vhost.kernel_wait import KernelWait
 from hostfs.vhost.memory import GuestMemory, GuestMemoryError
 from hostfs.vhost.messages import VringAddr
 from hostfs.vhost.polling import POLL_MAX_NS, AdaptivePoll
@@ -74,6 +75,8 @@ class Ring:
         self._stopped.set()
         self.poll = AdaptivePoll(poll_max_ns)
         """How long the ring looks for a request before it sleeps (hostfs.vhost.polling)."""
+        self._kernel_wait = KernelWait()
+        """Where it sleeps when nothing else would run (hostfs.vhost.kernel_wait)."""
 
     @property
     def running(self) -> bool:
@@ -91,6 +94,7 @@ class Ring:
         return len(self.transport.waits)
 
     def close_fds(self) -> None:
+        self._kernel_wait.close()
         for fd in (self.kick_fd, self.call_fd, self.err_fd):
             close_fd(fd)
         self.kick_fd = self.call_fd = self.err_fd = None
@@ -99,6 +103,7 @@ class Ring:
         """A new kick fd (checked by :func:`~hostfs.vhost.eventfd.adopt_eventfd`), or polling."""
         old, self.kick_fd = self.kick_fd, fd
         self._wake()
+        self._kernel_wait.close()
         close_fd(old)
 
     def _wake(self) -> None:
@@ -292,7 +297,8 @@ class Ring:
             self._wait_scope = None
             return
         try:
-            await trio.lowlevel.wait_readable(kick_fd)
+            if not self._kernel_wait.wait(kick_fd):
+                await trio.lowlevel.wait_readable(kick_fd)
             value = os.read(kick_fd, EVENTFD_VALUE.size)
         except (BlockingIOError, trio.ClosedResourceError):
             pass
