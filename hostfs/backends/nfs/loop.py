@@ -34,6 +34,7 @@ import trio
 
 from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
+from hostfs.backends.nfs.idle import loop_fd, ready
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
@@ -305,37 +306,43 @@ class LoopRpc:
                 return
 
     def _poll(self, rpc: int, request: Request[T]) -> bool:
-        """Wait for ``request``'s reply in the kernel, without going through the
-        event loop, for at most :data:`REPLY_POLL_NS` and only while no other task
-        is runnable; whether it came.
+        """Wait for ``request``'s reply in the kernel, in the event loop's place
+        (:mod:`.idle`), while no other task is runnable; whether it came.
 
         On loopback or a fast link the reply follows the call within tens of
-        microseconds; parking in epoll and being woken costs about as much again
-        (a cancel scope for the 100 ms timeout, ``epoll_ctl``, ``epoll_wait``, a
-        task switch: GETATTR3 took ~100 us from the loop against ~55 us from
-        libnfs's own sync wait, in the same process).  Another runnable task means
-        no poll, so it never delays other work.  Asked once, not per read, as
-        hostfs.devfuse.session asks it: no task can become runnable while this one
-        polls without yielding (the callbacks only record each reply), and the
-        question costs twice an empty read.
+        microseconds; parking in trio's epoll and being woken costs about as much
+        again (a cancel scope for the 100 ms timeout, ``epoll_ctl``,
+        ``epoll_wait``, a task switch).  Another runnable task means no wait, so
+        it never delays other work; nor does other I/O or a timer: the wait ends
+        when trio has anything to do, or at its next deadline, or after
+        :data:`POLL_MS` (to expire timed-out calls).  Where trio's epoll cannot
+        be watched, the wait lasts at most :data:`REPLY_POLL_NS`.  Asked once, not
+        per read, as hostfs.devfuse.session asks it: no task can become runnable
+        while this one waits without yielding (the callbacks only record each
+        reply).
 
-        The wait is a ``select(2)`` on the socket, as libnfs's own sync calls
-        ``poll(2)`` it (``wait_for_reply``), not a loop of reads: on 2 cores
-        shared with the server, reading in a loop took the CPU the server needed
-        to answer (GETATTR3: 68 us and 37 us of CPU a call spinning, 43 us and
-        21 us sleeping, same run).  The kernel may extend the timeout by the
-        thread's timer slack (50 us by default, ``prctl(PR_SET_TIMERSLACK)``).
+        A wait in the kernel, not reads in a loop: on 2 cores shared with the
+        server the reads took the CPU the server needed to answer.
         """
-        if trio.lowlevel.current_statistics().tasks_runnable:
+        statistics = trio.lowlevel.current_statistics()
+        if statistics.tasks_runnable:
             return False
-        until = time.perf_counter_ns() + REPLY_POLL_NS
+        loop = loop_fd()
+        if loop is None:
+            window = REPLY_POLL_NS
+        else:
+            window = int(min(POLL_MS / 1000, statistics.seconds_to_next_deadline) * 1e9)
+        until = time.perf_counter_ns() + window
         fd = lib.rpc_get_fd(rpc)
         while request.done is None:
             left = until - time.perf_counter_ns()
             if left <= 0:
                 return False
-            self._service(rpc, _ready(fd, lib.rpc_which_events(rpc), left))
-        return True
+            revents, busy = ready(fd, lib.rpc_which_events(rpc), left, loop)
+            self._service(rpc, revents)
+            if busy:
+                break
+        return request.done is not None
 
     @staticmethod
     def _service(rpc: int, revents: int) -> None:
@@ -369,24 +376,6 @@ class LoopRpc:
     def close(self) -> None:
         if self._context is not None:
             self._drop(self._context)
-
-
-def _ready(fd: int, events: int, timeout_ns: int) -> int:
-    """The ``events`` (POLLIN, POLLOUT) ``fd`` is ready for within ``timeout_ns``.
-
-    ``select(2)``, because it takes microseconds where ``poll(2)`` and
-    ``epoll_wait(2)`` take milliseconds; above its FD_SETSIZE limit, all of them
-    at once, unwaited (``rpc_service`` only meets EAGAIN).
-    """
-    if fd >= _FD_SETSIZE:
-        return events
-    writing = (fd,) if events & select.POLLOUT else ()
-    readable, writable, _ = select.select((fd,), writing, (), timeout_ns / 1e9)
-    return (select.POLLIN if readable else 0) | (select.POLLOUT if writable else 0)
-
-
-_FD_SETSIZE = 1024
-"""glibc's ``fd_set`` size: ``select.select`` refuses a descriptor at or above it."""
 
 
 def _as_made(st: NfsStat64, mode: int, uid: int | None, gid: int | None) -> bool:

@@ -1,18 +1,21 @@
 """The event loop's short poll for an expected reply (loop.py ``LoopRpc._poll``): it
 reads the reply itself when nothing else wants to run, gives way at once when
-another task does, and waits for the reply asleep, not reading in a loop."""
+another task does, waits for the reply asleep, not reading in a loop, and stops
+waiting as soon as the event loop has I/O or a timer to see to."""
 
 from __future__ import annotations
 
 import select
+import socket
 import stat
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 import trio
+import trio.testing
 
-from hostfs.backends.nfs import loop
+from hostfs.backends.nfs import idle, loop
 from hostfs.backends.nfs.libnfs_c import NfsStat64, lib
 from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.rpc3 import Request, getattr_request, root_filehandle
@@ -80,3 +83,64 @@ async def test_poll_sleeps_until_the_reply_can_be_read(
         assert len(reads) <= 3  # the send, the wait's, perhaps one early wake-up
     finally:
         rpc_loop.close()
+
+
+class Waits:
+    """The :func:`~hostfs.backends.nfs.idle.ready` calls of a poll: timeouts and
+    whether trio had work."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.timeouts_ns: list[int] = []
+        self.busy: list[bool] = []
+        monkeypatch.setattr(loop, "ready", self.ready)
+
+    def ready(self, fd: int, events: int, timeout_ns: int, loop_fd: int | None) -> tuple[int, bool]:
+        self.timeouts_ns.append(timeout_ns)
+        revents, busy = idle.ready(fd, events, timeout_ns, loop_fd)
+        self.busy.append(busy)
+        return revents, busy
+
+
+@pytest.fixture
+async def unanswered(
+    nfs_url: str, nfs_server: GaneshaServer, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[LoopRpc, int, Request[NfsStat64]]]:
+    """A call the paused server cannot answer, and a poll whose own limit (a minute)
+    no test reaches: what ends the wait is the event loop's work."""
+    monkeypatch.setattr(loop, "POLL_MS", 60_000)
+    rpc_loop = LoopRpc(nfs_url.encode(), 120_000)
+    await rpc_loop._connect(time.monotonic() + 10)
+    nfs_server.pause()
+    try:
+        rpc, request = await _sent(rpc_loop)
+        yield rpc_loop, rpc, request
+    finally:
+        nfs_server.resume()
+        rpc_loop.close()
+
+
+async def test_poll_ends_when_the_loop_has_io(
+    unanswered: tuple[LoopRpc, int, Request[NfsStat64]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rpc_loop, rpc, request = unanswered
+    waits = Waits(monkeypatch)
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.lowlevel.wait_readable, mine)
+            await trio.testing.wait_all_tasks_blocked()
+            theirs.send(b"x")  # ready for trio, which has not looked yet
+            assert not rpc_loop._poll(rpc, request)
+    assert waits.busy[-1]
+
+
+async def test_poll_ends_by_the_loops_next_deadline(
+    unanswered: tuple[LoopRpc, int, Request[NfsStat64]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rpc_loop, rpc, request = unanswered
+    waits = Waits(monkeypatch)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 0.05)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not rpc_loop._poll(rpc, request)
+    assert waits.timeouts_ns and max(waits.timeouts_ns) <= 0.05 * 1e9
