@@ -261,11 +261,22 @@ class LoopRpc:
         return result
 
     async def _pump(self, context: Context, rpc: int, request: Request[T]) -> None:
-        """One ``rpc_service`` round: poll for ``request``'s reply for a moment
-        (:data:`REPLY_POLL_NS`), then wait for replies (or 100 ms, to expire timeouts)."""
+        """One ``rpc_service`` round: wait for ``request``'s reply in the loop's place
+        (:meth:`_poll`), else in trio's epoll (or 100 ms, to expire timeouts).
+
+        Other runnable tasks first get their turn (one checkpoint), since they
+        usually block soon (a FUSE worker going back to /dev/fuse) and leave the
+        loop idle: then the reply still costs one ``select``, not the epoll round.
+        """
         self._pumping = True
         try:
-            if self._poll(rpc, request):
+            statistics = trio.lowlevel.current_statistics()
+            if statistics.tasks_runnable:
+                await trio.lowlevel.checkpoint()
+                if context is not self._context or request.done is not None:
+                    return  # dropped meanwhile, or answered by another task's read
+                statistics = trio.lowlevel.current_statistics()
+            if self._poll(rpc, request, statistics):
                 return
             revents = 0
             try:
@@ -305,7 +316,7 @@ class LoopRpc:
                 woken.set()
                 return
 
-    def _poll(self, rpc: int, request: Request[T]) -> bool:
+    def _poll(self, rpc: int, request: Request[T], statistics: trio.lowlevel.RunStatistics) -> bool:
         """Wait for ``request``'s reply in the kernel, in the event loop's place
         (:mod:`.idle`), while no other task is runnable; whether it came.
 
@@ -319,12 +330,11 @@ class LoopRpc:
         be watched, the wait lasts at most :data:`REPLY_POLL_NS`.  Asked once, not
         per read, as hostfs.devfuse.session asks it: no task can become runnable
         while this one waits without yielding (the callbacks only record each
-        reply).
+        reply).  ``statistics``: trio's, taken just before.
 
         A wait in the kernel, not reads in a loop: on 2 cores shared with the
         server the reads took the CPU the server needed to answer.
         """
-        statistics = trio.lowlevel.current_statistics()
         if statistics.tasks_runnable:
             return False
         loop = loop_fd()

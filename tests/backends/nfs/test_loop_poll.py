@@ -33,6 +33,11 @@ async def _sent(rpc_loop: LoopRpc) -> tuple[int, Request[NfsStat64]]:
     return rpc, request
 
 
+def _poll(rpc_loop: LoopRpc, rpc: int, request: Request[NfsStat64]) -> bool:
+    """``LoopRpc._poll`` as ``_pump`` calls it, with trio's statistics of the moment."""
+    return rpc_loop._poll(rpc, request, trio.lowlevel.current_statistics())
+
+
 @pytest.fixture
 async def rpc_loop(nfs_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LoopRpc]:
     """A loop connection whose poll is long enough for any reply: an answer read must
@@ -45,7 +50,7 @@ async def rpc_loop(nfs_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
 
 async def test_poll_reads_the_reply_while_nothing_else_runs(rpc_loop: LoopRpc) -> None:
     rpc, request = await _sent(rpc_loop)
-    assert rpc_loop._poll(rpc, request)
+    assert _poll(rpc_loop, rpc, request)
     assert request.done is not None
     assert stat.S_ISDIR(request.result().mode)  # the root's GETATTR3 reply
 
@@ -54,7 +59,7 @@ async def test_poll_gives_way_to_a_runnable_task(rpc_loop: LoopRpc) -> None:
     rpc, request = await _sent(rpc_loop)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.sleep, 0)  # runnable from now on
-        assert not rpc_loop._poll(rpc, request)
+        assert not _poll(rpc_loop, rpc, request)
         assert request.done is None  # no reply read: the poll stopped before any
     while request.done is None:  # the ordinary wait still gets it
         await rpc_loop._pump(rpc_loop._context, rpc, request)  # type: ignore[arg-type]
@@ -76,7 +81,7 @@ async def test_poll_sleeps_until_the_reply_can_be_read(
         nfs_server.pause()
         try:
             rpc, request = await _sent(rpc_loop)
-            assert not rpc_loop._poll(rpc, request)
+            assert not _poll(rpc_loop, rpc, request)
         finally:
             nfs_server.resume()
         assert request.done is None
@@ -130,7 +135,7 @@ async def test_poll_ends_when_the_loop_has_io(
             nursery.start_soon(trio.lowlevel.wait_readable, mine)
             await trio.testing.wait_all_tasks_blocked()
             theirs.send(b"x")  # ready for trio, which has not looked yet
-            assert not rpc_loop._poll(rpc, request)
+            assert not _poll(rpc_loop, rpc, request)
     assert waits.busy[-1]
 
 
@@ -142,5 +147,20 @@ async def test_poll_ends_by_the_loops_next_deadline(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.sleep, 0.05)
         await trio.testing.wait_all_tasks_blocked()
-        assert not rpc_loop._poll(rpc, request)
+        assert not _poll(rpc_loop, rpc, request)
     assert waits.timeouts_ns and max(waits.timeouts_ns) <= 0.05 * 1e9
+
+
+async def test_pump_lets_runnable_tasks_go_first_then_waits_in_the_loops_place(
+    rpc_loop: LoopRpc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task runnable when the pump starts runs first (it blocks soon, as a FUSE
+    worker going back to /dev/fuse does); then the reply is waited for in a select."""
+    rpc, request = await _sent(rpc_loop)
+    waits = Waits(monkeypatch)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 0)  # runnable now, done after one step
+        while request.done is None:
+            await rpc_loop._pump(rpc_loop._context, rpc, request)  # type: ignore[arg-type]
+    assert waits.timeouts_ns  # the reply was waited for in _poll, not in trio's epoll
+    request.result()
