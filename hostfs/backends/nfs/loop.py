@@ -34,6 +34,7 @@ import trio
 
 from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
+from hostfs.backends.nfs.idle import loop_fd, ready
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
@@ -260,11 +261,22 @@ class LoopRpc:
         return result
 
     async def _pump(self, context: Context, rpc: int, request: Request[T]) -> None:
-        """One ``rpc_service`` round: poll for ``request``'s reply for a moment
-        (:data:`REPLY_POLL_NS`), then wait for replies (or 100 ms, to expire timeouts)."""
+        """One ``rpc_service`` round: wait for ``request``'s reply in the loop's place
+        (:meth:`_poll`), else in trio's epoll (or 100 ms, to expire timeouts).
+
+        Other runnable tasks first get their turn (one checkpoint), since they
+        usually block soon (a FUSE worker going back to /dev/fuse) and leave the
+        loop idle: then the reply still costs one ``select``, not the epoll round.
+        """
         self._pumping = True
         try:
-            if self._poll(rpc, request):
+            statistics = trio.lowlevel.current_statistics()
+            if statistics.tasks_runnable:
+                await trio.lowlevel.checkpoint()
+                if context is not self._context or request.done is not None:
+                    return  # dropped meanwhile, or answered by another task's read
+                statistics = trio.lowlevel.current_statistics()
+            if self._poll(rpc, request, statistics):
                 return
             revents = 0
             try:
@@ -304,28 +316,43 @@ class LoopRpc:
                 woken.set()
                 return
 
-    def _poll(self, rpc: int, request: Request[T]) -> bool:
-        """Read replies without waiting until ``request``'s has come, for at most
-        :data:`REPLY_POLL_NS` and only while no other task is runnable; whether it came.
+    def _poll(self, rpc: int, request: Request[T], statistics: trio.lowlevel.RunStatistics) -> bool:
+        """Wait for ``request``'s reply in the kernel, in the event loop's place
+        (:mod:`.idle`), while no other task is runnable; whether it came.
 
         On loopback or a fast link the reply follows the call within tens of
-        microseconds; parking in epoll and being woken costs about as much again
-        (a cancel scope for the 100 ms timeout, ``epoll_ctl``, ``epoll_wait``, a
-        task switch: GETATTR3 took ~100 us from the loop against ~55 us from
-        libnfs's own sync wait, in the same process).  Another runnable task means
-        no poll, so it never delays other work.  Asked once, not per read, as
-        hostfs.devfuse.session asks it: no task can become runnable while this one
-        polls without yielding (the callbacks only record each reply), and the
-        question costs twice an empty read.
+        microseconds; parking in trio's epoll and being woken costs about as much
+        again (a cancel scope for the 100 ms timeout, ``epoll_ctl``,
+        ``epoll_wait``, a task switch).  Another runnable task means no wait, so
+        it never delays other work; nor does other I/O or a timer: the wait ends
+        when trio has anything to do, or at its next deadline, or after
+        :data:`POLL_MS` (to expire timed-out calls).  Where trio's epoll cannot
+        be watched, the wait lasts at most :data:`REPLY_POLL_NS`.  Asked once, not
+        per read, as hostfs.devfuse.session asks it: no task can become runnable
+        while this one waits without yielding (the callbacks only record each
+        reply).  ``statistics``: trio's, taken just before.
+
+        A wait in the kernel, not reads in a loop: on 2 cores shared with the
+        server the reads took the CPU the server needed to answer.
         """
-        if trio.lowlevel.current_statistics().tasks_runnable:
+        if statistics.tasks_runnable:
             return False
-        until = time.perf_counter_ns() + REPLY_POLL_NS
+        loop = loop_fd()
+        if loop is None:
+            window = REPLY_POLL_NS
+        else:
+            window = int(min(POLL_MS / 1000, statistics.seconds_to_next_deadline) * 1e9)
+        until = time.perf_counter_ns() + window
+        fd = lib.rpc_get_fd(rpc)
         while request.done is None:
-            if time.perf_counter_ns() > until:
+            left = until - time.perf_counter_ns()
+            if left <= 0:
                 return False
-            self._service(rpc, select.POLLIN | lib.rpc_which_events(rpc) & select.POLLOUT)
-        return True
+            revents, busy = ready(fd, lib.rpc_which_events(rpc), left, loop)
+            self._service(rpc, revents)
+            if busy:
+                break
+        return request.done is not None
 
     @staticmethod
     def _service(rpc: int, revents: int) -> None:

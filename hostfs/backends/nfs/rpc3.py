@@ -52,10 +52,11 @@ POLL_MS = 100
 """libnfs-raw.h: call rpc_service() every 100 ms so timeouts fire."""
 
 REPLY_POLL_NS = 50_000
-"""How long the event loop reads a connection without waiting for a reply it expects
-before it sleeps in epoll (loop.py).  50 us is the kernel's documented socket busy
-polling value (net.core.busy_read), as the devfuse and io_uring sessions poll
-/dev/fuse and their ring (hostfs.devfuse.session.POLL_NS)."""
+"""How long the event loop waits in ``select(2)`` for a reply it expects before it sleeps
+in epoll, where it cannot watch trio's epoll meanwhile (loop.py ``_poll``, idle.py).
+50 us is the kernel's documented socket busy polling value (net.core.busy_read), as
+the devfuse and io_uring sessions poll /dev/fuse and their ring
+(hostfs.devfuse.session.POLL_NS)."""
 
 NFS_BLKSIZE = 4096
 """What libnfs reports as st_blksize for every NFSv3 object."""
