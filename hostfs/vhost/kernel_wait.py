@@ -21,13 +21,10 @@ runnable task, and no longer than trio's next deadline, so no task is held
 up; and at most MAX_WAIT_S, after which trio's wait takes over (an idle
 guest's ring then costs nothing more).
 
-Trio offers no public handle on its epoll (it has ``current_kqueue`` and
-``current_iocp`` for the other platforms), and its public
-``current_statistics()`` costs 2.7 us here against 0.2 us for the two values
-read straight from its run state: :func:`_loop` reads that state (as trio 0.35
-lays it out) and answers None when it cannot, and the ring then always waits in
-trio.  Callgrind, the eventfd ping-pong above: 60k instructions a round in
-trio, 8k in a bare epoll loop, 29k with this wait and ``current_statistics``.
+Trio's run state is read through hostfs.trio_loop; where it cannot be, the
+ring always waits in trio.  Callgrind, the eventfd ping-pong above: 60k
+instructions a round in trio, 8k in a bare epoll loop, 29k with this wait and
+``current_statistics``.
 In ``hostfs serve`` driven as such a guest does (scripts/bench-device
 ``--think-us 300``, depth 1, callgrind): GETATTR 213k -> 165k instructions per
 request, LOOKUP 239k -> 197k; one system call less per request (no
@@ -39,26 +36,11 @@ from __future__ import annotations
 import select
 from typing import Any
 
-try:
-    from trio._core import _run as _trio_run
-except ImportError:  # pragma: no cover - another trio layout: always wait in trio
-    _trio_run = None  # type: ignore[assignment]
-
-_CONTEXT: Any = getattr(_trio_run, "GLOBAL_RUN_CONTEXT", None)
-"""Trio's thread-local run state: ``.runner`` is the loop running in this thread."""
+from hostfs import trio_loop
 
 MAX_WAIT_S = 0.1
 """Longest sleep here before trio's own wait takes over: far above a TCG guest's
 0.1-1 ms between requests, so a busy guest's ring does not go back to trio for it."""
-
-
-def _loop() -> Any | None:
-    """The running trio loop's state (its ``Runner``) if it has the parts we read."""
-    runner = getattr(_CONTEXT, "runner", None)
-    epoll = getattr(getattr(runner, "io_manager", None), "_epoll", None)
-    if not isinstance(epoll, select.epoll) or not hasattr(runner, "runq"):
-        return None
-    return runner
 
 
 class KernelWait:
@@ -79,27 +61,25 @@ class KernelWait:
         False (nothing slept, or something else woke us, or the time ran out): the
         caller waits in trio, as it would without this."""
         epoll, runner = self._epoll, self._runner
-        if epoll is None or kick_fd != self._kick_fd or _CONTEXT.runner is not runner:
+        if epoll is None or kick_fd != self._kick_fd or not trio_loop.is_running(runner):
             epoll, runner = self._register(kick_fd)
             if epoll is None:
                 return False
-        if runner.runq:
-            return False  # another task is ready to run now
-        timeout = min(runner.deadlines.next_deadline() - runner.current_time(), MAX_WAIT_S)
+        timeout = min(trio_loop.idle_seconds(runner), MAX_WAIT_S)
         if timeout <= 0:
-            return False  # a deadline is due: trio must run its cancellations
+            return False  # a task is runnable or a deadline due: trio must run them
         events = epoll.poll(timeout, 2)
         return len(events) == 1 and events[0][0] == kick_fd
 
     def _register(self, kick_fd: int) -> tuple[select.epoll | None, Any]:
         """A fresh set for a new kick fd (the old one may be closed, its number reused)."""
         self.close()
-        runner = _loop()
+        runner = trio_loop.running_loop()
         if runner is None:
             return None, None
         epoll = select.epoll(2)
         try:
-            epoll.register(runner.io_manager._epoll.fileno(), select.EPOLLIN)
+            epoll.register(trio_loop.epoll_fd(runner), select.EPOLLIN)
             epoll.register(kick_fd, select.EPOLLIN)
         except (OSError, ValueError):  # a closed fd: trio's wait reports it
             epoll.close()

@@ -8,16 +8,16 @@ anything trio watches is ready), bounded by trio's next deadline: nothing the
 loop would have done is delayed, and the reply costs no ``epoll_ctl``, no
 cancel scope, no task switch (loop.py ``LoopRpc._poll``).
 
-trio keeps its epoll object private (``trio._core._io_epoll.EpollIOManager._epoll``,
-trio 0.35); where it is not there (another trio, another platform), the wait is
-bounded by a short window instead and other I/O waits for it.
+trio keeps its epoll object private (read through hostfs.trio_loop); where it
+cannot be read (another trio, another platform), the wait is bounded by a short
+window instead and other I/O waits for it.
 """
 
 from __future__ import annotations
 
 import select
 
-import trio
+from hostfs import trio_loop
 
 FD_SETSIZE = 1024
 """glibc's ``fd_set`` size: ``select.select`` refuses a descriptor at or above it."""
@@ -25,11 +25,10 @@ FD_SETSIZE = 1024
 
 def loop_fd() -> int | None:
     """trio's epoll descriptor, or None where trio does not wait in one we can see."""
-    runner = getattr(trio._core._run.GLOBAL_RUN_CONTEXT, "runner", None)
-    epoll = getattr(getattr(runner, "io_manager", None), "_epoll", None)
-    if not isinstance(epoll, select.epoll) or epoll.fileno() >= FD_SETSIZE:
+    loop = trio_loop.running_loop()
+    if loop is None or (fd := trio_loop.epoll_fd(loop)) >= FD_SETSIZE:
         return None
-    return epoll.fileno()
+    return fd
 
 
 def ready(fd: int, events: int, timeout_ns: int, loop: int | None) -> tuple[int, bool]:
