@@ -16,6 +16,8 @@ REASONS: dict[str, str] = {
     "epoll_ctl": "trio registers the socket, eventfds and its wake-up pipe",
     "epoll_wait": "trio waits for kicks, messages and timers",
     "poll": "libnfs waits on its sockets (hostfs.backends.nfs.loop)",
+    "pselect6": "an NFS call on the loop waits for its reply and trio's epoll fd at once "
+    "(select.select, hostfs.backends.nfs.idle)",
     "read": "kick eventfds, the wake-up socketpair",
     "write": "call eventfds, the log on stderr, trio's wake-up",
     "recvfrom": "trio's wake-up socketpair",
