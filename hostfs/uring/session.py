@@ -144,8 +144,9 @@ class UringSession:
         self._asleep = False
         """A worker waits in epoll for the ring, so a commit is submitted by whoever
         makes it (no worker would otherwise)."""
-        self._filled = trio.Event()
-        """Set when the sleeping worker wakes: the others waiting behind it look again."""
+        self._idle = trio.lowlevel.ParkingLot()
+        """Workers with nothing to serve while another sleeps in epoll: the sleeper
+        wakes as many as it reaped work for (:meth:`_fill`), not all of them."""
 
     # -- entries --------------------------------------------------------------
 
@@ -308,15 +309,19 @@ class UringSession:
                 continue
             if self._asleep:
                 # Another worker waits for the ring; wait for it to fill the queue.
-                await self._filled.wait()
+                await self._idle.park()
+                if self._ready and not self._asleep:
+                    self._idle.unpark()  # this one serves: the next one watches the ring
                 return
             self._asleep = True
             try:
                 await trio.lowlevel.wait_readable(ring.fd)
             finally:
                 self._asleep = False
-                self._filled.set()
-                self._filled = trio.Event()
+                # A successor watches the ring while this one serves (a request may
+                # wait); waking every idle worker instead cost one task switch per
+                # worker on every wake-up.
+                self._idle.unpark()
             poll_until = 0
 
     async def serve(self) -> None:

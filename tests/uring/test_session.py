@@ -5,8 +5,10 @@ rings go away with the mount.  In-process, so the session's counters are visible
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import pytest
 import trio
 
 from hostfs.devfuse.mount import unmount
@@ -72,3 +74,38 @@ async def test_an_unmount_from_outside_ends_the_session_and_closes_its_fds(
         assert session.device.ended
     assert not is_mounted(mnt)
     assert set(os.listdir("/proc/self/fd")) <= fds_before
+
+
+class _WorkerSteps(trio.abc.Instrument):
+    """Counts how often the rings' worker tasks run."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("UringSession._worker"):
+            self.steps += 1
+
+
+async def test_a_wake_up_runs_a_few_workers_not_the_whole_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request after a pause finds the pool asleep (no polling here); waking it
+    must not run each of its workers (16) once per request."""
+    monkeypatch.setattr(uring_engine, "POLL_NS", 0)
+    mkdirs = 20
+
+    def pauses_between_requests(path: Path) -> None:
+        for index in range(mkdirs):
+            time.sleep(0.002)
+            os.mkdir(path / f"d{index}")  # a LOOKUP and a MKDIR, never cached
+
+    async with devfuse_mount(tmp_path, SessionConfig(concurrency=16), uring_engine) as mount:
+        counter = _WorkerSteps()
+        trio.lowlevel.add_instrument(counter)
+        try:
+            await in_thread(lambda: pauses_between_requests(mount.path))
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+    # Two requests per mkdir; each wakes the sleeper and its successor, not 15 more.
+    assert counter.steps <= 3 * 2 * mkdirs
