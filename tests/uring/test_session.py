@@ -14,6 +14,7 @@ import trio
 from hostfs.devfuse.mount import unmount
 from hostfs.fuse.abi import Opcode
 from hostfs.fuse.init import SessionConfig
+from hostfs.uring import abi
 from hostfs.uring import session as uring_engine
 from hostfs.uring.session import ENTRIES_PER_QUEUE, UringSession, possible_cpus, queue_count
 from tests.devfuse.mounting import devfuse_mount, in_thread, is_mounted
@@ -109,3 +110,15 @@ async def test_a_wake_up_runs_a_few_workers_not_the_whole_pool(
             trio.lowlevel.remove_instrument(counter)
     # Two requests per mkdir; each wakes the sleeper and its successor, not 15 more.
     assert counter.steps <= 3 * 2 * mkdirs
+
+
+def test_an_entrys_commit_is_its_prebuilt_sqe_with_the_commit_id() -> None:
+    entry = uring_engine._Entry(3, 1, 8192, device_fd=9)
+    try:
+        sqe = bytearray(entry.commit_sqe)
+        abi.COMMIT_ID.pack_into(sqe, abi.COMMIT_ID_OFFSET, 77)
+        packed = memoryview(bytearray(abi.SQE_SIZE))
+        abi.encode_uring_cmd(packed, 9, abi.CMD_COMMIT_AND_FETCH, 3, abi.encode_cmd_req(1, 77))
+        assert sqe == packed
+    finally:
+        entry.close()
