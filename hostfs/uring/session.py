@@ -37,6 +37,7 @@ import time
 
 import trio
 
+from hostfs import trio_loop
 from hostfs.core.filesystem import FileSystem
 from hostfs.devfuse.session import CHECKPOINT_EVERY, POLL_NS, DevFuseSession, mounted
 from hostfs.fuse import abi as fuse_abi
@@ -160,6 +161,7 @@ class UringSession:
         self.fell_back = False
         """The kernel refused a registration and serves everything over /dev/fuse."""
         self._nursery: trio.Nursery | None = None
+        self._runnable = trio_loop.runnable_counter()
         self._ready: collections.deque[tuple[int, int]] = collections.deque()
         """Completions reaped and not yet served: (entry index, res)."""
         self._asleep = False
@@ -305,7 +307,7 @@ class UringSession:
         things: the kernel fills it only once this thread enters it.)"""
         ring = self.ring
         clock = time.perf_counter_ns
-        statistics = trio.lowlevel.current_statistics
+        runnable = self._runnable
         poll_until = 0
         while True:
             if ring.unsubmitted or ring.task_work_pending():
@@ -316,7 +318,7 @@ class UringSession:
                 return
             now = clock()
             poll_until = poll_until or now + POLL_NS
-            if now < poll_until and not statistics().tasks_runnable:
+            if now < poll_until and not runnable():
                 while not ring.wakes() and clock() < poll_until:
                     pass
                 continue
