@@ -8,7 +8,8 @@ descriptor itself poll/epoll/selectable? Yes"), so that such a sleep ends the
 moment trio has work.  Trio offers no public handle on its epoll (it has
 ``current_kqueue`` and ``current_iocp`` for the other platforms), and its public
 ``current_statistics()`` costs 2.7 us here against 0.2 us for the run queue and
-next deadline read straight from its run state.
+next deadline read straight from its run state.  The host mount's engines ask
+the same question (is any other task runnable?) before every poll of their device.
 
 :func:`running_loop` reads that state as trio 0.35 lays it out and answers None
 when any part is missing (another trio, another platform): the callers then
@@ -18,7 +19,10 @@ wait in trio, as they would without this module.
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from typing import Any
+
+import trio
 
 try:
     from trio._core import _run as _trio_run
@@ -57,3 +61,17 @@ def idle_seconds(loop: Any) -> float:
     if loop.runq:
         return 0.0
     return float(loop.deadlines.next_deadline() - loop.current_time())
+
+
+def runnable_counter() -> Callable[[], int]:
+    """A function answering how many tasks wait to run in the loop running now: trio's
+    ``current_statistics().tasks_runnable``, read from its run queue (0.06 us against
+    2.6 us here); the public call where the run state is not as this module knows it.
+
+    The engines ask before polling their device (hostfs.devfuse.session,
+    hostfs.uring.session): a poll must never hold up another task."""
+    loop = running_loop()
+    if loop is None:
+        return lambda: trio.lowlevel.current_statistics().tasks_runnable
+    counter: Callable[[], int] = loop.runq.__len__
+    return counter

@@ -44,6 +44,17 @@ async def test_idle_seconds_is_zero_with_a_task_runnable() -> None:
             assert trio_loop.idle_seconds(loop) == 0.0
 
 
+async def test_the_runnable_counter_counts_the_run_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = trio_loop.runnable_counter()
+    monkeypatch.setattr(trio_loop, "running_loop", lambda: None)
+    public = trio_loop.runnable_counter()
+    assert fast() == public() == 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 0)
+        nursery.start_soon(trio.sleep, 0)
+        assert fast() == public() == 2
+
+
 def test_outside_trio_there_is_no_loop() -> None:
     assert trio_loop.running_loop() is None
 

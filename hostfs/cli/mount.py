@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from hostfs.cli import common
+from hostfs.cli.umask import clear_umask
 from hostfs.fuse.engine import MountEngine
 from hostfs.fuse.init import SessionConfig
 from hostfs.uring import support as uring_support
@@ -149,5 +150,6 @@ def run(args: argparse.Namespace) -> int:
             "FUSE_DIRECT_IO_ALLOW_MMAP)"
         )
     check_mountpoint(args.mountpoint)
+    clear_umask()
     trio.run(_serve, args)
     return 0

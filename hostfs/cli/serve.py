@@ -16,6 +16,7 @@ import trio
 from hostfs.backends.local.fd_budget import set_nofile_limit
 from hostfs.cli import common, refused
 from hostfs.cli.socket_args import check_socket_arguments
+from hostfs.cli.umask import clear_umask
 from hostfs.core.filesystem import FileSystem
 from hostfs.fuse.dispatcher import Dispatcher
 from hostfs.fuse.init import SessionConfig
@@ -247,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         return status
     if root is not None and mode != "none":
         args.shared_dir = "/"
+    clear_umask()
     try:
         if os.geteuid() == 0 or user_maps is not None:
             # Root's capabilities, or those over the user namespace just made.  An ordinary

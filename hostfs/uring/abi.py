@@ -193,35 +193,36 @@ def encode_cmd_req(qid: int, commit_id: int = 0) -> bytes:
     return CMD_REQ.pack(0, commit_id, qid)
 
 
+COMMIT_ID = struct.Struct("<Q")
+COMMIT_ID_OFFSET = SQE_CMD_OFFSET + 8
+"""Where ``fuse_uring_cmd_req.commit_id`` sits in an SQE: an entry's COMMIT_AND_FETCH
+differs from its last one only there (hostfs.uring.session fills the rest once)."""
+
+
 def max_payload(max_write: int, max_pages: int, page_size: int = 4096) -> int:
     """The smallest payload buffer the kernel takes: ``ring->max_payload_sz`` is
     max(FUSE_MIN_READ_BUFFER, max_write, max_pages * PAGE_SIZE) (fuse_uring_create)."""
     return max(8192, max_write, max_pages * page_size)
 
 
-class RingRequest(NamedTuple):
-    """Where one request sits in an entry: the kernel writes ``fuse_in_header`` to
-    ``in_out``, ``in_args[0]`` (the opcode's fixed part, possibly empty) to ``op_in``
-    and every later argument back to back into the payload (fuse_uring_args_to_ring)."""
-
-    commit_id: int
-    op_in_size: int
-    payload_size: int
+_REQUEST_SIZES = struct.Struct(f"<I{ENT_IN_OUT_OFFSET + 8 - 4}xQI")
+"""``fuse_in_header.len``, then ``ring_ent_in_out.commit_id`` and ``payload_sz``: the
+three words a request's decoding needs, in one unpack."""
 
 
-def decode_ring_request(headers: memoryview) -> RingRequest:
-    """Read an entry's headers after the kernel filled them.
+def decode_ring_request(headers: memoryview) -> tuple[int, int, int]:
+    """Where one request sits in an entry the kernel filled: (commit_id, op_in_size,
+    payload_size).  The kernel writes ``fuse_in_header`` to ``in_out``, ``in_args[0]``
+    (the opcode's fixed part, possibly empty) to ``op_in`` and every later argument
+    back to back into the payload (fuse_uring_args_to_ring).
 
     ``fuse_in_header.len`` counts all arguments, so the size of ``op_in`` is what
     the payload does not hold.  A size outside the buffers raises ValueError."""
-    (length,) = struct.unpack_from("<I", headers, 0)
-    _flags, commit_id, payload_size, _pad, _reserved = ENT_IN_OUT.unpack_from(
-        headers, ENT_IN_OUT_OFFSET
-    )
+    length, commit_id, payload_size = _REQUEST_SIZES.unpack_from(headers)
     op_in_size = length - IN_HEADER_SIZE - payload_size
     if not 0 <= op_in_size <= OP_IN_OUT_SIZE:
         raise ValueError(f"request of {length} bytes with a payload of {payload_size}")
-    return RingRequest(commit_id, op_in_size, payload_size)
+    return commit_id, op_in_size, payload_size
 
 
 def commit_id(headers: memoryview) -> int:

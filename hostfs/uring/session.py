@@ -37,6 +37,7 @@ import time
 
 import trio
 
+from hostfs import trio_loop
 from hostfs.core.filesystem import FileSystem
 from hostfs.devfuse.session import CHECKPOINT_EVERY, POLL_NS, DevFuseSession, mounted
 from hostfs.fuse import abi as fuse_abi
@@ -92,34 +93,55 @@ class _Entry:
 
     __slots__ = (
         "area",
+        "commit_sqe",
         "headers",
         "index",
         "iovecs",
         "memory",
+        "out_header",
         "qid",
+        "reply",
     )
 
-    def __init__(self, index: int, qid: int, payload_size: int) -> None:
+    def __init__(self, index: int, qid: int, payload_size: int, device_fd: int) -> None:
         self.index = index
         self.qid = qid
         self.memory = mmap.mmap(-1, _PAYLOAD + payload_size)
         self.headers = memoryview(self.memory)[: abi.REQ_HEADER_SIZE]
         self.area = memoryview(self.memory)
+        self.out_header = self.area[_REPLY_AT:_PAYLOAD]
+        self.reply = [self.area[_REPLY_AT:]]
+        """Where the dispatcher writes every reply: the same buffers each time."""
         base = address_of(self.memory)
         self.iovecs = (ctypes.c_uint64 * 4)(
             base, abi.REQ_HEADER_SIZE, base + _PAYLOAD, payload_size
         )
         """``struct iovec[2]``: headers, payload (FUSE_URING_IOV_SEGS)."""
+        sqe = bytearray(abi.SQE_SIZE)
+        abi.encode_uring_cmd(
+            memoryview(sqe),
+            device_fd,
+            abi.CMD_COMMIT_AND_FETCH,
+            index,
+            abi.encode_cmd_req(qid),
+        )
+        self.commit_sqe = bytes(sqe)
+        """This entry's COMMIT_AND_FETCH but for the ``commit_id`` (a copy and one
+        store per reply instead of packing the whole SQE)."""
 
     def close(self) -> None:
-        self.headers.release()
-        self.area.release()
+        self.reply[0].release()
+        for view in (self.out_header, self.headers, self.area):
+            view.release()
         self.memory.close()
 
 
 _PAYLOAD = PAGE_SIZE
 """Where an entry's payload starts in its mapping; the first page holds the headers
 (288 bytes) and, at its end, the request's header and ``op_in`` (at most 168)."""
+
+_REPLY_AT = _PAYLOAD - abi.OUT_HEADER_SIZE
+"""Where a reply starts: its body lands on the payload, where the kernel reads it."""
 
 
 class UringSession:
@@ -139,19 +161,21 @@ class UringSession:
         self.fell_back = False
         """The kernel refused a registration and serves everything over /dev/fuse."""
         self._nursery: trio.Nursery | None = None
+        self._runnable = trio_loop.runnable_counter()
         self._ready: collections.deque[tuple[int, int]] = collections.deque()
         """Completions reaped and not yet served: (entry index, res)."""
         self._asleep = False
         """A worker waits in epoll for the ring, so a commit is submitted by whoever
         makes it (no worker would otherwise)."""
-        self._filled = trio.Event()
-        """Set when the sleeping worker wakes: the others waiting behind it look again."""
+        self._idle = trio.lowlevel.ParkingLot()
+        """Workers with nothing to serve while another sleeps in epoll: the sleeper
+        wakes as many as it reaped work for (:meth:`_fill`), not all of them."""
 
     # -- entries --------------------------------------------------------------
 
     def _add_entry(self, qid: int) -> _Entry:
         """Register a new entry on queue ``qid``; its requests come to the pool."""
-        entry = _Entry(len(self.entries), qid, self.payload_size)
+        entry = _Entry(len(self.entries), qid, self.payload_size, self.device.fd)
         self.entries.append(entry)
         self._register(entry)
         return entry
@@ -173,13 +197,9 @@ class UringSession:
         of any worker (one for every commit of a batch, and the task work they
         bring), and always before a worker may wait (:meth:`_serve`, :meth:`_fill`),
         or a reply could sit unsent while its caller's partner waits for it."""
-        abi.encode_uring_cmd(
-            self.ring.sqe(),
-            self.device.fd,
-            abi.CMD_COMMIT_AND_FETCH,
-            entry.index,
-            abi.encode_cmd_req(entry.qid, commit_id),
-        )
+        sqe = self.ring.sqe()
+        sqe[:] = entry.commit_sqe
+        abi.COMMIT_ID.pack_into(sqe, abi.COMMIT_ID_OFFSET, commit_id)
         if self._asleep:
             self.ring.submit()
 
@@ -215,30 +235,26 @@ class UringSession:
             return
         headers = entry.headers
         try:
-            request = abi.decode_ring_request(headers)
+            commit_id, op_in_size, payload_size = abi.decode_ring_request(headers)
         except ValueError as error:
             self.transport.requests += 1  # read, and answered: counted as any request is
             log.warning("io_uring entry %d: %s", entry.index, error)
             self._reply_error(entry, errno.EIO)
             return
         area = entry.area
-        start = _PAYLOAD - abi.IN_HEADER_SIZE - request.op_in_size
-        area[start : start + abi.IN_HEADER_SIZE] = headers[: abi.IN_HEADER_SIZE]
-        area[start + abi.IN_HEADER_SIZE : _PAYLOAD] = headers[
-            abi.OP_IN_OFFSET : abi.OP_IN_OFFSET + request.op_in_size
-        ]
+        op_in_at = _PAYLOAD - op_in_size
+        start = op_in_at - abi.IN_HEADER_SIZE
+        area[start:op_in_at] = headers[: abi.IN_HEADER_SIZE]
+        area[op_in_at:_PAYLOAD] = headers[abi.OP_IN_OFFSET : abi.OP_IN_OFFSET + op_in_size]
         if self.ring.unsubmitted:
             self.ring.submit()  # the handler may wait: no reply of a batch is held back
-        reply_at = _PAYLOAD - abi.OUT_HEADER_SIZE
-        length = await self.transport.serve(
-            [area[start : _PAYLOAD + request.payload_size]], [area[reply_at:]]
-        )
+        length = await self.transport.serve([area[start : _PAYLOAD + payload_size]], entry.reply)
         if length < abi.OUT_HEADER_SIZE:
             # Only opcodes that /dev/fuse carries go unanswered; never leave an entry.
             self._reply_error(entry, errno.EIO)
         else:
-            abi.encode_ring_reply(headers, area[reply_at:_PAYLOAD], length - abi.OUT_HEADER_SIZE)
-            self._commit(entry, request.commit_id)
+            abi.encode_ring_reply(headers, entry.out_header, length - abi.OUT_HEADER_SIZE)
+            self._commit(entry, commit_id)
 
     def _add_worker(self, qid: int) -> None:
         """A request parked in its worker: the pool gets one more worker and queue
@@ -291,7 +307,7 @@ class UringSession:
         things: the kernel fills it only once this thread enters it.)"""
         ring = self.ring
         clock = time.perf_counter_ns
-        statistics = trio.lowlevel.current_statistics
+        runnable = self._runnable
         poll_until = 0
         while True:
             if ring.unsubmitted or ring.task_work_pending():
@@ -302,21 +318,25 @@ class UringSession:
                 return
             now = clock()
             poll_until = poll_until or now + POLL_NS
-            if now < poll_until and not statistics().tasks_runnable:
+            if now < poll_until and not runnable():
                 while not ring.wakes() and clock() < poll_until:
                     pass
                 continue
             if self._asleep:
                 # Another worker waits for the ring; wait for it to fill the queue.
-                await self._filled.wait()
+                await self._idle.park()
+                if self._ready and not self._asleep:
+                    self._idle.unpark()  # this one serves: the next one watches the ring
                 return
             self._asleep = True
             try:
                 await trio.lowlevel.wait_readable(ring.fd)
             finally:
                 self._asleep = False
-                self._filled.set()
-                self._filled = trio.Event()
+                # A successor watches the ring while this one serves (a request may
+                # wait); waking every idle worker instead cost one task switch per
+                # worker on every wake-up.
+                self._idle.unpark()
             poll_until = 0
 
     async def serve(self) -> None:

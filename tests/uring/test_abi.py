@@ -63,8 +63,8 @@ def headers_with(length: int, unique: int, payload_size: int) -> memoryview:
 
 def test_a_request_splits_into_in_header_op_in_and_payload() -> None:
     # MKDIR: fuse_mkdir_in (8 bytes) in op_in, the name "d\0" in the payload.
-    request = abi.decode_ring_request(headers_with(40 + 8 + 2, 42, 2))
-    assert request == abi.RingRequest(commit_id=42, op_in_size=8, payload_size=2)
+    commit_id, op_in_size, payload_size = abi.decode_ring_request(headers_with(40 + 8 + 2, 42, 2))
+    assert (commit_id, op_in_size, payload_size) == (42, 8, 2)
     assert abi.commit_id(headers_with(40, 42, 0)) == 42
 
 
