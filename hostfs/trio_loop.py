@@ -17,6 +17,7 @@ wait in trio, as they would without this module.
 
 from __future__ import annotations
 
+import math
 import select
 from typing import Any
 
@@ -56,4 +57,7 @@ def idle_seconds(loop: Any) -> float:
     deadline (inf with none, as trio's own ``seconds_to_next_deadline``)."""
     if loop.runq:
         return 0.0
-    return float(loop.deadlines.next_deadline() - loop.current_time())
+    deadline = loop.deadlines.next_deadline()
+    if deadline == math.inf:
+        return math.inf  # nothing scheduled: no clock to read
+    return float(deadline - loop.current_time())
