@@ -181,6 +181,10 @@ class SplitQueue:
         first = self.last_avail_idx % size
         ring = self._avail16
         # ``ring[2 + i]`` is ``avail->ring[i]`` (RING_HEADER is two 16-bit fields).
+        if count == 1:  # a guest at queue depth 1: no list of heads to build
+            chain = self._read_chain(ring[2 + first])
+            self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
+            return [chain]
         heads = ring[2 + first : 2 + min(size, first + count)].tolist()
         if len(heads) < count:
             heads += ring[2 : 2 + count - len(heads)].tolist()
