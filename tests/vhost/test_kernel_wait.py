@@ -115,6 +115,8 @@ def test_each_trio_run_has_its_own_loop(eventfds: list[int]) -> None:
     wait = KernelWait()
 
     async def once() -> bool:
+        # Trio's own tasks of a new run (its entry queue) are still to run at first.
+        await trio.testing.wait_all_tasks_blocked()
         timer = write_later(kick)
         woke = wait.wait(kick)
         timer.join()
