@@ -55,6 +55,27 @@ async def test_the_runnable_counter_counts_the_run_queue(monkeypatch: pytest.Mon
         assert fast() == public() == 2
 
 
+async def test_idle_seconds_is_zero_with_a_task_still_to_run_in_this_pass() -> None:
+    """Two tasks woken together run in one batch: the first to run must see the other."""
+    loop = trio_loop.running_loop()
+    sleepers: list[trio.lowlevel.Task] = []
+    seen: list[float] = []
+
+    async def sleeper() -> None:
+        sleepers.append(trio.lowlevel.current_task())
+        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+        seen.append(trio_loop.idle_seconds(loop))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleeper)
+        nursery.start_soon(sleeper)
+        await trio.testing.wait_all_tasks_blocked()
+        for task in sleepers:
+            trio.lowlevel.reschedule(task)
+    assert seen[0] == 0.0  # the other one was still to run
+    assert seen[1] > 0  # nothing was
+
+
 def test_outside_trio_there_is_no_loop() -> None:
     assert trio_loop.running_loop() is None
 
@@ -69,12 +90,13 @@ async def _running() -> object:
     return trio_loop.running_loop()
 
 
-@pytest.mark.parametrize("missing", ["runq", "deadlines", "current_time", "io_manager"])
+@pytest.mark.parametrize("missing", ["runq", "tasks", "deadlines", "current_time", "io_manager"])
 def test_another_trio_layout_is_no_loop(missing: str, monkeypatch: pytest.MonkeyPatch) -> None:
     epoll = select.epoll()
     try:
         parts = {
             "runq": [],
+            "tasks": set(),
             "deadlines": None,
             "current_time": None,
             "io_manager": SimpleNamespace(_epoll=epoll),

@@ -111,15 +111,19 @@ class Transport:
             )
             written = 0
         self.requests += 1
-        if written and (written < 0 or not writable or written > len(writable[0])):
-            return self._bounded(written, writable)  # rare: a scattered reply, or a bug
+        if (
+            written
+            and (written < 0 or not writable or written > len(writable[0]))
+            # A guest's reply, its header apart: against all buffers (total_length's
+            # sum, without a call per request).
+            and not 0 < written <= sum(map(len, writable))
+        ):
+            return self._bounded(written, writable)  # a bug
         return written
 
     def _bounded(self, written: int, writable: Sequence[memoryview]) -> int:
-        """``written`` if it fits in ``writable``, else logged and cut to fit."""
+        """``written`` (which does not fit in ``writable``), logged and cut to fit."""
         capacity = total_length(writable)
-        if 0 <= written <= capacity:
-            return written
         self.errors.log(
             "failed requests",
             logging.ERROR,

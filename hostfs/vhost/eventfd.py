@@ -23,6 +23,8 @@ guest_errors = RateLimitedLog(logger)
 
 EVENTFD_VALUE = struct.Struct("<Q")
 """An eventfd is read and written as one native u64 (eventfd(2))."""
+_ONE = EVENTFD_VALUE.pack(1)
+"""What a signal writes, packed once: a ring sends one per interrupt."""
 
 EVENTFD_LINK = "anon_inode:[eventfd]"
 """What /proc/self/fd/N links to for an eventfd: ``eventfd_fops`` is an anonymous
@@ -51,7 +53,7 @@ def adopt_eventfd(fd: int) -> None:
 def signal_eventfd(fd: int) -> None:
     """Add 1 to the counter: an interrupt (call) or an error report (err)."""
     try:
-        os.write(fd, EVENTFD_VALUE.pack(1))
+        os.write(fd, _ONE)
     except BlockingIOError:
         pass  # the counter is saturated: the other side has a notification pending anyway
     except OSError as error:

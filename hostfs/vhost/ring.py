@@ -191,6 +191,8 @@ class Ring:
         limiter: trio.CapacityLimiter | None,
     ) -> None:
         may_yield = getattr(handler, "may_yield", _always)
+        serve = self.transport.serve
+        complete = queue.complete
         inline = 0
         poll = self.poll
         now = time.perf_counter_ns
@@ -226,8 +228,9 @@ class Ring:
                 if limiter is None or not may_yield(chain.readable):
                     # A request that cannot wait is served here and now: a task of its
                     # own would cost it a spawn and two scheduler passes (most of a
-                    # LOOKUP's time), and it would not run any sooner.
-                    await self._handle(queue, chain)
+                    # LOOKUP's time), and it would not run any sooner.  No coroutine
+                    # of ours around the transport's: a layer costs every request.
+                    complete(chain, await serve(chain.readable, chain.writable))
                     inline += 1
                     if inline == INLINE_BATCH:
                         inline = 0
@@ -236,9 +239,12 @@ class Ring:
                 else:
                     await limiter.acquire_on_behalf_of(chain)
                     nursery.start_soon(self._handle_concurrently, queue, chain, limiter)
-            # One interrupt for every chain served here (virtio 1.2 §2.7.10 decides if any).
-            self._notify(queue)
-            if not chains:
+            if chains:
+                # One interrupt for every chain served here (virtio 1.2 §2.7.10 decides if
+                # any).  With none popped there is nothing of this task's to announce: a
+                # request task announces its own.
+                self._notify(queue)
+            else:
                 inline = 0
                 if idle_since is None:
                     idle_since = now()
@@ -263,13 +269,6 @@ class Ring:
             if self.lifecycle.state is not RingState.SERVING:
                 return []
 
-    async def _handle(self, queue: SplitQueue, chain: Chain) -> None:
-        written = await self.transport.serve(chain.readable, chain.writable)
-        chain.release()
-        if queue.dirty_log is not None:  # a migration is on (VHOST_F_LOG_ALL)
-            queue.log_writes(chain, written)
-        queue.push(chain.head, written)
-
     async def _handle_concurrently(
         self,
         queue: SplitQueue,
@@ -278,7 +277,7 @@ class Ring:
     ) -> None:
         self.transport.enter(Token(limiter, chain))
         try:
-            await self._handle(queue, chain)
+            queue.complete(chain, await self.transport.serve(chain.readable, chain.writable))
         finally:
             limiter.release_on_behalf_of(chain)
         # Let every request finishing in this scheduler pass push first: one interrupt for all.

@@ -83,20 +83,16 @@ class Chain:
     def __init__(
         self,
         head: int,
-        readable: list[memoryview] | None = None,
-        writable: list[memoryview] | None = None,
-        writable_gpa: list[tuple[int, int]] | None = None,
+        readable: list[memoryview],
+        writable: list[memoryview],
+        writable_gpa: list[tuple[int, int]] | None,
     ) -> None:
         self.head = head
-        self.readable: list[memoryview] = [] if readable is None else readable
-        self.writable: list[memoryview] = [] if writable is None else writable
-        self.writable_gpa: list[tuple[int, int]] = [] if writable_gpa is None else writable_gpa
+        self.readable = readable
+        self.writable = writable
+        self.writable_gpa = writable_gpa
         """(guest address, length) of each device-writable descriptor, kept only while
-        the dirty log is on (hostfs.vhost.dirty_log)."""
-
-    def release(self) -> None:
-        """Drop our views of guest memory so a later unmap is immediate."""
-        _release(self.readable, self.writable)
+        the dirty log is on (hostfs.vhost.dirty_log); None when it was off at the pop."""
 
 
 def _release(readable: list[memoryview], writable: list[memoryview]) -> None:
@@ -159,7 +155,7 @@ class SplitQueue:
 
     def pending(self) -> int:
         """How many chains wait; more than the queue size means a corrupt ``avail->idx``."""
-        count = (self.avail_idx() - self.last_avail_idx) & 0xFFFF
+        count = (self._avail16[1] - self.last_avail_idx) & 0xFFFF
         if count > self.size:
             raise RingError(
                 f"avail idx moved {count} past last seen {self.last_avail_idx} (queue size "
@@ -175,14 +171,20 @@ class SplitQueue:
         with a later load, and CPython runs the unpacks in program order.
         The heads come out in one or two slices of the ring (it may wrap), not
         one index computation each: the index math is once per batch.
+        An empty ring (a ring looks twice before it sleeps, and polls) costs one
+        comparison here, no further call.
         """
-        count = self.pending()
-        if not count:
+        if self._avail16[1] == self.last_avail_idx:
             return []
+        count = self.pending()
         size = self.size
         first = self.last_avail_idx % size
         ring = self._avail16
         # ``ring[2 + i]`` is ``avail->ring[i]`` (RING_HEADER is two 16-bit fields).
+        if count == 1:  # a guest at queue depth 1: no list of heads to build
+            chain = self._read_chain(ring[2 + first])
+            self.last_avail_idx = (self.last_avail_idx + 1) & 0xFFFF
+            return [chain]
         heads = ring[2 + first : 2 + min(size, first + count)].tolist()
         if len(heads) < count:
             heads += ring[2 : 2 + count - len(heads)].tolist()
@@ -278,12 +280,20 @@ class SplitQueue:
 
     # -- used ring -----------------------------------------------------------
 
+    def complete(self, chain: Chain, written: int) -> None:
+        """Give a served chain back: drop our views of its buffers (a later unmap is then
+        immediate), log its writes while a migration is on (VHOST_F_LOG_ALL), push it."""
+        _release(chain.readable, chain.writable)
+        if self.dirty_log is not None:
+            self.log_writes(chain, written)
+        self.push(chain.head, written)
+
     def log_writes(self, chain: Chain, written: int) -> None:
         """Mark the pages of the ``written`` bytes of ``chain`` and the used ring dirty."""
         log = self.dirty_log
         if log is None:
             return
-        for addr, length in chain.writable_gpa:
+        for addr, length in chain.writable_gpa or ():
             if written <= 0:
                 break
             log.mark(addr, min(length, written))
@@ -328,7 +338,8 @@ class SplitQueue:
         """
         if self.event_idx:
             self._used16[self._avail_event_field] = self.last_avail_idx
-            self.log_used_ring()
+            if self.dirty_log is not None:
+                self.log_used_ring()
             # QEMU's smp_mb() in virtio_queue_split_set_notification: avail_event must be
             # visible before the caller re-reads avail->idx, or a chain the driver adds in
             # between finds the old avail_event, is not kicked, and waits for ever.

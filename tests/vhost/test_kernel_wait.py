@@ -77,6 +77,33 @@ async def test_a_runnable_task_is_not_held_up(eventfds: list[int]) -> None:
     wait.close()
 
 
+async def test_a_ring_woken_in_the_same_pass_is_not_held_up(eventfds: list[int]) -> None:
+    """Two rings kicked together run one after the other in one trio pass: the first must
+    not sleep while the second is still to run (trio's event for it is already taken)."""
+    kick = os.eventfd(0, os.EFD_NONBLOCK)
+    wait = KernelWait()
+    slept: list[bool] = []
+
+    async def ring(fd: int) -> None:
+        await trio.lowlevel.wait_readable(fd)
+        if not slept:  # the first one to run: the other is still to run
+            timer = write_later(kick)
+            slept.append(wait.wait(kick))
+            timer.join()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for fd in eventfds:
+                nursery.start_soon(ring, fd)
+            await trio.testing.wait_all_tasks_blocked()
+            for fd in eventfds:
+                os.write(fd, ONE)
+        assert slept == [False]  # not woken by the kick, 50 ms later
+    finally:
+        wait.close()
+        os.close(kick)
+
+
 async def test_a_deadline_ends_the_wait(
     eventfds: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,6 +142,8 @@ def test_each_trio_run_has_its_own_loop(eventfds: list[int]) -> None:
     wait = KernelWait()
 
     async def once() -> bool:
+        # Trio's own tasks of a new run (its entry queue) are still to run at first.
+        await trio.testing.wait_all_tasks_blocked()
         timer = write_later(kick)
         woke = wait.wait(kick)
         timer.join()

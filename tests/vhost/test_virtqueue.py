@@ -268,3 +268,19 @@ def test_avail_idx_jumping_too_far(memory: GuestMemory, driver: DriverQueue) -> 
     driver.publish(0, advance=SIZE)
     with pytest.raises(RingError, match="avail idx moved"):
         queue.pop_all()
+
+
+@pytest.mark.parametrize("good_before", [0, 1])
+def test_a_broken_chain_is_not_taken(
+    memory: GuestMemory, driver: DriverQueue, good_before: int
+) -> None:
+    """Alone (pop_all's one-chain path) or after a good one, a chain that fails to read
+    leaves ``last_avail_idx`` at it: the queue stops there (the ring marks it broken)."""
+    queue = device_queue(memory, driver)
+    for _ in range(good_before):
+        driver.submit([b"x"], [4])
+    driver.write_desc(SIZE - 1, BAD, 8, 0, 0)
+    driver.publish(SIZE - 1)
+    with pytest.raises(RingError, match="not guest memory"):
+        queue.pop_all()
+    assert queue.last_avail_idx == good_before
