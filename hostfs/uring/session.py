@@ -169,7 +169,8 @@ class UringSession:
         makes it (no worker would otherwise)."""
         self._idle = trio.lowlevel.ParkingLot()
         """Workers with nothing to serve while another sleeps in epoll: the sleeper
-        wakes as many as it reaped work for (:meth:`_fill`), not all of them."""
+        wakes one when it wakes, and a woken one that finds work and no sleeper wakes
+        the next (:meth:`_fill`), so one watches the ring while the others serve."""
 
     # -- entries --------------------------------------------------------------
 
