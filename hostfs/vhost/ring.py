@@ -163,6 +163,8 @@ class Ring:
         self.transport.begin(handler)
         self.transport.enter(None)  # inline requests wait in place; request tasks inherit
         self._stopped = trio.Event()
+        # With "stopped" below: whether the guest's driver ever started the device.
+        logger.info("queue %d started", self.index)
         task_status.started()
         limiter = trio.CapacityLimiter(concurrency) if concurrency else None
         try:

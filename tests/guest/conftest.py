@@ -11,7 +11,8 @@ from hostfs.core.options import FsOptions
 from hostfs.guest.chroot import fetch_trixie_root
 from hostfs.guest.initramfs import GuestSetup, workload_path
 from hostfs.guest.kernel import GuestKernel, fetch_kernel
-from hostfs.guest.qemu import Emulator, GuestRun, run_guest
+from hostfs.guest.qemu import Emulator, GuestRun
+from tests.guest.runs import run_guest
 
 
 @pytest.fixture(scope="session")

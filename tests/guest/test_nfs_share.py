@@ -8,8 +8,7 @@ import pytest
 
 from hostfs.core.options import FsOptions
 from hostfs.guest.initramfs import GuestSetup, workload_path
-from hostfs.guest.qemu import run_guest
-from tests.guest.runs import assert_guest_ok
+from tests.guest.runs import assert_guest_ok, run_guest
 
 pytestmark = [
     pytest.mark.slow,

@@ -12,8 +12,8 @@ import pytest
 
 from hostfs.core.options import FsOptions
 from hostfs.guest.initramfs import GuestSetup, workload_path
-from hostfs.guest.qemu import HOST_QEMU, run_guest
-from tests.guest.runs import assert_guest_ok, requests_per_queue
+from hostfs.guest.qemu import HOST_QEMU
+from tests.guest.runs import assert_guest_ok, requests_per_queue, run_guest
 
 pytestmark = pytest.mark.slow
 

@@ -134,6 +134,8 @@ async def test_each_queue_logs_the_requests_it_answered(served: Served, caplog) 
     expected = {int(queue): count for queue, count in report["per_queue"].items()}
     expected[1] += 1  # the guest's FUSE_INIT, before the stress
     assert stopped_counts(caplog) == {0: 0, **expected}
+    started = {record.getMessage() for record in caplog.records}
+    assert {f"queue {index} started" for index in range(NUM_QUEUES)} <= started
 
 
 def stopped_counts(caplog) -> dict[int, int]:
