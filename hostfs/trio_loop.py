@@ -9,9 +9,9 @@ moment trio has work.  Trio offers no public handle on its epoll (it has
 ``current_kqueue`` and ``current_iocp`` for the other platforms), and its public
 ``current_statistics()`` costs 2.7 us here against 0.2 us for the run queue and
 next deadline read straight from its run state, and as much again for the scan of
-a dozen tasks (a serving daemon's) that :func:`idle_seconds` adds.  The host
-mount's engines ask a part of the same question (is any other task in the run
-queue?) before every poll of their device.
+a dozen tasks (a serving daemon's) that :func:`runnable` adds.  The host mount's
+engines ask the same question (is any other task to run?) before every poll of
+their device.
 
 :func:`running_loop` reads that state as trio 0.35 lays it out and answers None
 when any part is missing (another trio, another platform): the callers then
@@ -20,6 +20,7 @@ wait in trio, as they would without this module.
 
 from __future__ import annotations
 
+import functools
 import math
 import select
 from collections.abc import Callable
@@ -35,6 +36,11 @@ except ImportError:  # pragma: no cover - another trio layout: always wait in tr
 _CONTEXT: Any = getattr(_trio_run, "GLOBAL_RUN_CONTEXT", None)
 """Trio's thread-local run state: ``.runner`` is the loop running in this thread."""
 
+_TASKS_READABLE = hasattr(getattr(_trio_run, "Task", None), "_next_send_fn")
+"""What :func:`runnable` reads of a task scheduled in the current pass: a slot of
+trio's Task class, so asked once here, not of every task on every call (which was
+most of an NFS call's 3-5 us of "is the loop idle?")."""
+
 
 def running_loop() -> Any | None:
     """The trio loop running in this thread (its ``Runner``), if it has every part read here."""
@@ -44,9 +50,7 @@ def running_loop() -> Any | None:
         return None
     if not all(hasattr(runner, part) for part in ("runq", "tasks", "deadlines", "current_time")):
         return None
-    if not all(hasattr(task, "_next_send_fn") for task in runner.tasks):
-        return None  # what idle_seconds reads of a task scheduled in the current pass
-    return runner
+    return runner if _TASKS_READABLE else None
 
 
 def is_running(loop: Any) -> bool:
@@ -60,39 +64,46 @@ def epoll_fd(loop: Any) -> int:
     return int(loop.io_manager._epoll.fileno())
 
 
-def idle_seconds(loop: Any) -> float:
-    """How long ``loop`` would sleep now: 0 with a task runnable, else until its next
-    deadline (inf with none, as trio's own ``seconds_to_next_deadline``).
+def runnable(loop: Any) -> bool:
+    """Whether any task besides the caller is to run in ``loop``: in its run queue, or
+    still to run in the current scheduler pass.
 
-    Runnable is in the run queue or still to run in the current scheduler pass: trio
-    takes the whole run queue into a batch of its own before it runs any of it
+    trio takes the whole run queue into a batch of its own before it runs any of it
     (``unrolled_run``), so a task woken in the same pass as the caller, and run after
     it, is in no run queue (nor in ``current_statistics().tasks_runnable``).  Such a
-    task has its ``_next_send_fn`` set (``Runner.reschedule``) until trio steps it.
-    Missed, a ring slept in the kernel with another ring's request waiting behind it
-    until a kick of its own or MAX_WAIT_S (hostfs.vhost.kernel_wait): with two request
-    queues at depth 32, p99 latency 2-4 ms and waits of 100 ms.
+    task has its ``_next_send_fn`` set (``Runner.reschedule``) until trio steps it;
+    the caller's own is cleared before it runs.  Missed, a ring slept in the kernel
+    with another ring's request waiting behind it until a kick of its own or 100 ms
+    (hostfs.vhost.kernel_wait): with two request queues at depth 32, p99 latency
+    2-4 ms and waits of 100 ms.
     """
     if loop.runq:
-        return 0.0
-    for task in loop.tasks:  # a loop, not any(): no generator per call
+        return True
+    for task in loop.tasks:  # noqa: SIM110 - a loop, not any(): no generator per call
         if task._next_send_fn is not None:
-            return 0.0
+            return True
+    return False
+
+
+def idle_seconds(loop: Any) -> float:
+    """How long ``loop`` would sleep now: 0 with a task :func:`runnable`, else until its
+    next deadline (inf with none, as trio's own ``seconds_to_next_deadline``)."""
+    if runnable(loop):
+        return 0.0
     deadline = loop.deadlines.next_deadline()
     if deadline == math.inf:
         return math.inf  # nothing scheduled: no clock to read
     return float(deadline - loop.current_time())
 
 
-def runnable_counter() -> Callable[[], int]:
-    """A function answering how many tasks wait to run in the loop running now: trio's
-    ``current_statistics().tasks_runnable``, read from its run queue (0.06 us against
-    2.6 us here); the public call where the run state is not as this module knows it.
+def runnable_check() -> Callable[[], bool]:
+    """A function answering :func:`runnable` for the loop running now; where the run
+    state is not as this module knows it, trio's public ``tasks_runnable`` (the run
+    queue only).
 
     The engines ask before polling their device (hostfs.devfuse.session,
     hostfs.uring.session): a poll must never hold up another task."""
     loop = running_loop()
     if loop is None:
-        return lambda: trio.lowlevel.current_statistics().tasks_runnable
-    counter: Callable[[], int] = loop.runq.__len__
-    return counter
+        return lambda: trio.lowlevel.current_statistics().tasks_runnable > 0
+    return functools.partial(runnable, loop)

@@ -44,15 +44,14 @@ async def test_idle_seconds_is_zero_with_a_task_runnable() -> None:
             assert trio_loop.idle_seconds(loop) == 0.0
 
 
-async def test_the_runnable_counter_counts_the_run_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = trio_loop.runnable_counter()
+async def test_the_runnable_check_sees_the_run_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = trio_loop.runnable_check()
     monkeypatch.setattr(trio_loop, "running_loop", lambda: None)
-    public = trio_loop.runnable_counter()
-    assert fast() == public() == 0
+    public = trio_loop.runnable_check()
+    assert not fast() and not public()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.sleep, 0)
-        nursery.start_soon(trio.sleep, 0)
-        assert fast() == public() == 2
+        assert fast() and public()
 
 
 async def test_idle_seconds_is_zero_with_a_task_still_to_run_in_this_pass() -> None:
@@ -60,11 +59,14 @@ async def test_idle_seconds_is_zero_with_a_task_still_to_run_in_this_pass() -> N
     loop = trio_loop.running_loop()
     sleepers: list[trio.lowlevel.Task] = []
     seen: list[float] = []
+    checked: list[bool] = []
+    runnable = trio_loop.runnable_check()  # what the engines ask before polling
 
     async def sleeper() -> None:
         sleepers.append(trio.lowlevel.current_task())
         await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
         seen.append(trio_loop.idle_seconds(loop))
+        checked.append(runnable())
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sleeper)
@@ -74,6 +76,7 @@ async def test_idle_seconds_is_zero_with_a_task_still_to_run_in_this_pass() -> N
             trio.lowlevel.reschedule(task)
     assert seen[0] == 0.0  # the other one was still to run
     assert seen[1] > 0  # nothing was
+    assert checked == [True, False]
 
 
 def test_outside_trio_there_is_no_loop() -> None:
@@ -108,3 +111,14 @@ def test_another_trio_layout_is_no_loop(missing: str, monkeypatch: pytest.Monkey
         assert trio_loop.running_loop() is None
     finally:
         epoll.close()
+
+
+def test_a_trio_whose_tasks_lack_the_pass_marker_is_no_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def check() -> None:
+        assert trio_loop.running_loop() is not None
+        monkeypatch.setattr(trio_loop, "_TASKS_READABLE", False)
+        assert trio_loop.running_loop() is None
+
+    trio.run(check)

@@ -23,8 +23,9 @@ guest's ring then costs nothing more).
 
 Trio's run state is read through hostfs.trio_loop; where it cannot be, the
 ring always waits in trio.  Callgrind, the eventfd ping-pong above: 60k
-instructions a round in trio, 8k in a bare epoll loop, 29k with this wait and
-``current_statistics``.
+instructions a round in trio, 8k in a bare epoll loop, 29k with this wait when
+it still asked trio's public ``current_statistics`` (the run state read directly
+costs less).
 In ``hostfs serve`` driven as such a guest does (scripts/bench-device
 ``--think-us 300``, depth 1, callgrind): GETATTR 213k -> 165k instructions per
 request, LOOKUP 239k -> 197k; one system call less per request (no

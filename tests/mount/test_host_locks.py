@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -129,14 +130,30 @@ def test_a_host_process_and_the_mount_block_each_other(host_pair, kind):
     assert (blocked, free) == (errno.errorcode[errno.EAGAIN], "locked")
 
     # The mount holds: the host process is refused until the mount's file is closed.
+    def probe_host(h: int) -> str:
+        return probe(h, exclusive)
+
     fd = os.open(j(a.path, name), os.O_RDWR)
     try:
         (fcntl.lockf if kind == "fcntl" else fcntl.flock)(fd, exclusive)
-        while_held = in_other_process(lambda h: probe(h, exclusive), j(share, name)).result()
+        while_held = in_other_process(probe_host, j(share, name)).result()
     finally:
         os.close(fd)
-    after_close = in_other_process(lambda h: probe(h, exclusive), j(share, name)).result()
+    after_close = eventually_locked(lambda: in_other_process(probe_host, j(share, name)).result())
     assert (while_held, after_close) == (errno.errorcode[errno.EAGAIN], "locked")
+
+
+def eventually_locked(probe, timeout: float = 10.0) -> str:
+    """The probe's answer once it is "locked", or its last one after ``timeout``.
+
+    A flock taken through the mount goes with the RELEASE of its file, and the kernel
+    sends RELEASE after close(2) has returned (fs/fuse/file.c, fuse_file_release:
+    "Always use the asynchronous file put"); POSIX locks go with FLUSH, inside close.
+    CI once probed the host before the daemon had read the RELEASE."""
+    deadline = time.monotonic() + timeout
+    while (seen := probe()) != "locked" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return seen
 
 
 def test_a_host_process_sees_the_guest_lock_as_an_ofd_lock(host_pair):

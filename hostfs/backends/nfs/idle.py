@@ -17,23 +17,30 @@ from __future__ import annotations
 
 import select
 
+import trio
+
 from hostfs import trio_loop
 
 FD_SETSIZE = 1024
 """glibc's ``fd_set`` size: ``select.select`` refuses a descriptor at or above it."""
 
 
-def loop_fd() -> int | None:
-    """trio's epoll descriptor, or None where trio does not wait in one we can see."""
+def loop_state() -> tuple[float, int | None]:
+    """How long the event loop would sleep now (0: another task is to run, in its run
+    queue or still in this scheduler pass: hostfs.trio_loop.runnable), and its epoll
+    descriptor, or None where trio does not wait in one we can see (then the run
+    queue alone, from trio's public statistics)."""
     loop = trio_loop.running_loop()
-    if loop is None or (fd := trio_loop.epoll_fd(loop)) >= FD_SETSIZE:
-        return None
-    return fd
+    if loop is None:
+        statistics = trio.lowlevel.current_statistics()
+        return (0.0 if statistics.tasks_runnable else statistics.seconds_to_next_deadline), None
+    fd = trio_loop.epoll_fd(loop)
+    return trio_loop.idle_seconds(loop), (fd if fd < FD_SETSIZE else None)
 
 
 def ready(fd: int, events: int, timeout_ns: int, loop: int | None) -> tuple[int, bool]:
     """The ``events`` (POLLIN, POLLOUT) ``fd`` is ready for within ``timeout_ns``, and
-    whether the event loop (``loop``: :func:`loop_fd`) has work meanwhile.
+    whether the event loop (``loop``: :func:`loop_state`'s descriptor) has work meanwhile.
 
     ``select(2)``, because it takes microseconds where ``poll(2)`` and
     ``epoll_wait(2)`` take milliseconds; the kernel may add the thread's timer

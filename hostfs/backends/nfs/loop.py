@@ -34,7 +34,7 @@ import trio
 
 from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
-from hostfs.backends.nfs.idle import loop_fd, ready
+from hostfs.backends.nfs.idle import loop_state, ready
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
@@ -270,13 +270,13 @@ class LoopRpc:
         """
         self._pumping = True
         try:
-            statistics = trio.lowlevel.current_statistics()
-            if statistics.tasks_runnable:
+            idle, loop = loop_state()
+            if not idle:
                 await trio.lowlevel.checkpoint()
                 if context is not self._context or request.done is not None:
                     return  # dropped meanwhile, or answered by another task's read
-                statistics = trio.lowlevel.current_statistics()
-            if self._poll(rpc, request, statistics):
+                idle, loop = loop_state()
+            if self._poll(rpc, request, idle, loop):
                 return
             revents = 0
             try:
@@ -316,7 +316,7 @@ class LoopRpc:
                 woken.set()
                 return
 
-    def _poll(self, rpc: int, request: Request[T], statistics: trio.lowlevel.RunStatistics) -> bool:
+    def _poll(self, rpc: int, request: Request[T], idle: float, loop: int | None) -> bool:
         """Wait for ``request``'s reply in the kernel, in the event loop's place
         (:mod:`.idle`), while no other task is runnable; whether it came.
 
@@ -330,18 +330,16 @@ class LoopRpc:
         be watched, the wait lasts at most :data:`REPLY_POLL_NS`.  Asked once, not
         per read, as hostfs.devfuse.session asks it: no task can become runnable
         while this one waits without yielding (the callbacks only record each
-        reply).  ``statistics``: trio's, taken just before.
+        reply).  ``idle``, ``loop``: :func:`~.idle.loop_state`, taken just before (a task
+        still to run in the current scheduler pass counts as runnable: missed, it
+        waited behind this call's reply, up to POLL_MS from a slow server).
 
         A wait in the kernel, not reads in a loop: on 2 cores shared with the
         server the reads took the CPU the server needed to answer.
         """
-        if statistics.tasks_runnable:
+        if not idle:
             return False
-        loop = loop_fd()
-        if loop is None:
-            window = REPLY_POLL_NS
-        else:
-            window = int(min(POLL_MS / 1000, statistics.seconds_to_next_deadline) * 1e9)
+        window = REPLY_POLL_NS if loop is None else int(min(POLL_MS / 1000, idle) * 1e9)
         until = time.perf_counter_ns() + window
         fd = lib.rpc_get_fd(rpc)
         while request.done is None:

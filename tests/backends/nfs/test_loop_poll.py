@@ -34,8 +34,8 @@ async def _sent(rpc_loop: LoopRpc) -> tuple[int, Request[NfsStat64]]:
 
 
 def _poll(rpc_loop: LoopRpc, rpc: int, request: Request[NfsStat64]) -> bool:
-    """``LoopRpc._poll`` as ``_pump`` calls it, with trio's statistics of the moment."""
-    return rpc_loop._poll(rpc, request, trio.lowlevel.current_statistics())
+    """``LoopRpc._poll`` as ``_pump`` calls it, with the event loop's state of the moment."""
+    return rpc_loop._poll(rpc, request, *idle.loop_state())
 
 
 @pytest.fixture
@@ -63,6 +63,28 @@ async def test_poll_gives_way_to_a_runnable_task(rpc_loop: LoopRpc) -> None:
         assert request.done is None  # no reply read: the poll stopped before any
     while request.done is None:  # the ordinary wait still gets it
         await rpc_loop._pump(rpc_loop._context, rpc, request)  # type: ignore[arg-type]
+    request.result()
+
+
+async def test_poll_gives_way_to_a_task_still_to_run_in_this_pass(rpc_loop: LoopRpc) -> None:
+    """Two tasks woken together run in one batch, in no run queue: the first to run
+    must not wait for a reply while the other one waits behind it."""
+    rpc, request = await _sent(rpc_loop)
+    sleepers: list[trio.lowlevel.Task] = []
+    polled: list[bool] = []
+
+    async def sleeper() -> None:
+        sleepers.append(trio.lowlevel.current_task())
+        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+        polled.append(_poll(rpc_loop, rpc, request))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleeper)
+        nursery.start_soon(sleeper)
+        await trio.testing.wait_all_tasks_blocked()
+        for task in sleepers:
+            trio.lowlevel.reschedule(task)
+    assert polled == [False, True]  # the second, with nothing left to run, read it
     request.result()
 
 
