@@ -44,14 +44,15 @@ async def test_idle_seconds_is_zero_with_a_task_runnable() -> None:
             assert trio_loop.idle_seconds(loop) == 0.0
 
 
-async def test_the_runnable_check_sees_the_run_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = trio_loop.runnable_check()
+async def test_the_runnable_counter_counts_the_run_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = trio_loop.runnable_counter()
     monkeypatch.setattr(trio_loop, "running_loop", lambda: None)
-    public = trio_loop.runnable_check()
-    assert not fast() and not public()
+    public = trio_loop.runnable_counter()
+    assert fast() == public() == 0
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.sleep, 0)
-        assert fast() and public()
+        nursery.start_soon(trio.sleep, 0)
+        assert fast() == public() == 2
 
 
 async def test_idle_seconds_is_zero_with_a_task_still_to_run_in_this_pass() -> None:
@@ -60,13 +61,12 @@ async def test_idle_seconds_is_zero_with_a_task_still_to_run_in_this_pass() -> N
     sleepers: list[trio.lowlevel.Task] = []
     seen: list[float] = []
     checked: list[bool] = []
-    runnable = trio_loop.runnable_check()  # what the engines ask before polling
 
     async def sleeper() -> None:
         sleepers.append(trio.lowlevel.current_task())
         await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
         seen.append(trio_loop.idle_seconds(loop))
-        checked.append(runnable())
+        checked.append(trio_loop.runnable(loop))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sleeper)

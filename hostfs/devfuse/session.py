@@ -58,7 +58,7 @@ class DevFuseSession:
         self.dispatcher = dispatcher
         self.config = config
         self._wait_turn = trio.Lock()
-        self._runnable = trio_loop.runnable_check()
+        self._runnable = trio_loop.runnable_counter()
         self.ended = False
         """The kernel ended the connection (unmounted from outside, or aborted)."""
         self.transport = Transport("/dev/fuse", dispatcher)

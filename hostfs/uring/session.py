@@ -161,7 +161,7 @@ class UringSession:
         self.fell_back = False
         """The kernel refused a registration and serves everything over /dev/fuse."""
         self._nursery: trio.Nursery | None = None
-        self._runnable = trio_loop.runnable_check()
+        self._runnable = trio_loop.runnable_counter()
         self._ready: collections.deque[tuple[int, int]] = collections.deque()
         """Completions reaped and not yet served: (entry index, res)."""
         self._asleep = False
