@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from hostfs import trio_loop
+from tests.support.passes import in_one_pass
 
 
 async def test_the_running_loop_and_its_epoll_fd() -> None:
@@ -58,25 +59,9 @@ async def test_the_runnable_counter_counts_the_run_queue(monkeypatch: pytest.Mon
 async def test_idle_seconds_is_zero_with_a_task_still_to_run_in_this_pass() -> None:
     """Two tasks woken together run in one batch: the first to run must see the other."""
     loop = trio_loop.running_loop()
-    sleepers: list[trio.lowlevel.Task] = []
-    seen: list[float] = []
-    checked: list[bool] = []
-
-    async def sleeper() -> None:
-        sleepers.append(trio.lowlevel.current_task())
-        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
-        seen.append(trio_loop.idle_seconds(loop))
-        checked.append(trio_loop.runnable(loop))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sleeper)
-        nursery.start_soon(sleeper)
-        await trio.testing.wait_all_tasks_blocked()
-        for task in sleepers:
-            trio.lowlevel.reschedule(task)
-    assert seen[0] == 0.0  # the other one was still to run
-    assert seen[1] > 0  # nothing was
-    assert checked == [True, False]
+    seen = await in_one_pass(lambda: (trio_loop.idle_seconds(loop), trio_loop.runnable(loop)))
+    assert seen[0] == (0.0, True)  # the other one was still to run
+    assert seen[1][0] > 0 and not seen[1][1]  # nothing was
 
 
 def test_outside_trio_there_is_no_loop() -> None:

@@ -20,6 +20,7 @@ from hostfs.backends.nfs.libnfs_c import NfsStat64, lib
 from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.rpc3 import Request, getattr_request, root_filehandle
 from tests.support.nfs_server import GaneshaServer
+from tests.support.passes import in_one_pass
 
 
 async def _sent(rpc_loop: LoopRpc) -> tuple[int, Request[NfsStat64]]:
@@ -70,20 +71,7 @@ async def test_poll_gives_way_to_a_task_still_to_run_in_this_pass(rpc_loop: Loop
     """Two tasks woken together run in one batch, in no run queue: the first to run
     must not wait for a reply while the other one waits behind it."""
     rpc, request = await _sent(rpc_loop)
-    sleepers: list[trio.lowlevel.Task] = []
-    polled: list[bool] = []
-
-    async def sleeper() -> None:
-        sleepers.append(trio.lowlevel.current_task())
-        await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
-        polled.append(_poll(rpc_loop, rpc, request))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sleeper)
-        nursery.start_soon(sleeper)
-        await trio.testing.wait_all_tasks_blocked()
-        for task in sleepers:
-            trio.lowlevel.reschedule(task)
+    polled = await in_one_pass(lambda: _poll(rpc_loop, rpc, request))
     assert polled == [False, True]  # the second, with nothing left to run, read it
     request.result()
 
