@@ -37,8 +37,8 @@ _CONTEXT: Any = getattr(_trio_run, "GLOBAL_RUN_CONTEXT", None)
 
 _TASKS_READABLE = hasattr(getattr(_trio_run, "Task", None), "_next_send_fn")
 """What :func:`runnable` reads of a task scheduled in the current pass: a slot of
-trio's Task class, so asked once here, not of every task on every call (which was
-most of an NFS call's 3-5 us of "is the loop idle?")."""
+trio's Task class, so asked once here, not of every task on every call (a
+generator over all tasks in each NFS call's "is the loop idle?")."""
 
 
 def running_loop() -> Any | None:
