@@ -81,6 +81,16 @@ class HostLocks(Protocol):
         ...
 
 
+class NameMissing(FileNotFoundError):
+    """ENOENT from what the backend knows of a directory, not from asking the storage:
+    true for ``valid_for`` more seconds, so the kernel must not cache it longer
+    (the core shortens the negative entry's timeout to it)."""
+
+    def __init__(self, name: bytes, valid_for: float) -> None:
+        super().__init__(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(name))
+        self.valid_for = valid_for
+
+
 def _unsupported(code: int, operation: str) -> NoReturn:
     raise OSError(code, f"{operation}: {os.strerror(code)}")
 
@@ -122,6 +132,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release everything (the core has already released handles and objects)."""
+
+    def set_entry_timeout(self, seconds: float) -> None:
+        """The ``--cache`` entry timeout, told once by the core: how long the kernel
+        trusts an answer about a name.  A backend that answers names from what it
+        knows (:class:`NameMissing`) keeps that knowledge no longer."""
+        return None
 
     def same_object(self, known: BackendObject, found: BackendObject) -> bool:
         """Whether ``found``, just returned with the same (st_dev, st_ino) as the object

@@ -14,7 +14,7 @@ import stat as stat_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 
-from hostfs.core.backend import Backend, BackendHandle, BackendObject
+from hostfs.core.backend import Backend, BackendHandle, BackendObject, NameMissing
 from hostfs.core.handles import HandleTable, OpenDir, OpenFile
 from hostfs.core.idmap import translate_callers
 from hostfs.core.locks import FlockTable, LockTable
@@ -84,6 +84,7 @@ class FileSystem:
         self.snapshots = SnapshotCache()
         self.posix_locks = LockTable()
         self.flocks = FlockTable()
+        backend.set_entry_timeout(self.options.cache.entry_timeout)
         self.host_locks = backend.host_locks() if self.options.host_locks else None
         """The backend's locks, shared with every client of the storage; when None
         the core's tables above keep them, for this daemon only."""
@@ -231,8 +232,10 @@ class FileSystem:
         try:
             # lookup()'s steps, one coroutine fewer (and one fewer for the miss to unwind)
             found = await self._find(directory, check_name(name))
-        except FileNotFoundError:
+        except FileNotFoundError as missing:
             timeout = self.options.cache.entry_timeout
+            if isinstance(missing, NameMissing):
+                timeout = min(timeout, missing.valid_for)
             if not timeout:
                 raise
             return build(Entry, (0, 0, NO_ATTRIBUTES, timeout, 0.0))

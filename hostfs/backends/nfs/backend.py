@@ -37,11 +37,12 @@ from hostfs.backends.nfs.libnfs_c import (
     free_handle,
     open_handle,
 )
+from hostfs.backends.nfs.listing import Listings, NameChange
 from hostfs.backends.nfs.loop import LoopRpc
 from hostfs.backends.nfs.nodes import NfsNode, NodeTree
 from hostfs.backends.nfs.pool import ContextPool
 from hostfs.backends.nfs.silly import is_silly, silly_name
-from hostfs.core.backend import Backend
+from hostfs.core.backend import Backend, NameMissing
 from hostfs.core.modes import without_privileges
 from hostfs.core.types import Caller, DirEntry, SetattrChanges, Stat, StatFs
 
@@ -108,6 +109,9 @@ class NfsBackend(Backend):
         """The credentials the contexts send (URL ``uid=``/``gid=``, libnfs's default is ours)."""
         self.reuse_ns = POST_OP_REUSE_NS
         fast.observer = self._observed
+        self.listings = Listings()
+        """Directories whose every name we know: a missing name costs no LOOKUP3."""
+        fast.change_observer = self._dir_changed
         self._open: weakref.WeakSet[NfsHandle] = weakref.WeakSet()
         self._hidden: dict[NfsNode, list[tuple[NfsNode, bytes]]] = {}
         """Open files unlinked while open, and the hidden names they now have."""
@@ -134,6 +138,9 @@ class NfsBackend(Backend):
             return None
         return path[1:] or None
 
+    def set_entry_timeout(self, seconds: float) -> None:
+        self.listings.ttl_ns = int(seconds * 1e9)
+
     def same_object(self, known: NfsNode, found: NfsNode) -> bool:
         """A fileid outlives its file (the server reuses a removed file's), a filehandle
         does not (RFC 1813 §2.6: a removed file's handle is ``NFS3ERR_STALE``): compare
@@ -157,6 +164,9 @@ class NfsBackend(Backend):
         if node is not None and node.filehandle == filehandle:
             _remember(node, st, sent)
 
+    def _dir_changed(self, change: NameChange) -> None:
+        self.listings.changed(change, time.monotonic_ns())
+
     def _recent(self, obj: NfsNode) -> NfsStat64 | None:
         """``obj``'s attributes if a reply brought them less than ``reuse_ns`` ago."""
         if obj.attrs is not None and time.monotonic_ns() - obj.attrs_at < self.reuse_ns:
@@ -168,6 +178,9 @@ class NfsBackend(Backend):
     async def lookup(self, parent: NfsNode, name: bytes) -> tuple[NfsNode, Stat]:
         sent = time.monotonic_ns()
         if parent.filehandle:
+            missing_ns = self.listings.missing_for(parent.filehandle, name, sent)
+            if missing_ns:
+                raise NameMissing(name, missing_ns / 1e9)
             return self._found(parent, name, await self.fast.lookup(parent.filehandle, name), sent)
         path = parent.child_path(name)
         found = await self.pool.run(lambda c: (None, c.lstat(path)))
@@ -317,6 +330,7 @@ class NfsBackend(Backend):
         filehandle = self._fast_parent(parent)
         if filehandle is not None:
             made = await self.fast.mkdir(filehandle, name, mode & 0o7777, *self._ids(caller))
+            self.listings.made(made[0], made[1], time.monotonic_ns())
             return self._found(parent, name, made, sent)
         path = parent.child_path(name)
 
@@ -357,6 +371,9 @@ class NfsBackend(Backend):
             return await self.pool.run(call)
         finally:
             _stale(*changed)
+            for node in changed:
+                if node is not None:
+                    self.listings.forget(node.filehandle)
 
     def _fast_parent(self, parent: NfsNode) -> bytes | None:
         """The parent's filehandle when a new child can be made by one RPC on the event
@@ -704,6 +721,7 @@ class NfsBackend(Backend):
     async def listdir(self, obj: NfsNode) -> list[DirEntry]:
         path = obj.path
         entries = await self.pool.run(lambda c: c.listdir(path))
+        self.listings.listed(obj.filehandle, {name for name, _, _ in entries})
         # Files unlinked while open are gone for the guest (see silly.py).
         return [DirEntry(name, ino, dtype) for name, ino, dtype in entries if not is_silly(name)]
 

@@ -36,6 +36,7 @@ from hostfs.backends.nfs.counts import CallCounter
 from hostfs.backends.nfs.deadline import deadline, remaining_ms, trio_deadline
 from hostfs.backends.nfs.idle import loop_state, ready
 from hostfs.backends.nfs.libnfs_c import Context, NfsStat64, TransportError, lib
+from hostfs.backends.nfs.listing import NameChange
 from hostfs.backends.nfs.pool import mount
 from hostfs.backends.nfs.postop import (
     Observe,
@@ -44,6 +45,8 @@ from hostfs.backends.nfs.postop import (
     after_getattr,
     after_lookup,
     after_remove,
+    created_wcc,
+    removed_wcc,
     setattr_request,
 )
 from hostfs.backends.nfs.rpc3 import (
@@ -75,6 +78,9 @@ class LoopRpc:
         """Every request sent from the loop, by procedure."""
         self.observer: Observer | None = None
         """Told ``(filehandle, attributes, sent_ns)`` for every post-op attribute replied."""
+        self.change_observer: Callable[[NameChange], None] | None = None
+        """Told of every CREATE3, MKDIR3 and REMOVE3 once it ended, however it ended
+        (:mod:`.listing`)."""
         self._mounting = trio.Lock()
         self._pending: set[Request] = set()
         """In-flight requests: their ctypes callbacks must outlive a cancelled waiter."""
@@ -126,7 +132,10 @@ class LoopRpc:
                 raise error
             logger.info("REMOVE %r sent again after a reconnect: already done", name)
 
-        await self.call(remove_request(directory, name), after_remove(directory), done_before)
+        request = remove_request(directory, name)
+        request.read_wcc = removed_wcc
+        change = NameChange(directory, name, added=False)
+        await self._change(request, change, after_remove(directory), done_before)
 
     async def create(
         self, directory: bytes, name: bytes, mode: int, uid: int | None, gid: int | None
@@ -153,6 +162,7 @@ class LoopRpc:
     ) -> tuple[bytes, NfsStat64]:
         """The new object's handle and attributes; the reply may omit either (§2.6
         ``post_op_fh3``, ``post_op_attr``; ganesha sends both), then one more call."""
+        request.read_wcc = created_wcc
 
         async def made_before(error: OSError) -> tuple[bytes | None, NfsStat64 | None]:
             # EEXIST for a call sent again: is what is there what the first one made?
@@ -164,7 +174,9 @@ class LoopRpc:
             logger.info("CREATE/MKDIR %r sent again after a reconnect: already done", name)
             return filehandle, st
 
-        filehandle, attributes = await self.call(request, after_create(directory), made_before)
+        change = NameChange(directory, name, added=True)
+        observe = after_create(directory)
+        filehandle, attributes = await self._change(request, change, observe, made_before)
         if filehandle is None:
             return await self.lookup(directory, name)
         return filehandle, attributes or await self.getattr(filehandle)
@@ -216,6 +228,22 @@ class LoopRpc:
             if settle is None:
                 raise
             return await settle(error)
+
+    async def _change(
+        self,
+        request: Request[T],
+        change: NameChange,
+        observe: Observe,
+        settle: Callable[[OSError], Awaitable[T]],
+    ) -> T:
+        """:meth:`call` for a CREATE3, MKDIR3 or REMOVE3: :attr:`change_observer` hears
+        of ``change`` however the call ends (its ``wcc`` set only by a successful reply)."""
+        request.change = change
+        try:
+            return await self.call(request, observe, settle)
+        finally:
+            if self.change_observer is not None:
+                self.change_observer(change)
 
     async def _send(self, request: Request[T], xid: int) -> T:
         """Send ``request`` on the loop's connection and wait for its reply, both

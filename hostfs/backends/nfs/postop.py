@@ -21,6 +21,7 @@ from collections.abc import Callable
 from ctypes import POINTER, Structure, c_int, c_uint32
 
 from hostfs.backends.nfs.libnfs_c import NfsStat64, lib
+from hostfs.backends.nfs.listing import Verifier, Wcc
 from hostfs.backends.nfs.rpc3 import (
     Access3Res,
     Fattr3,
@@ -164,6 +165,30 @@ def after_remove(directory: bytes) -> Observe:
         return _post_op(directory, ctypes.cast(data, POINTER(Remove3Res)).contents.dir_wcc.after)
 
     return observe
+
+
+def _wcc(data: WccData) -> Wcc:
+    before = data.before
+    verifier = None
+    if before.attributes_follow:
+        attrs = before.attributes
+        verifier = Verifier(
+            attrs.size,
+            attrs.mtime[0] * 10**9 + attrs.mtime[1],
+            attrs.ctime[0] * 10**9 + attrs.ctime[1],
+        )
+    after = data.after
+    return verifier, _stat(after.attributes) if after.attributes_follow else None
+
+
+def created_wcc(data: int) -> Wcc:
+    """The directory's ``wcc_data`` in a CREATE3/MKDIR3 reply (for :mod:`.listing`)."""
+    return _wcc(ctypes.cast(data, POINTER(Create3Res)).contents.dir_wcc)
+
+
+def removed_wcc(data: int) -> Wcc:
+    """The directory's ``wcc_data`` in a REMOVE3 reply (for :mod:`.listing`)."""
+    return _wcc(ctypes.cast(data, POINTER(Remove3Res)).contents.dir_wcc)
 
 
 def after_access(filehandle: bytes) -> Observe:

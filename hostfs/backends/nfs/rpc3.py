@@ -216,8 +216,8 @@ class Request(Generic[T]):
     since libnfs frees the decoded reply when the callback returns."""
 
     __slots__ = (
-        "_handler", "args", "connection", "done", "name", "observe", "parse", "resent", "rpc",
-        "seen", "send", "what",
+        "_handler", "args", "change", "connection", "done", "name", "observe", "parse",
+        "read_wcc", "resent", "rpc", "seen", "send", "what",
     )  # fmt: skip
 
     def __init__(
@@ -234,6 +234,11 @@ class Request(Generic[T]):
         """Reads the post-op attributes a successful reply carries (:mod:`.postop`)."""
         self.seen: list[tuple[bytes, NfsStat64]] = []
         """(filehandle, attributes) pairs ``observe`` found in the reply."""
+        self.change: Any = None
+        """The :class:`~.listing.NameChange` of a call that adds or removes a name, whose
+        ``wcc`` a successful reply sets (through :attr:`read_wcc`)."""
+        self.read_wcc: Callable[[int], Any] | None = None
+        """Reads the directory's ``wcc_data`` from a successful reply."""
         self.rpc = 0
         self.connection: tuple[int, ...] | None = None
         """Where the call went out, for a call whose resending matters (:meth:`watch`)."""
@@ -257,7 +262,8 @@ class Request(Generic[T]):
     def again(self) -> Request[T]:
         """The same call, unsent, to send once more (under the same XID, see loop.py)."""
         request = Request(self.send, self.args, self.parse, self.what, self.name)
-        request.observe = self.observe
+        request.observe, request.read_wcc = self.observe, self.read_wcc
+        request.change = self.change
         request.connection = None if self.connection is None else ()
         return request
 
@@ -289,6 +295,8 @@ class Request(Generic[T]):
             self.done = outcome.capture(self.parse, data)
             if self.observe is not None:
                 self.seen = self.observe(data)
+            if self.change is not None and self.read_wcc is not None:
+                self.change.wcc = self.read_wcc(data)
 
 
 def lookup_request(directory: bytes, name: bytes) -> Request[tuple[bytes, NfsStat64 | None]]:

@@ -129,3 +129,22 @@ async def test_symlink_and_mknod_whose_replies_were_lost(
     sent_again(proxy, "MKNOD")
     assert os.readlink(nfs_dir / "link") == "target"
     assert stat.S_ISFIFO((nfs_dir / "fifo").lstat().st_mode)
+
+
+async def test_a_create_sent_again_in_a_known_directory_is_found(
+    proxied: NfsBackend, proxy: RpcProxy
+) -> None:
+    """In a directory whose every name the backend knows (hostfs.backends.nfs.listing),
+    a CREATE whose reply was lost still ends with the name known or the knowledge
+    dropped: never a LOOKUP answered "missing" for what the first call made."""
+    proxied.set_entry_timeout(60.0)
+    root, _ = await proxied.root()
+    directory, _ = await proxied.mkdir(root, b"known", 0o755, ME)
+    with pytest.raises(FileNotFoundError):
+        await proxied.lookup(directory, b"new")
+    proxy.lose_reply("CREATE")
+    _, _, handle = await proxied.create(directory, b"new", os.O_RDWR, 0o644, ME)
+    await proxied.release(handle)
+    sent_again(proxy, "CREATE")
+    _, attr = await proxied.lookup(directory, b"new")
+    assert stat.S_ISREG(attr.mode)

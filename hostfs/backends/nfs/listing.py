@@ -1,0 +1,152 @@
+"""Directories whose every name this backend knows: a missing name costs no LOOKUP3.
+
+Before every create the kernel looks the name up (fs/fuse/dir.c
+``fuse_atomic_open``), and on NFS that negative LOOKUP3 is dear: ganesha
+answered one in 460-490 us here, twice a positive one, about half of what a
+create through the mount cost.  The Linux NFS client skips it only for
+O_EXCL (``nfs_is_exclusive_create``); a FUSE server is never told why the
+kernel asks.  But a directory this backend made is empty, and every change
+made to it since came back with the directory's ``wcc_data`` (RFC 1813 §2.6):
+attributes before and after.  While each change's *before* is the *after*
+of the one we saw last, nobody else touched the directory in between, and we
+know every name in it, so a name not among them is missing.
+
+The rules, in one place:
+
+- known from: a MKDIR3 this backend made (the new directory's attributes);
+- kept by: each CREATE3, MKDIR3 or REMOVE3 of ours in it whose pre-op
+  attributes match the last post-op ones; any other change of ours to it
+  (through the path API, a failure, a retried call that was settled) ends it;
+- trusted for: the ``--cache`` entry timeout after the last match (the time a
+  kernel trusts a negative entry; never under ``--cache never``); another
+  client's change ends it at our next change, or at a READDIR that shows it,
+  or is seen when it runs out, as a name it made after our LOOKUP of it would;
+- bounded: :data:`MAX_DIRECTORIES` directories of at most :data:`MAX_NAMES` names.
+
+What wcc cannot see: a change by another client within the same timestamp
+tick as ours, on a server whose file system keeps coarse timestamps (Linux
+before 6.13's multigrain timestamps, which give a fine-grained ctime to the
+change after one whose ctime was read, as every post-op reply reads it).
+The Linux NFS client's negative dentries trust the same attributes
+(``nfs_neg_need_reval``).  No I/O here: the backend reports, this decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from hostfs.backends.nfs.libnfs_c import NfsStat64
+
+MAX_DIRECTORIES = 1024
+"""Directories known at once; the oldest is forgotten first.  A build tree or an
+untar makes directories faster than their knowledge runs out."""
+
+MAX_NAMES = 65536
+"""Names kept per directory (about 5 MiB at most for 80-byte names); a directory
+that grows past it is asked again, as any other."""
+
+
+class Verifier(NamedTuple):
+    """``wcc_attr`` (RFC 1813 §2.6): what NFSv3 says changes with a directory."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+def verifier_of(st: NfsStat64) -> Verifier:
+    """The ``wcc_attr`` fields of full attributes (``fattr3``, as libnfs gives them)."""
+    return Verifier(st.size, st.mtime * 10**9 + st.mtime_nsec, st.ctime * 10**9 + st.ctime_nsec)
+
+
+Wcc = tuple["Verifier | None", "NfsStat64 | None"]
+"""A change's ``wcc_data``: the directory's attributes before and after (each optional)."""
+
+
+@dataclass(slots=True)
+class NameChange:
+    """One change of ours to a directory: ``name`` added or removed.  ``wcc`` is set
+    by the reply that made it, so it stays None for an outcome learnt otherwise
+    (an error, a retried call whose outcome was checked by another call)."""
+
+    directory: bytes
+    name: bytes
+    added: bool
+    wcc: Wcc | None = None
+
+
+class _Listing:
+    __slots__ = ("names", "until_ns", "verifier")
+
+    def __init__(self, verifier: Verifier, until_ns: int) -> None:
+        self.names: set[bytes] = set()
+        self.verifier = verifier
+        self.until_ns = until_ns
+
+
+class Listings:
+    """The directories (by filehandle) whose whole listing is known, and until when."""
+
+    def __init__(self, ttl_ns: int = 0) -> None:
+        self.ttl_ns = ttl_ns
+        """0: know nothing (``--cache never``)."""
+        self._known: dict[bytes, _Listing] = {}
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def made(self, directory: bytes, st: NfsStat64, now_ns: int) -> None:
+        """``directory`` was just made by us (MKDIR3), with attributes ``st``: empty."""
+        if not self.ttl_ns:
+            return
+        self._known.pop(directory, None)
+        if len(self._known) >= MAX_DIRECTORIES:
+            del self._known[next(iter(self._known))]
+        self._known[directory] = _Listing(verifier_of(st), now_ns + self.ttl_ns)
+
+    def changed(self, change: NameChange, now_ns: int) -> None:
+        """A change of ours ended (whether it was done or not)."""
+        directory, name = change.directory, change.name
+        listing = self._known.get(directory)
+        if listing is None:
+            return
+        before, after = change.wcc if change.wcc is not None else (None, None)
+        if before != listing.verifier or after is None or now_ns >= listing.until_ns:
+            del self._known[directory]
+            return
+        if change.added:
+            listing.names.add(name)
+            if len(listing.names) > MAX_NAMES:
+                del self._known[directory]
+                return
+        else:
+            listing.names.discard(name)
+        listing.verifier = verifier_of(after)
+        listing.until_ns = now_ns + self.ttl_ns
+
+    def listed(self, directory: bytes | None, names: set[bytes]) -> None:
+        """A READDIR of ``directory`` found ``names``: if they are not what we know,
+        someone else changed it (a listing must never show a name a LOOKUP denies)."""
+        if directory is None:
+            return
+        listing = self._known.get(directory)
+        if listing is not None and listing.names != names:
+            del self._known[directory]
+
+    def forget(self, directory: bytes | None) -> None:
+        """A change we could not follow (the path API, a failure): ask the server again."""
+        if directory is not None:
+            self._known.pop(directory, None)
+
+    def missing_for(self, directory: bytes, name: bytes, now_ns: int) -> int:
+        """How long (ns) ``name`` is known to be missing from ``directory``: 0 if unknown."""
+        listing = self._known.get(directory)
+        if listing is None or name in listing.names:
+            return 0
+        left = listing.until_ns - now_ns
+        if left <= 0:
+            del self._known[directory]
+            return 0
+        return left
