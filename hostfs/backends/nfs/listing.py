@@ -21,7 +21,7 @@ The rules, in one place:
   kernel trusts a negative entry; never under ``--cache never``); another
   client's change ends it at our next change, or at a READDIR that shows it,
   or is seen when it runs out, as a name it made after our LOOKUP of it would;
-- bounded: :data:`MAX_DIRECTORIES` directories of at most :data:`MAX_NAMES` names.
+- bounded: :data:`MAX_DIRECTORIES` directories, :data:`MAX_NAMES` names in all.
 
 What wcc cannot see: a change by another client within the same timestamp
 tick as ours, on a server whose file system keeps coarse timestamps (Linux
@@ -44,8 +44,9 @@ MAX_DIRECTORIES = 1024
 untar makes directories faster than their knowledge runs out."""
 
 MAX_NAMES = 65536
-"""Names kept per directory (about 5 MiB at most for 80-byte names); a directory
-that grows past it is asked again, as any other."""
+"""Names kept in all directories together: at most about 21 MiB of 255-byte names
+(a guest making names without end must not grow the daemon without end).  A
+directory that would pass it is forgotten, and asked again as any other."""
 
 
 class Verifier(NamedTuple):
@@ -93,6 +94,8 @@ class Listings:
         self.ttl_ns = ttl_ns
         """0: know nothing (``--cache never``)."""
         self._known: dict[bytes, _Listing] = {}
+        self._names = 0
+        """Names in all the listings together."""
 
     def __len__(self) -> int:
         return len(self._known)
@@ -101,9 +104,9 @@ class Listings:
         """``directory`` was just made by us (MKDIR3), with attributes ``st``: empty."""
         if not self.ttl_ns:
             return
-        self._known.pop(directory, None)
+        self.forget(directory)
         if len(self._known) >= MAX_DIRECTORIES:
-            del self._known[next(iter(self._known))]
+            self.forget(next(iter(self._known)))
         self._known[directory] = _Listing(verifier_of(st), now_ns + self.ttl_ns)
 
     def changed(self, change: NameChange, now_ns: int) -> None:
@@ -114,15 +117,17 @@ class Listings:
             return
         before, after = change.wcc if change.wcc is not None else (None, None)
         if before != listing.verifier or after is None or now_ns >= listing.until_ns:
-            del self._known[directory]
+            self.forget(directory)
             return
-        if change.added:
-            listing.names.add(name)
-            if len(listing.names) > MAX_NAMES:
-                del self._known[directory]
+        if change.added and name not in listing.names:
+            if self._names >= MAX_NAMES:
+                self.forget(directory)
                 return
-        else:
-            listing.names.discard(name)
+            listing.names.add(name)
+            self._names += 1
+        elif not change.added and name in listing.names:
+            listing.names.remove(name)
+            self._names -= 1
         listing.verifier = verifier_of(after)
         listing.until_ns = now_ns + self.ttl_ns
 
@@ -133,12 +138,13 @@ class Listings:
             return
         listing = self._known.get(directory)
         if listing is not None and listing.names != names:
-            del self._known[directory]
+            self.forget(directory)
 
     def forget(self, directory: bytes | None) -> None:
         """A change we could not follow (the path API, a failure): ask the server again."""
-        if directory is not None:
-            self._known.pop(directory, None)
+        listing = self._known.pop(directory, None) if directory is not None else None
+        if listing is not None:
+            self._names -= len(listing.names)
 
     def missing_for(self, directory: bytes, name: bytes, now_ns: int) -> int:
         """How long (ns) ``name`` is known to be missing from ``directory``: 0 if unknown."""
@@ -147,6 +153,6 @@ class Listings:
             return 0
         left = listing.until_ns - now_ns
         if left <= 0:
-            del self._known[directory]
+            self.forget(directory)
             return 0
         return left

@@ -98,4 +98,13 @@ def test_bounded(monkeypatch) -> None:
         after = attrs(index + 1, 101 + index)
         listings.changed(NameChange(b"d4", b"n%d" % index, True, (verifier_of(before), after)), 2)
         before = after
-    assert listings.missing_for(b"d4", b"zz", 3) == 0  # grew past MAX_NAMES: forgotten
+    assert listings.missing_for(b"d4", b"zz", 3) == 0  # passed MAX_NAMES: forgotten
+    # The budget is for all directories together, and forgetting gives it back.
+    listings.made(b"d5", attrs(0, 100), 0)
+    before = attrs(0, 100)
+    for index in range(2):
+        after = attrs(index + 1, 101 + index)
+        listings.changed(NameChange(b"d5", b"n%d" % index, True, (verifier_of(before), after)), 2)
+        before = after
+    assert listings.missing_for(b"d5", b"n0", 3) == 0
+    assert listings.missing_for(b"d5", b"zz", 3) > 0
