@@ -133,10 +133,11 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Release everything (the core has already released handles and objects)."""
 
-    def set_entry_timeout(self, seconds: float) -> None:
-        """The ``--cache`` entry timeout, told once by the core: how long the kernel
-        trusts an answer about a name.  A backend that answers names from what it
-        knows (:class:`NameMissing`) keeps that knowledge no longer."""
+    def trust_names_for(self, seconds: float) -> None:
+        """Told once by the core: how long the backend may answer a name from what it
+        knows instead of asking the storage (:class:`NameMissing`).  The ``--cache``
+        entry timeout where the policy says nothing else changes the share
+        (``CachePolicy.sole_client``), else 0: ask every time."""
         return None
 
     def same_object(self, known: BackendObject, found: BackendObject) -> bool:

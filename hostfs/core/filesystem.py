@@ -84,7 +84,8 @@ class FileSystem:
         self.snapshots = SnapshotCache()
         self.posix_locks = LockTable()
         self.flocks = FlockTable()
-        backend.set_entry_timeout(self.options.cache.entry_timeout)
+        cache = self.options.cache
+        backend.trust_names_for(cache.entry_timeout if cache.sole_client else 0.0)
         self.host_locks = backend.host_locks() if self.options.host_locks else None
         """The backend's locks, shared with every client of the storage; when None
         the core's tables above keep them, for this daemon only."""

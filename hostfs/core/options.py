@@ -27,6 +27,12 @@ class CachePolicy:
       cached;
     - ``always``: 86400 s timeouts, page cache kept across opens, directory
       contents cached.
+
+    ``metadata`` and ``always`` are the user's word that nothing else changes the
+    share (virtiofsd's documentation says as much of ``always``: names and
+    attributes are not expected to change behind the guest), so a backend may
+    answer even a name it never looked up from what it knows
+    (:attr:`sole_client`).
     """
 
     name: str
@@ -35,16 +41,32 @@ class CachePolicy:
     direct_io: bool
     keep_cache: bool
     cache_dir: bool
+    sole_client: bool = False
+    """Nothing else changes the share: a name this daemon did not make is not
+    expected to appear (hostfs.backends.nfs.listing).  Under ``auto`` a name made
+    elsewhere is found at its first LOOKUP, as an NFS client finds it (close-to-open)."""
 
 
 CACHE_POLICIES: dict[str, CachePolicy] = {
     "never": CachePolicy("never", 0.0, 0.0, direct_io=True, keep_cache=False, cache_dir=False),
     "metadata": CachePolicy(
-        "metadata", 86400.0, 86400.0, direct_io=True, keep_cache=False, cache_dir=True
+        "metadata",
+        86400.0,
+        86400.0,
+        direct_io=True,
+        keep_cache=False,
+        cache_dir=True,
+        sole_client=True,
     ),
     "auto": CachePolicy("auto", 1.0, 1.0, direct_io=False, keep_cache=False, cache_dir=True),
     "always": CachePolicy(
-        "always", 86400.0, 86400.0, direct_io=False, keep_cache=True, cache_dir=True
+        "always",
+        86400.0,
+        86400.0,
+        direct_io=False,
+        keep_cache=True,
+        cache_dir=True,
+        sole_client=True,
     ),
 }
 

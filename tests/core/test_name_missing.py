@@ -1,5 +1,6 @@
 """A name the backend knows is missing (NameMissing): the kernel's negative entry
-lasts no longer than the backend's knowledge, and never past the entry timeout."""
+lasts no longer than the backend's knowledge, and never past the entry timeout;
+the backend may know names only where the policy says nothing else changes them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class KnowsMissing(LocalBackend):
     valid_for = 0.25
     told: float | None = None
 
-    def set_entry_timeout(self, seconds: float) -> None:
+    def trust_names_for(self, seconds: float) -> None:
         self.told = seconds
 
     async def stat_name(self, parent, name):
@@ -34,7 +35,6 @@ async def negative_timeout(share: str, cache: str, valid_for: float) -> float:
     backend = KnowsMissing.from_path(share)
     backend.valid_for = valid_for
     fs = FileSystem(backend, FsOptions(cache=CACHE_POLICIES[cache]))
-    assert backend.told == CACHE_POLICIES[cache].entry_timeout
     await fs.start()
     try:
         entry = await fs.lookup_entry(ROOT, ROOT_NODEID, b"absent")
@@ -44,8 +44,21 @@ async def negative_timeout(share: str, cache: str, valid_for: float) -> float:
         await fs.close()
 
 
+@pytest.mark.parametrize(
+    ("cache", "trusted"),
+    [("never", 0.0), ("auto", 0.0), ("metadata", 86400.0), ("always", 86400.0)],
+)
+async def test_names_are_trusted_only_where_nothing_else_changes_the_share(
+    share: str, cache: str, trusted: float
+) -> None:
+    backend = KnowsMissing.from_path(share)
+    FileSystem(backend, FsOptions(cache=CACHE_POLICIES[cache]))
+    await backend.close()
+    assert backend.told == trusted
+
+
 async def test_the_negative_entry_lasts_what_the_backend_knows(share: str) -> None:
-    assert await negative_timeout(share, "auto", 0.25) == 0.25
+    assert await negative_timeout(share, "always", 0.25) == 0.25
 
 
 async def test_it_never_outlasts_the_entry_timeout(share: str) -> None:

@@ -138,7 +138,7 @@ class NfsBackend(Backend):
             return None
         return path[1:] or None
 
-    def set_entry_timeout(self, seconds: float) -> None:
+    def trust_names_for(self, seconds: float) -> None:
         self.listings.ttl_ns = int(seconds * 1e9)
 
     def same_object(self, known: NfsNode, found: NfsNode) -> bool:

@@ -17,10 +17,12 @@ The rules, in one place:
 - kept by: each CREATE3, MKDIR3 or REMOVE3 of ours in it whose pre-op
   attributes match the last post-op ones; any other change of ours to it
   (through the path API, a failure, a retried call that was settled) ends it;
-- trusted for: the ``--cache`` entry timeout after the last match (the time a
-  kernel trusts a negative entry; never under ``--cache never``); another
-  client's change ends it at our next change, or at a READDIR that shows it,
-  or is seen when it runs out, as a name it made after our LOOKUP of it would;
+- trusted only where the user said nothing else changes the share
+  (``--cache always`` or ``metadata``, ``CachePolicy.sole_client``), for the
+  entry timeout after the last match.  Under ``auto`` a name another client
+  made must be found at the first LOOKUP, as the Linux NFS client finds it
+  (close-to-open); a change by another client anyway ends it at our next
+  change, or at a READDIR that shows it;
 - bounded: :data:`MAX_DIRECTORIES` directories, :data:`MAX_NAMES` names in all.
 
 What wcc cannot see: a change by another client within the same timestamp

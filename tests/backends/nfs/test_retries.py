@@ -137,7 +137,7 @@ async def test_a_create_sent_again_in_a_known_directory_is_found(
     """In a directory whose every name the backend knows (hostfs.backends.nfs.listing),
     a CREATE whose reply was lost still ends with the name known or the knowledge
     dropped: never a LOOKUP answered "missing" for what the first call made."""
-    proxied.set_entry_timeout(60.0)
+    proxied.trust_names_for(60.0)
     root, _ = await proxied.root()
     directory, _ = await proxied.mkdir(root, b"known", 0o755, ME)
     with pytest.raises(FileNotFoundError):
