@@ -28,11 +28,11 @@ class CachePolicy:
     - ``always``: 86400 s timeouts, page cache kept across opens, directory
       contents cached.
 
-    ``metadata`` and ``always`` are the user's word that nothing else changes the
-    share (virtiofsd's documentation says as much of ``always``: names and
-    attributes are not expected to change behind the guest), so a backend may
-    answer even a name it never looked up from what it knows
-    (:attr:`sole_client`).
+    ``metadata`` and ``always`` trade coherency for speed (QEMU's virtiofsd.rst:
+    ``auto`` "acts similar to NFS with a 1 second metadata cache timeout",
+    ``always`` "sets a long cache lifetime at the expense of coherency"): the
+    user's word that nothing else changes the share, so a backend may answer
+    even a name it never looked up from what it knows (:attr:`sole_client`).
     """
 
     name: str
