@@ -94,7 +94,7 @@ class Listings:
 
     def __init__(self, ttl_ns: int = 0) -> None:
         self.ttl_ns = ttl_ns
-        """0: know nothing (``--cache never``)."""
+        """0: know nothing (every ``--cache`` policy but ``always`` and ``metadata``)."""
         self._known: dict[bytes, _Listing] = {}
         self._names = 0
         """Names in all the listings together."""

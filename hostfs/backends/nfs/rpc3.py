@@ -38,6 +38,7 @@ from hostfs.backends.nfs.libnfs_c import (
     lib,
     nfs_errno,
 )
+from hostfs.backends.nfs.listing import NameChange, Wcc
 
 GUARDED = 1
 """``createmode3`` (RFC 1813 §3.3.8): fail with NFS3ERR_EXIST if the name exists."""
@@ -234,10 +235,10 @@ class Request(Generic[T]):
         """Reads the post-op attributes a successful reply carries (:mod:`.postop`)."""
         self.seen: list[tuple[bytes, NfsStat64]] = []
         """(filehandle, attributes) pairs ``observe`` found in the reply."""
-        self.change: Any = None
-        """The :class:`~.listing.NameChange` of a call that adds or removes a name, whose
-        ``wcc`` a successful reply sets (through :attr:`read_wcc`)."""
-        self.read_wcc: Callable[[int], Any] | None = None
+        self.change: NameChange | None = None
+        """A call that adds or removes a name: its ``wcc`` a successful reply sets
+        (through :attr:`read_wcc`)."""
+        self.read_wcc: Callable[[int], Wcc] | None = None
         """Reads the directory's ``wcc_data`` from a successful reply."""
         self.rpc = 0
         self.connection: tuple[int, ...] | None = None
